@@ -1,0 +1,33 @@
+"""What django-auditlog records for the people side, and the actor for background work."""
+
+from __future__ import annotations
+
+import functools
+
+from auditlog.context import set_actor
+from auditlog.registry import auditlog
+from django.contrib.auth.models import Group
+
+from .models import Suspension, User
+
+# Group membership and direct permissions are access grants: record their changes.
+auditlog.register(
+    User,
+    m2m_fields={"groups", "user_permissions"},
+    exclude_fields=["password", "last_login"],
+)
+auditlog.register(Group, m2m_fields={"permissions"})
+auditlog.register(Suspension)
+
+
+def as_system_actor(func):
+    """Run ``func`` with the portal's system account as the audit actor (Celery tasks)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .services import system_actor
+
+        with set_actor(system_actor()):
+            return func(*args, **kwargs)
+
+    return wrapper

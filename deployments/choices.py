@@ -1,0 +1,106 @@
+from django.db import models
+
+
+class CIProvider(models.TextChoices):
+    GITHUB = "github", "GitHub Actions"
+    GITLAB = "gitlab", "GitLab CI"
+    JENKINS = "jenkins", "Jenkins"
+    GENERIC = "generic", "Generic webhook / polling"
+
+
+class Tier(models.TextChoices):
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class RequestStatus(models.TextChoices):
+    PENDING_CHECKS = "pending_checks", "Waiting for checks"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    DEPLOYING = "deploying", "Deploying"
+    DEPLOYED = "deployed", "Deployed"
+    FAILED = "failed", "Deployment failed"
+    BLOCKED = "blocked", "Blocked by failed checks"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+OPEN_STATUSES = (RequestStatus.PENDING_CHECKS, RequestStatus.AWAITING_APPROVAL)
+# States from which a newer request for the same environment supersedes this one.
+SUPERSEDABLE_STATUSES = (*OPEN_STATUSES, RequestStatus.APPROVED)
+TERMINAL_STATUSES = (
+    RequestStatus.DEPLOYED,
+    RequestStatus.FAILED,
+    RequestStatus.BLOCKED,
+    RequestStatus.REJECTED,
+    RequestStatus.EXPIRED,
+    RequestStatus.CANCELLED,
+    RequestStatus.SUPERSEDED,
+)
+
+
+class RequestSource(models.TextChoices):
+    WEB = "web", "Portal (web)"
+    API = "api", "API"
+    CLI = "cli", "portal-gate CLI"
+    GITHUB = "github", "GitHub"
+    GITLAB = "gitlab", "GitLab"
+    JENKINS = "jenkins", "Jenkins"
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class CheckState(models.TextChoices):
+    SUCCESS = "success", "Passed"
+    PENDING = "pending", "Pending"
+    FAILURE = "failure", "Failed"
+    NEUTRAL = "neutral", "Neutral"
+    SKIPPED = "skipped", "Skipped"
+
+
+PASSING_CHECK_STATES = {CheckState.SUCCESS, CheckState.NEUTRAL, CheckState.SKIPPED}
+
+
+class EventKind(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    CHECKS_RECORDED = "checks_recorded", "Checks recorded"
+    AWAITING_APPROVAL = "awaiting_approval", "Ready for approval"
+    BLOCKED = "blocked", "Blocked by checks"
+    APPROVAL = "approval", "Approval recorded"
+    REJECTION = "rejection", "Rejection recorded"
+    APPROVED = "approved", "Approved (quorum reached)"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    SUPERSEDED = "superseded", "Superseded"
+    NOTIFIED = "notified", "Approvers notified"
+    DELIVERED = "delivered", "Decision delivered to CI"
+    DEPLOYING = "deploying", "Deployment started"
+    DEPLOYED = "deployed", "Deployed"
+    FAILED = "failed", "Deployment failed"
+    REFUSED = "refused", "Action refused"
+
+
+class ExecutionStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    IN_PROGRESS = "in_progress", "In progress"
+    SUCCESS = "success", "Succeeded"
+    FAILURE = "failure", "Failed"
+    ERROR = "error", "Error"
+
+
+class Action(models.TextChoices):
+    """What a person tried to do; used on refusal records."""
+
+    SUBMIT = "submit", "Submit a request"
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    CANCEL = "cancel", "Cancel"
+    RECORD_CHECKS = "record_checks", "Record checks"
+    EXECUTE = "execute", "Report an execution"

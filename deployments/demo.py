@@ -1,0 +1,251 @@
+"""Demo data for ``make run``: a user for every role, three services, staging and production
+environments with different policies, and requests in every state. Idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from auditlog.context import set_actor
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm
+
+from compliance.roles import Role
+from compliance.services import system_actor
+
+from . import services
+from .choices import CIProvider, ExecutionStatus, RequestSource, Tier
+from .models import DeploymentRequest, Environment, FreezeWindow, Service
+
+DEMO_USERS = [
+    # username, password, role, full name, extra
+    ("admin", "demo-admin-pass", Role.ADMINISTRATOR, "Ada Admin", {"is_staff": True, "is_superuser": True}),
+    ("alice", "demo-engineer-pass", Role.ENGINEER, "Alice Engineer", {"github_login": "alice-gh"}),
+    ("bob", "demo-engineer-pass", Role.ENGINEER, "Bob Engineer", {"github_login": "bob-gh"}),
+    ("carol", "demo-approver-pass", Role.APPROVER, "Carol Approver", {"github_login": "carol-gh"}),
+    ("dave", "demo-approver-pass", Role.APPROVER, "Dave Approver", {}),
+    ("erin", "demo-approver-pass", Role.APPROVER, "Erin Approver", {}),
+    ("frank", "demo-auditor-pass", Role.AUDITOR, "Frank Auditor", {"is_staff": True}),
+]
+SERVICES = [
+    ("payments-api", "Payments API", "acme/payments-api", CIProvider.GITHUB),
+    ("web-frontend", "Web frontend", "acme/web-frontend", CIProvider.GITHUB),
+    ("billing-worker", "Billing worker", "acme/billing-worker", CIProvider.GITLAB),
+]
+ALL_CHECKS = {"unit": "success", "integration": "success", "lint": "success", "security-scan": "success"}
+
+
+def demo_sha(label: str) -> str:
+    return hashlib.sha1(label.encode(), usedforsecurity=False).hexdigest()
+
+
+def _users() -> dict:
+    user_model = get_user_model()
+    users = {}
+    for username, password, role, full_name, extra in DEMO_USERS:
+        first, last = full_name.split(" ", 1)
+        user, created = user_model.objects.get_or_create(
+            username=username,
+            defaults={"first_name": first, "last_name": last, "email": f"{username}@example.com", **extra},
+        )
+        if created:
+            user.set_password(password)
+            user.save()
+        user.groups.add(Group.objects.get(name=str(role)))
+        users[username] = user
+    ci, created = user_model.objects.get_or_create(
+        username="ci-bot", defaults={"is_service_account": True, "first_name": "CI", "last_name": "bot"}
+    )
+    if created:
+        ci.set_unusable_password()
+        ci.save()
+    users["ci-bot"] = ci
+    return users
+
+
+def _environments(admin) -> dict:
+    envs = {}
+    engineers = Group.objects.get(name=str(Role.ENGINEER))
+    approvers = Group.objects.get(name=str(Role.APPROVER))
+    for name, display, repo, provider in SERVICES:
+        service, _ = Service.objects.get_or_create(
+            name=name, defaults={"display_name": display, "repository": repo, "ci_provider": provider}
+        )
+        for env_name, tier in (("staging", Tier.STAGING), ("production", Tier.PRODUCTION)):
+            env = Environment.objects.filter(service=service, name=env_name).first()
+            if env is None:
+                extra = {} if tier == Tier.PRODUCTION else {"required_checks": ["unit", "lint"]}
+                env = services.create_environment(actor=admin, service=service, name=env_name, tier=tier, **extra)
+            assign_perm("deployments.request_deployment", engineers, env)
+            assign_perm("deployments.approve_deployment", approvers, env)
+            envs[f"{name}/{env_name}"] = env
+    return envs
+
+
+def _approve(env_checklist_request, approver):
+    checklist = {item: True for item in env_checklist_request.policy_snapshot.get("impact_checklist", [])}
+    return services.approve_request(
+        actor=approver,
+        request=env_checklist_request,
+        checklist=checklist,
+        comment="Reviewed the change set and its impact.",
+    )
+
+
+def _requests(users: dict, envs: dict) -> None:
+    u = users
+    sub = services.submit_request
+    main, rel = "refs/heads/main", "refs/heads/release/2026.11"
+
+    # payments-api/staging: superseded, then deployed
+    env = envs["payments-api/staging"]
+    sub(actor=u["alice"], environment=env, sha=demo_sha("p1"), ref=main, title="Add refund endpoint")
+    r = sub(
+        actor=u["alice"],
+        environment=env,
+        sha=demo_sha("p2"),
+        ref=main,
+        checks=ALL_CHECKS,
+        title="Refund endpoint with idempotency keys",
+        change_authors=["alice"],
+    )
+    _approve(r, u["carol"])
+    services.report_execution(
+        actor=u["ci-bot"],
+        environment=env,
+        sha=r.sha,
+        status=ExecutionStatus.IN_PROGRESS,
+        external_id="run-101",
+        request=r,
+    )
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-101", request=r
+    )
+
+    # payments-api/production: one deploying, one waiting with 1 of 2 approvals
+    env = envs["payments-api/production"]
+    r = sub(
+        actor=u["alice"],
+        environment=env,
+        sha=demo_sha("p2"),
+        ref=main,
+        checks=ALL_CHECKS,
+        change_authors=["alice"],
+        title="Refund endpoint with idempotency keys",
+        source=RequestSource.GITHUB,
+        source_url="https://github.com/acme/payments-api/actions/runs/101",
+    )
+    _approve(r, u["carol"])
+    _approve(r, u["dave"])
+    services.report_execution(
+        actor=u["ci-bot"],
+        environment=env,
+        sha=r.sha,
+        status=ExecutionStatus.IN_PROGRESS,
+        external_id="run-102",
+        request=r,
+    )
+    r = sub(
+        actor=u["bob"],
+        environment=env,
+        sha=demo_sha("p3"),
+        ref=rel,
+        checks=ALL_CHECKS,
+        change_authors=["bob", "carol"],
+        title="Currency rounding fix",
+    )
+    _approve(r, u["dave"])
+
+    # web-frontend/staging: blocked, rejected, cancelled, then one still waiting for checks
+    env = envs["web-frontend/staging"]
+    sub(
+        actor=u["bob"],
+        environment=env,
+        sha=demo_sha("w1"),
+        ref=main,
+        checks={"unit": "failure", "lint": "success"},
+        title="New checkout flow",
+    )
+    r = sub(
+        actor=u["bob"],
+        environment=env,
+        sha=demo_sha("w2"),
+        ref=main,
+        checks={"unit": "success", "lint": "success"},
+        title="New checkout flow, take two",
+    )
+    services.reject_request(actor=u["erin"], request=r, comment="Breaks the accessibility of the cart page.")
+    r = sub(
+        actor=u["alice"],
+        environment=env,
+        sha=demo_sha("w3"),
+        ref="refs/heads/feature/dark-mode",
+        title="Dark mode preview",
+    )
+    services.cancel_request(actor=u["alice"], request=r, reason="Preview moved to a feature environment.")
+    sub(
+        actor=u["alice"],
+        environment=env,
+        sha=demo_sha("w4"),
+        ref=main,
+        checks={"unit": "pending"},
+        title="Checkout flow, take three",
+    )
+
+    # web-frontend/production: failed deployment, an expired request, and an approved one
+    env = envs["web-frontend/production"]
+    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0"), ref=main, checks=ALL_CHECKS, title="Header redesign")
+    _approve(r, u["carol"])
+    _approve(r, u["erin"])
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.FAILURE, external_id="run-201", request=r
+    )
+    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w5"), ref=main, checks=ALL_CHECKS, title="Cookie banner")
+    services._expire_if_due(r.pk, actor=system_actor(), now=r.expires_at + timedelta(seconds=1))
+    r = sub(actor=u["alice"], environment=env, sha=demo_sha("w6"), ref=main, checks=ALL_CHECKS, title="Footer links")
+    _approve(r, u["dave"])
+    _approve(r, u["erin"])
+
+    # billing-worker: staging waiting; production frozen, with an emergency request
+    env = envs["billing-worker/staging"]
+    sub(
+        actor=u["bob"],
+        environment=env,
+        sha=demo_sha("b1"),
+        ref=main,
+        checks={"unit": "success", "lint": "success"},
+        title="Retry failed invoices",
+        change_authors=["bob"],
+    )
+    env = envs["billing-worker/production"]
+    now = timezone.now()
+    FreezeWindow.objects.get_or_create(
+        environment=env,
+        reason="Month-end billing freeze",
+        defaults={"starts_at": now - timedelta(hours=1), "ends_at": now + timedelta(days=3)},
+    )
+    sub(
+        actor=u["bob"],
+        environment=env,
+        sha=demo_sha("b2"),
+        ref=main,
+        checks=ALL_CHECKS,
+        is_emergency=True,
+        justification="Invoices are double-charged since the last release; this reverts the faulty change.",
+        title="Revert double-charge bug",
+    )
+
+
+def load_demo_data() -> dict:
+    """Create the demo users, services, environments and requests; returns the demo logins."""
+    with transaction.atomic():
+        admin = _users()["admin"]
+    with set_actor(admin):
+        users = _users()
+        envs = _environments(users["admin"])
+        if not DeploymentRequest.objects.exists():
+            _requests(users, envs)
+    return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS}

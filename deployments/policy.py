@@ -1,0 +1,269 @@
+"""Pure rules: evaluate a deployment request against the policy in force. No database, no I/O.
+
+The dashboard shows these reasons, the services enforce them and unit tests cover them directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from compliance.errors import RuleViolation
+
+from .choices import PASSING_CHECK_STATES, CheckState, Decision
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+REF_PREFIXES = ("refs/heads/", "refs/tags/")
+MIN_JUSTIFICATION_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """The parts of an ``ApprovalPolicy`` the rules need (also what is snapshotted on a request)."""
+
+    required_approvals: int = 1
+    exclude_change_authors: bool = False
+    required_checks: tuple[str, ...] = ()
+    allowed_refs: tuple[str, ...] = ()
+    request_ttl_seconds: int = 24 * 3600
+    approval_ttl_seconds: int = 2 * 3600
+    emergency_extra_approvals: int = 1
+    impact_checklist: tuple[str, ...] = ()
+    version: int = 1
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping) -> PolicyRules:
+        return cls(
+            required_approvals=int(data.get("required_approvals", 1)),
+            exclude_change_authors=bool(data.get("exclude_change_authors", False)),
+            required_checks=tuple(data.get("required_checks", ())),
+            allowed_refs=tuple(data.get("allowed_refs", ())),
+            request_ttl_seconds=int(data.get("request_ttl_seconds", 24 * 3600)),
+            approval_ttl_seconds=int(data.get("approval_ttl_seconds", 2 * 3600)),
+            emergency_extra_approvals=int(data.get("emergency_extra_approvals", 1)),
+            impact_checklist=tuple(data.get("impact_checklist", ())),
+            version=int(data.get("version", 1)),
+        )
+
+    def snapshot(self) -> dict:
+        return {
+            "required_approvals": self.required_approvals,
+            "exclude_change_authors": self.exclude_change_authors,
+            "required_checks": list(self.required_checks),
+            "allowed_refs": list(self.allowed_refs),
+            "request_ttl_seconds": self.request_ttl_seconds,
+            "approval_ttl_seconds": self.approval_ttl_seconds,
+            "emergency_extra_approvals": self.emergency_extra_approvals,
+            "impact_checklist": list(self.impact_checklist),
+            "version": self.version,
+        }
+
+    @property
+    def request_ttl(self) -> timedelta:
+        return timedelta(seconds=self.request_ttl_seconds)
+
+    @property
+    def approval_ttl(self) -> timedelta:
+        return timedelta(seconds=self.approval_ttl_seconds)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who someone is, as far as the rules care: an id and the identities they may appear under."""
+
+    id: int
+    identities: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Vote:
+    approver_id: int
+    decision: str
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    rules: PolicyRules
+    requester: Person | None
+    change_authors: frozenset[str] = frozenset()
+    checks: Mapping[str, str] = field(default_factory=dict)
+    votes: tuple[Vote, ...] = ()
+    is_emergency: bool = False
+    during_freeze: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of evaluating a request, with reasons a person can act on."""
+
+    outcome: str  # "pending_checks" | "blocked" | "awaiting_approval" | "approved" | "rejected"
+    reasons: tuple[str, ...]
+    approvals: int
+    approvals_required: int
+    missing_checks: tuple[str, ...] = ()
+    failed_checks: tuple[str, ...] = ()
+
+    @property
+    def progress(self) -> str:
+        return f"{self.approvals} of {self.approvals_required} approvals"
+
+
+# --- refs ---------------------------------------------------------------------------------------
+
+def normalize_ref(ref: str) -> str:
+    """``refs/heads/main`` → ``main``; ``refs/tags/v1.2`` → ``v1.2``."""
+    for prefix in REF_PREFIXES:
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref
+
+
+@lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    # GitHub's branch-pattern semantics: ``*`` stays within one path segment, ``**`` crosses ``/``.
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("^" + "".join(out) + "$")
+
+
+def ref_allowed(ref: str, patterns: Iterable[str]) -> bool:
+    patterns = tuple(patterns)
+    if not patterns:
+        return True
+    name = normalize_ref(ref)
+    return any(_glob_regex(pattern).match(name) for pattern in patterns)
+
+
+# --- validation of a new request ----------------------------------------------------------------
+
+def validate_submission(*, sha: str, ref: str, rules: PolicyRules, is_emergency: bool,
+                        justification: str, in_freeze: bool) -> None:
+    """Raise ``RuleViolation`` naming the first rule a new request breaks."""
+    if not SHA_RE.match(sha or ""):
+        raise RuleViolation(
+            "invalid_sha", f"The commit sha must be 40 lowercase hexadecimal characters; got {sha!r}.",
+            status_code=400,
+        )
+    if not ref or len(ref) > 255 or any(ch.isspace() for ch in ref):
+        raise RuleViolation("invalid_ref", "The ref must be a non-empty branch or tag name.", status_code=400)
+    if not ref_allowed(ref, rules.allowed_refs):
+        raise RuleViolation(
+            "ref_not_allowed",
+            f"Ref {normalize_ref(ref)!r} is not allowed in this environment; allowed: "
+            f"{', '.join(rules.allowed_refs)}.",
+            details={"allowed_refs": list(rules.allowed_refs)},
+            status_code=400,
+        )
+    if in_freeze and not is_emergency:
+        raise RuleViolation(
+            "freeze_in_effect",
+            "This environment is in a deployment freeze; only an emergency request with a justification "
+            "may be submitted.",
+        )
+    if is_emergency and len(justification.strip()) < MIN_JUSTIFICATION_LENGTH:
+        raise RuleViolation(
+            "justification_required",
+            f"An emergency request needs a justification of at least {MIN_JUSTIFICATION_LENGTH} characters.",
+            status_code=400,
+        )
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+def check_summary(required: Sequence[str], checks: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(missing or pending, failed) among the required checks."""
+    missing, failed = [], []
+    for name in required:
+        state = checks.get(name)
+        if state in PASSING_CHECK_STATES:
+            continue
+        if state is None or state == CheckState.PENDING:
+            missing.append(name)
+        else:
+            failed.append(name)
+    return tuple(missing), tuple(failed)
+
+
+# --- eligibility --------------------------------------------------------------------------------
+
+def approvals_required(rules: PolicyRules, *, is_emergency: bool, during_freeze: bool) -> int:
+    extra = rules.emergency_extra_approvals if (is_emergency and during_freeze) else 0
+    return rules.required_approvals + extra
+
+
+def is_change_author(person: Person, change_authors: frozenset[str]) -> bool:
+    return bool(person.identities & {a.lower() for a in change_authors})
+
+
+def eligibility_refusal(person: Person, facts: RequestFacts) -> RuleViolation | None:
+    """Why ``person`` may not decide on this request at all (separation of duties), or None."""
+    if facts.requester is not None and person.id == facts.requester.id:
+        return RuleViolation(
+            "self_approval", "Separation of duties: the requester of a deployment may never decide on it.",
+            status_code=403,
+        )
+    if facts.rules.exclude_change_authors and is_change_author(person, facts.change_authors):
+        return RuleViolation(
+            "change_author",
+            "Separation of duties: this environment's policy excludes the change's authors and committers "
+            "from deciding on it.",
+            status_code=403,
+        )
+    return None
+
+
+# --- the verdict --------------------------------------------------------------------------------
+
+def evaluate(facts: RequestFacts) -> Verdict:
+    """Evaluate a request: checks first, then any rejection, then the approval quorum."""
+    rules = facts.rules
+    required = approvals_required(rules, is_emergency=facts.is_emergency, during_freeze=facts.during_freeze)
+    approvals = sum(1 for v in facts.votes if v.decision == Decision.APPROVE)
+    rejections = sum(1 for v in facts.votes if v.decision == Decision.REJECT)
+    missing, failed = check_summary(rules.required_checks, facts.checks)
+    reasons: list[str] = []
+
+    if failed:
+        reasons.append(f"Required checks failed: {', '.join(failed)}.")
+        return Verdict("blocked", tuple(reasons), approvals, required, missing, failed)
+    if rejections:
+        reasons.append(f"Rejected by {rejections} approver{'s' if rejections > 1 else ''}; any rejection rejects.")
+        return Verdict("rejected", tuple(reasons), approvals, required, missing, failed)
+    if missing:
+        reasons.append(f"Waiting for required checks: {', '.join(missing)}.")
+        return Verdict("pending_checks", tuple(reasons), approvals, required, missing, failed)
+    if approvals >= required:
+        reasons.append(f"Quorum reached: {approvals} of {required} approvals.")
+        return Verdict("approved", tuple(reasons), approvals, required, missing, failed)
+
+    needed = required - approvals
+    who = "someone who is not the requester"
+    if rules.exclude_change_authors:
+        who = "someone who is neither the requester nor a change author"
+    reasons.append(f"Needs {needed} more approval{'s' if needed > 1 else ''} from {who}.")
+    if facts.is_emergency and facts.during_freeze:
+        reasons.append(
+            f"Emergency during a freeze: {rules.emergency_extra_approvals} extra approval(s) required; "
+            "flagged for review afterwards."
+        )
+    return Verdict("awaiting_approval", tuple(reasons), approvals, required, missing, failed)
+
+
+def in_window(now: datetime, windows: Iterable[tuple[datetime, datetime]]) -> bool:
+    return any(start <= now < end for start, end in windows)

@@ -1,0 +1,14 @@
+"""Extension points for the rest of the portal.
+
+``request_transitioned`` is sent *inside* the transaction that changes a request's status, so a
+receiver can write rows that must commit with the decision (the delivery outbox) and schedule
+side effects with ``transaction.on_commit`` (notifications). Receivers must not raise for
+reasons unrelated to the decision: an exception aborts the transition.
+"""
+
+from django.dispatch import Signal
+
+# kwargs: request, old_status, new_status, actor
+request_transitioned = Signal()
+# kwargs: approval (an Approval just recorded, inside the transaction)
+decision_recorded = Signal()

@@ -1,0 +1,37 @@
+import pytest
+
+from tests import factories
+from tests.services_required import require_postgres
+
+
+@pytest.fixture
+def environment(db):
+    """A staging environment with a one-approval policy and no required checks."""
+    return factories.make_environment(name="staging")
+
+
+@pytest.fixture
+def requester(environment):
+    return factories.engineer(environment, username="rita")
+
+
+@pytest.fixture
+def approvers(environment):
+    return [factories.approver(environment, username=f"approver{i}") for i in range(3)]
+
+
+@pytest.fixture
+def submit(requester, environment):
+    def _submit(*, actor=None, env=None, **kwargs):
+        kwargs.setdefault("sha", factories.sha())
+        kwargs.setdefault("ref", "refs/heads/main")
+        from deployments import services
+
+        return services.submit_request(actor=actor or requester, environment=env or environment, **kwargs)
+
+    return _submit
+
+
+@pytest.fixture
+def postgres():
+    require_postgres()

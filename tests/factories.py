@@ -1,0 +1,85 @@
+"""Factories build state through the real services wherever a service exists."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from guardian.shortcuts import assign_perm, remove_perm
+
+from compliance.roles import Role
+from deployments import services
+from deployments.choices import Tier
+from deployments.models import Service
+
+_counter = itertools.count()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    password = factory.django.Password("correct-horse-battery")
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        for role in extracted or ():
+            self.groups.add(Group.objects.get(name=str(role)))
+        if extracted:
+            self.save()
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Service
+
+    name = factory.Sequence(lambda n: f"service-{n}")
+    repository = factory.LazyAttribute(lambda o: f"acme/{o.name}")
+
+
+def make_environment(*, service=None, name="production", tier=Tier.STAGING, **policy):
+    service = service or ServiceFactory()
+    return services.create_environment(actor=None, service=service, name=name, tier=tier, **policy)
+
+
+def sha(label: str | None = None) -> str:
+    label = label if label is not None else f"commit-{next(_counter)}"
+    return hashlib.sha1(label.encode()).hexdigest()
+
+
+def grant(user_or_group, action: str, environment) -> None:
+    assign_perm(f"deployments.{action}_deployment", user_or_group, environment)
+
+
+def revoke(user_or_group, action: str, environment) -> None:
+    remove_perm(f"deployments.{action}_deployment", user_or_group, environment)
+
+
+def engineer(environment=None, **kwargs):
+    user = UserFactory(roles=[Role.ENGINEER], **kwargs)
+    if environment is not None:
+        grant(user, "request", environment)
+    return user
+
+
+def approver(environment=None, **kwargs):
+    user = UserFactory(roles=[Role.APPROVER], **kwargs)
+    if environment is not None:
+        grant(user, "approve", environment)
+    return user
+
+
+def full_checklist(request) -> dict[str, bool]:
+    return {item: True for item in request.policy_snapshot.get("impact_checklist", [])}
+
+
+def approve(request, user, **kwargs):
+    kwargs.setdefault("checklist", full_checklist(request))
+    return services.approve_request(actor=user, request=request, **kwargs)

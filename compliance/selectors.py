@@ -224,6 +224,7 @@ class MatrixLine:
     roles: list[str]
     rows: list[CourseRow]
     suspension: Suspension | None
+    cells: list | None = None  # one CourseRow (or None: not required) per matrix column
 
     @property
     def compliant(self) -> bool:
@@ -280,6 +281,8 @@ def training_matrix(*, user, status_filter: str | None = None, now: datetime | N
         for row in line.rows:
             course_ids.setdefault(row.course.pk, row.course)
     courses = sorted(course_ids.values(), key=lambda c: c.title)
+    for line in lines:
+        line.cells = [line.cell(course) for course in courses]
     return {"lines": lines, "courses": courses, "filter": status_filter, "now": now}
 
 

@@ -219,7 +219,7 @@ def complete_course(
             ip_address=ip_address,
         )
         lift_resolved_training_suspensions(
-            actor=actor,
+            actor=system_actor(),  # lifted automatically, not by the person
             users=[actor],
             reason=f'Training completed: attested "{course.title}" (policy v{policy.version}).',
         )

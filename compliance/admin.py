@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 
 from . import services, training
+from .choices import SuspensionTrigger
 from .errors import RuleViolation
 from .models import (
     Attestation,
@@ -56,8 +57,26 @@ class UserAdmin(DjangoUserAdmin):
         self.message_user(request, f"Training reminders sent to {sent} of {queryset.count()} selected people.")
 
 
+class SuspensionForm(forms.ModelForm):
+    class Meta:
+        model = Suspension
+        fields = ["user", "scope", "trigger", "reason"]
+
+    def clean(self):
+        data = super().clean()
+        user, trigger = data.get("user"), data.get("trigger")
+        if (
+            self.instance.pk is None
+            and trigger == SuspensionTrigger.TRAINING_LAPSED
+            and Suspension.objects.filter(user=user, trigger=trigger, lifted_at__isnull=True).exists()
+        ):
+            raise forms.ValidationError(f"{user} is already suspended for lapsed training.")
+        return data
+
+
 @admin.register(Suspension)
 class SuspensionAdmin(admin.ModelAdmin):
+    form = SuspensionForm
     list_display = ["user", "scope", "trigger", "started_at", "lifted_at", "reason"]
     list_filter = ["scope", "trigger", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "reason", "lift_reason"]

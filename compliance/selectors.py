@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
@@ -209,8 +210,6 @@ def training_banner(*, user) -> dict:
 
 
 def training_course(*, slug: str) -> TrainingCourse:
-    from django.shortcuts import get_object_or_404
-
     queryset = TrainingCourse.objects.filter(is_active=True).prefetch_related("questions", "course_roles")
     return get_object_or_404(queryset, slug=slug)
 

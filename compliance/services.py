@@ -24,6 +24,7 @@ from .models import (
     TrainingCourse,
     TrainingReminder,
 )
+from .roles import Role
 
 SYSTEM_USERNAME = "portal-system"
 
@@ -51,15 +52,21 @@ def suspend_user(
     """Suspend ``user``'s deployment privileges in ``scope`` from now on."""
     if not reason.strip():
         raise RuleViolation("reason_required", "A suspension needs a reason.", status_code=400)
-    return Suspension.objects.create(
-        user=user,
-        scope=scope,
-        trigger=trigger,
-        reason=reason.strip(),
-        started_at=timezone.now(),
-        created_by=actor,
-        details=details or {},
-    )
+    try:
+        with transaction.atomic():
+            return Suspension.objects.create(
+                user=user,
+                scope=scope,
+                trigger=trigger,
+                reason=reason.strip(),
+                started_at=timezone.now(),
+                created_by=actor,
+                details=details or {},
+            )
+    except IntegrityError as exc:  # one active training suspension per person (database constraint)
+        raise RuleViolation(
+            "already_suspended", f"{user} is already suspended for lapsed training.", status_code=409
+        ) from exc
 
 
 @transaction.atomic
@@ -238,6 +245,16 @@ def _lapsed(rows, now: datetime) -> list:
     return [r for r in rows if r.status == TrainingStatus.OVERDUE and now >= r.standing.deadline + _suspend_after()]
 
 
+def _lapse_scope(rows) -> str:
+    """The privileges of the roles whose training lapsed: approving, requesting, or all of them."""
+    roles = {role for row in rows for role in row.roles}
+    if roles == {str(Role.APPROVER)}:
+        return SuspensionScope.APPROVE
+    if roles == {str(Role.ENGINEER)}:
+        return SuspensionScope.REQUEST
+    return SuspensionScope.ALL
+
+
 def _lapse_key(rows) -> str:
     return ",".join(sorted(f"{r.course.slug}@{r.standing.deadline.isoformat()}" for r in rows))
 
@@ -303,16 +320,16 @@ def suspend_lapsed_people(*, actor, now: datetime | None = None) -> int:
             "grace_days": _suspend_after().days,
         }
         try:
-            with transaction.atomic():
-                suspend_user(
-                    actor=actor,
-                    user=person,
-                    reason=f"Required training overdue for more than {_suspend_after().days} days: {names}.",
-                    trigger=SuspensionTrigger.TRAINING_LAPSED,
-                    details=details,
-                )
+            suspend_user(
+                actor=actor,
+                user=person,
+                reason=f"Required training overdue for more than {_suspend_after().days} days: {names}.",
+                trigger=SuspensionTrigger.TRAINING_LAPSED,
+                scope=_lapse_scope(lapsed),
+                details=details,
+            )
             created += 1
-        except IntegrityError:  # another worker suspended this person first
+        except RuleViolation:  # another worker suspended this person first
             continue
     return created
 

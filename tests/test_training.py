@@ -325,6 +325,7 @@ def test_lapsed_training_suspends_after_the_grace_period_and_a_new_attestation_l
     assert result["suspended"] == 1
     suspension = Suspension.objects.get(user=person, lifted_at__isnull=True)
     assert suspension.trigger == SuspensionTrigger.TRAINING_LAPSED
+    assert suspension.scope == "approve"  # the privileges of the role whose training lapsed
     assert "Deployment approver duties" in suspension.reason and suspension.started_at
     assert suspension.details["courses"][0]["slug"] == "deployment-approver"
     assert services.enforce_training(actor=None)["suspended"] == 0  # one active suspension, not two
@@ -354,6 +355,16 @@ def test_an_administrator_lifts_a_training_suspension_with_a_reason_and_it_is_no
     entries = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Suspension),
                                       object_pk=str(suspension.pk))
     assert {e.action for e in entries} == {LogEntry.Action.CREATE, LogEntry.Action.UPDATE}
+
+
+def test_a_lapsed_policy_course_of_an_engineer_and_approver_suspends_everything(environment):
+    person = factories.UserFactory(roles=[Role.ENGINEER, Role.APPROVER])
+    lapse(person, "deployment-authorization-policy", days_ago=30)
+    services.enforce_training(actor=None)
+    assert Suspension.objects.get(user=person).scope == "all"
+    with pytest.raises(RuleViolation) as caught:
+        services.suspend_user(actor=None, user=person, reason="again", trigger=SuspensionTrigger.TRAINING_LAPSED)
+    assert caught.value.code == "already_suspended"
 
 
 def test_the_job_lifts_a_training_suspension_once_nothing_is_lapsed(approvers):

@@ -261,3 +261,15 @@ def test_administrators_suspend_manually_in_the_admin_and_lift_with_the_action(c
                 {"action": "lift", "_selected_action": [suspension.pk]})
     suspension.refresh_from_db()
     assert suspension.lifted_by == admin and suspension.lift_reason
+
+
+def test_the_admin_refuses_a_second_active_training_suspension(client, admin):
+    person = factories.approver()
+    services.suspend_user(actor=admin, user=person, reason="Lapsed", trigger="training_lapsed")
+    client.force_login(admin)
+    response = client.post(reverse("admin:compliance_suspension_add"), {
+        "user": person.pk, "scope": "all", "trigger": "training_lapsed", "reason": "Lapsed again",
+    })
+    assert response.status_code == 200
+    assert "already suspended for lapsed training" in response.content.decode()
+    assert Suspension.objects.filter(user=person).count() == 1

@@ -82,7 +82,15 @@ class SuspensionAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "reason", "lift_reason"]
     list_select_related = ["user"]
     fields = [
-        "user", "scope", "trigger", "reason", "started_at", "created_by", "lifted_at", "lifted_by", "lift_reason",
+        "user",
+        "scope",
+        "trigger",
+        "reason",
+        "started_at",
+        "created_by",
+        "lifted_at",
+        "lifted_by",
+        "lift_reason",
         "details",
     ]
     readonly_fields = ["started_at", "created_by", "lifted_at", "lifted_by", "details"]
@@ -190,7 +198,10 @@ class PolicyDocumentAdmin(admin.ModelAdmin):
             return
         data = form.cleaned_data
         created = services.publish_policy(
-            actor=request.user, title=data["title"], version=data["version"], body=data["body"],
+            actor=request.user,
+            title=data["title"],
+            version=data["version"],
+            body=data["body"],
             effective_at=data["effective_at"],
         )
         obj.pk = created.pk

@@ -29,8 +29,16 @@ auditlog.register(
 )
 auditlog.register(Group, m2m_fields={"permissions"})
 auditlog.register(Suspension)
-for _model in (PolicyDocument, TrainingCourse, CourseRole, QuizQuestion, Attestation, QuizAttempt, RoleAssignment,
-               TrainingReminder):
+for _model in (
+    PolicyDocument,
+    TrainingCourse,
+    CourseRole,
+    QuizQuestion,
+    Attestation,
+    QuizAttempt,
+    RoleAssignment,
+    TrainingReminder,
+):
     auditlog.register(_model)
 
 

@@ -119,9 +119,7 @@ def _attestation_facts(att: Attestation) -> training.AttestationFacts:
     return training.AttestationFacts(att.attested_at, att.expires_at, att.policy_major, att.policy_version)
 
 
-def standings(
-    users, *, now: datetime | None = None, only_role: str | None = None
-) -> dict[int, list[CourseRow]]:
+def standings(users, *, now: datetime | None = None, only_role: str | None = None) -> dict[int, list[CourseRow]]:
     """For each user, the courses their roles require and where they stand (about six queries).
 
     With ``only_role`` the roles the person holds are ignored and that role's courses are checked

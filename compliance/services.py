@@ -195,8 +195,12 @@ def complete_course(
     if score is not None:
         with transaction.atomic():
             QuizAttempt.objects.create(
-                user=actor, course=course, score=score, passed=passed,
-                answers={str(k): v for k, v in (answers or {}).items()}, attempted_at=now,
+                user=actor,
+                course=course,
+                score=score,
+                passed=passed,
+                answers={str(k): v for k, v in (answers or {}).items()},
+                attempted_at=now,
             )
         if not passed:
             raise RuleViolation(
@@ -313,8 +317,12 @@ def suspend_lapsed_people(*, actor, now: datetime | None = None) -> int:
         details = {
             "lapse_key": _lapse_key(lapsed),
             "courses": [
-                {"slug": r.course.slug, "title": r.course.title, "deadline": r.standing.deadline.isoformat(),
-                 "reason": r.standing.reason}
+                {
+                    "slug": r.course.slug,
+                    "title": r.course.title,
+                    "deadline": r.standing.deadline.isoformat(),
+                    "reason": r.standing.reason,
+                }
                 for r in lapsed
             ],
             "grace_days": _suspend_after().days,
@@ -339,7 +347,11 @@ def _claim_reminder(*, user, course, kind: str, period: str, actor, now: datetim
     try:
         with transaction.atomic():
             TrainingReminder.objects.create(
-                user=user, course=course, kind=kind, period=period, sent_at=now,
+                user=user,
+                course=course,
+                kind=kind,
+                period=period,
+                sent_at=now,
                 sent_by=actor if getattr(actor, "pk", None) else None,
             )
         return True
@@ -392,8 +404,10 @@ def send_due_reminders(*, actor, now: datetime | None = None) -> int:
                 user=person, course=row.course, kind=due[0], period=due[1], actor=actor, now=now
             )
             if claimed:
-                lines.append(f"{row.course.title}: {TrainingStatus(row.status).label} "
-                             f"({row.standing.reason}), deadline {row.standing.deadline:%Y-%m-%d %H:%M} UTC")
+                lines.append(
+                    f"{row.course.title}: {TrainingStatus(row.status).label} "
+                    f"({row.standing.reason}), deadline {row.standing.deadline:%Y-%m-%d %H:%M} UTC"
+                )
         if lines:
             sent += 1
             transaction.on_commit(lambda pk=person.pk, lines=lines: _send_reminder_mail(pk, lines))
@@ -414,10 +428,13 @@ def send_training_reminders(*, actor, users, now: datetime | None = None) -> int
         for row in rows[person.pk]:
             if row.status == TrainingStatus.CURRENT:
                 continue
-            if _claim_reminder(user=person, course=row.course, kind=ReminderKind.MANUAL, period=now.isoformat(),
-                               actor=actor, now=now):
-                lines.append(f"{row.course.title}: {TrainingStatus(row.status).label} ({row.standing.reason}), "
-                             f"deadline {row.standing.deadline:%Y-%m-%d %H:%M} UTC")
+            if _claim_reminder(
+                user=person, course=row.course, kind=ReminderKind.MANUAL, period=now.isoformat(), actor=actor, now=now
+            ):
+                lines.append(
+                    f"{row.course.title}: {TrainingStatus(row.status).label} ({row.standing.reason}), "
+                    f"deadline {row.standing.deadline:%Y-%m-%d %H:%M} UTC"
+                )
         if lines:
             sent += 1
             transaction.on_commit(lambda pk=person.pk, lines=lines: _send_reminder_mail(pk, lines))
@@ -429,9 +446,11 @@ def enforce_training(*, actor, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     reminded = send_due_reminders(actor=actor, now=now)
     suspended = suspend_lapsed_people(actor=actor, now=now)
-    suspended_people = get_user_model().objects.filter(
-        suspensions__trigger=SuspensionTrigger.TRAINING_LAPSED, suspensions__lifted_at__isnull=True
-    ).distinct()
+    suspended_people = (
+        get_user_model()
+        .objects.filter(suspensions__trigger=SuspensionTrigger.TRAINING_LAPSED, suspensions__lifted_at__isnull=True)
+        .distinct()
+    )
     lifted = lift_resolved_training_suspensions(
         actor=actor, users=suspended_people, now=now, reason="No required training is overdue any more."
     )

@@ -38,8 +38,12 @@ def training_gate(*, user, action: str) -> RuleViolation | None:
             "training_url": url,
             "role": str(role),
             "missing_courses": [
-                {"slug": row.course.slug, "title": row.course.title, "status": str(row.status),
-                 "reason": row.standing.reason}
+                {
+                    "slug": row.course.slug,
+                    "title": row.course.title,
+                    "status": str(row.status),
+                    "reason": row.standing.reason,
+                }
                 for row in missing
             ],
         },

@@ -109,8 +109,18 @@ class _Echo:
 
 
 def _matrix_rows(data):
-    yield ["username", "name", "roles", "suspended", "course", "status", "reason", "deadline", "last attested",
-           "policy version"]
+    yield [
+        "username",
+        "name",
+        "roles",
+        "suspended",
+        "course",
+        "status",
+        "reason",
+        "deadline",
+        "last attested",
+        "policy version",
+    ]
     for line in data["lines"]:
         for row in line.rows:
             att = row.attestation

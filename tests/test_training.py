@@ -184,7 +184,10 @@ def test_a_new_major_version_makes_older_attestations_stale_after_the_grace_peri
     admin = factories.UserFactory(roles=[Role.ADMINISTRATOR])
     published = timezone.now()
     v2 = services.publish_policy(
-        actor=admin, title="Deployment Authorization Policy", version="2.0", body="# Policy\nNew rules.",
+        actor=admin,
+        title="Deployment Authorization Policy",
+        version="2.0",
+        body="# Policy\nNew rules.",
         effective_at=published,
     )
     stale_from = v2.effective_at + 30 * DAY
@@ -235,7 +238,8 @@ def test_gaining_and_losing_a_role_is_tracked_from_either_side_of_the_membership
     assert not RoleAssignment.objects.filter(user=person, ended_at__isnull=True).exists()
     person.groups.set([approvers, Group.objects.get(name=str(Role.ENGINEER))])
     assert set(RoleAssignment.objects.filter(user=person, ended_at__isnull=True).values_list("role", flat=True)) == {
-        str(Role.APPROVER), str(Role.ENGINEER),
+        str(Role.APPROVER),
+        str(Role.ENGINEER),
     }
     person.groups.clear()
     assert not RoleAssignment.objects.filter(user=person, ended_at__isnull=True).exists()
@@ -255,8 +259,10 @@ def test_the_gate_refuses_an_untrained_approver_with_a_link_to_the_training(subm
     assert "as a deployment approver to approve deployments" in exc.message
     assert "http://127.0.0.1:8000/training/" in exc.message
     assert exc.details["training_url"] == "http://127.0.0.1:8000/training/"
-    assert {c["slug"] for c in exc.details["missing_courses"]} == {"deployment-authorization-policy",
-                                                                    "deployment-approver"}
+    assert {c["slug"] for c in exc.details["missing_courses"]} == {
+        "deployment-authorization-policy",
+        "deployment-approver",
+    }
     assert Refusal.objects.filter(code="training_required", actor=untrained, request=request).exists()
     assert not Approval.objects.exists()
     attest(untrained, "deployment-authorization-policy")
@@ -352,8 +358,9 @@ def test_an_administrator_lifts_a_training_suspension_with_a_reason_and_it_is_no
     assert not Suspension.objects.filter(user=person, lifted_at__isnull=True).exists()
     # the training gate still refuses until the person is trained
     assert acting_refusal(user=person, action="approve").code == "training_required"
-    entries = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Suspension),
-                                      object_pk=str(suspension.pk))
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Suspension), object_pk=str(suspension.pk)
+    )
     assert {e.action for e in entries} == {LogEntry.Action.CREATE, LogEntry.Action.UPDATE}
 
 
@@ -425,6 +432,7 @@ def test_the_enforcement_task_acts_as_the_system_account(approvers):
     lapse(approvers[0], "deployment-approver", days_ago=30)
     assert tasks.enforce_training.delay().get()["suspended"] == 1
     suspension = Suspension.objects.get(user=approvers[0])
-    entry = LogEntry.objects.get(content_type=ContentType.objects.get_for_model(Suspension),
-                                 object_pk=str(suspension.pk))
+    entry = LogEntry.objects.get(
+        content_type=ContentType.objects.get_for_model(Suspension), object_pk=str(suspension.pk)
+    )
     assert entry.actor.username == services.SYSTEM_USERNAME

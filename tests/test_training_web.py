@@ -41,7 +41,9 @@ def test_the_current_policy_is_at_a_stable_url_for_every_signed_in_person(client
     assert url == "/policy/"
     assert login_redirect(client.get(url))
     services.publish_policy(
-        actor=None, title="Deployment Authorization Policy", version="1.1",
+        actor=None,
+        title="Deployment Authorization Policy",
+        version="1.1",
         body="# Rules\n<script>alert('x')</script>\nSecond **version**.",
     )
     client.force_login(factories.UserFactory())  # no role at all: still may read the policy
@@ -172,7 +174,7 @@ def test_the_matrix_query_count_does_not_grow_with_people(client, admin, django_
 def test_the_csv_export_neutralises_formulas_and_is_refused_to_others(client, admin, auditor):
     url = reverse("compliance:matrix_csv")
     assert login_redirect(client.get(url))
-    factories.engineer(username="evil", first_name="=HYPERLINK(\"http://x\")", last_name="@x", trained=False)
+    factories.engineer(username="evil", first_name='=HYPERLINK("http://x")', last_name="@x", trained=False)
     for person in (admin, auditor):
         client.force_login(person)
         response = client.get(url)
@@ -222,8 +224,12 @@ def test_the_admin_index_shows_per_role_compliance_to_administrators_and_auditor
 def test_administrators_publish_policy_versions_in_the_admin_and_never_edit_them(client, admin, auditor):
     client.force_login(admin)
     add = reverse("admin:compliance_policydocument_add")
-    data = {"title": "Deployment Authorization Policy", "body": "# New\nText", "effective_at_0": "2026-01-01",
-            "effective_at_1": "00:00:00"}
+    data = {
+        "title": "Deployment Authorization Policy",
+        "body": "# New\nText",
+        "effective_at_0": "2026-01-01",
+        "effective_at_1": "00:00:00",
+    }
     response = client.post(add, {**data, "version": "1.0"})
     assert response.status_code == 200 and "not newer" in response.content.decode()
     response = client.post(add, {**data, "version": "2.0"})
@@ -251,14 +257,21 @@ def test_training_evidence_is_read_only_in_the_admin(client, admin):
 def test_administrators_suspend_manually_in_the_admin_and_lift_with_the_action(client, admin):
     person = factories.approver()
     client.force_login(admin)
-    response = client.post(reverse("admin:compliance_suspension_add"), {
-        "user": person.pk, "scope": "all", "trigger": "violation", "reason": "Deployed outside the portal",
-    })
+    response = client.post(
+        reverse("admin:compliance_suspension_add"),
+        {
+            "user": person.pk,
+            "scope": "all",
+            "trigger": "violation",
+            "reason": "Deployed outside the portal",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     suspension = Suspension.objects.get(user=person)
     assert suspension.created_by == admin
-    client.post(reverse("admin:compliance_suspension_changelist"),
-                {"action": "lift", "_selected_action": [suspension.pk]})
+    client.post(
+        reverse("admin:compliance_suspension_changelist"), {"action": "lift", "_selected_action": [suspension.pk]}
+    )
     suspension.refresh_from_db()
     assert suspension.lifted_by == admin and suspension.lift_reason
 
@@ -267,9 +280,15 @@ def test_the_admin_refuses_a_second_active_training_suspension(client, admin):
     person = factories.approver()
     services.suspend_user(actor=admin, user=person, reason="Lapsed", trigger="training_lapsed")
     client.force_login(admin)
-    response = client.post(reverse("admin:compliance_suspension_add"), {
-        "user": person.pk, "scope": "all", "trigger": "training_lapsed", "reason": "Lapsed again",
-    })
+    response = client.post(
+        reverse("admin:compliance_suspension_add"),
+        {
+            "user": person.pk,
+            "scope": "all",
+            "trigger": "training_lapsed",
+            "reason": "Lapsed again",
+        },
+    )
     assert response.status_code == 200
     assert "already suspended for lapsed training" in response.content.decode()
     assert Suspension.objects.filter(user=person).count() == 1

@@ -6,245 +6,393 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compliance', '0001_initial'),
+        ("compliance", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attestation',
+            name="Attestation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('policy_version', models.CharField(max_length=9)),
-                ('policy_major', models.PositiveIntegerField()),
-                ('policy_sha256', models.CharField(max_length=64)),
-                ('course_sha256', models.CharField(max_length=64)),
-                ('statement', models.TextField()),
-                ('quiz_score', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('attested_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('ip_address', models.GenericIPAddressField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("policy_version", models.CharField(max_length=9)),
+                ("policy_major", models.PositiveIntegerField()),
+                ("policy_sha256", models.CharField(max_length=64)),
+                ("course_sha256", models.CharField(max_length=64)),
+                ("statement", models.TextField()),
+                ("quiz_score", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("attested_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("ip_address", models.GenericIPAddressField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-attested_at'],
+                "ordering": ["-attested_at"],
             },
         ),
         migrations.CreateModel(
-            name='CourseRole',
+            name="CourseRole",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('Administrators', 'Administrators'), ('Engineers', 'Engineers'), ('Deployment Approvers', 'Deployment Approvers'), ('Auditors', 'Auditors')], max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("Administrators", "Administrators"),
+                            ("Engineers", "Engineers"),
+                            ("Deployment Approvers", "Deployment Approvers"),
+                            ("Auditors", "Auditors"),
+                        ],
+                        max_length=64,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['course', 'role'],
+                "ordering": ["course", "role"],
             },
         ),
         migrations.CreateModel(
-            name='PolicyDocument',
+            name="PolicyDocument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('version', models.CharField(help_text='"major.minor", e.g. 2.1', max_length=9)),
-                ('major', models.PositiveIntegerField(editable=False)),
-                ('minor', models.PositiveIntegerField(editable=False)),
-                ('effective_at', models.DateTimeField(help_text='When this version takes effect.')),
-                ('body', models.TextField(help_text='Markdown. Rendered with HTML sanitised.')),
-                ('sha256', models.CharField(editable=False, max_length=64)),
-                ('published_at', models.DateTimeField(editable=False)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=200)),
+                ("version", models.CharField(help_text='"major.minor", e.g. 2.1', max_length=9)),
+                ("major", models.PositiveIntegerField(editable=False)),
+                ("minor", models.PositiveIntegerField(editable=False)),
+                ("effective_at", models.DateTimeField(help_text="When this version takes effect.")),
+                ("body", models.TextField(help_text="Markdown. Rendered with HTML sanitised.")),
+                ("sha256", models.CharField(editable=False, max_length=64)),
+                ("published_at", models.DateTimeField(editable=False)),
             ],
             options={
-                'ordering': ['-major', '-minor'],
-                'get_latest_by': 'effective_at',
+                "ordering": ["-major", "-minor"],
+                "get_latest_by": "effective_at",
             },
         ),
         migrations.CreateModel(
-            name='QuizAttempt',
+            name="QuizAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.PositiveSmallIntegerField(help_text='Percent of right answers.')),
-                ('passed', models.BooleanField()),
-                ('answers', models.JSONField(default=dict)),
-                ('attempted_at', models.DateTimeField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("score", models.PositiveSmallIntegerField(help_text="Percent of right answers.")),
+                ("passed", models.BooleanField()),
+                ("answers", models.JSONField(default=dict)),
+                ("attempted_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['-attempted_at'],
+                "ordering": ["-attempted_at"],
             },
         ),
         migrations.CreateModel(
-            name='QuizQuestion',
+            name="QuizQuestion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('text', models.CharField(max_length=500)),
-                ('choices', models.JSONField(help_text='A list of answers, e.g. ["Yes", "No"].')),
-                ('correct_choice', models.PositiveSmallIntegerField(help_text='Index of the right answer, counting from 0.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                ("text", models.CharField(max_length=500)),
+                ("choices", models.JSONField(help_text='A list of answers, e.g. ["Yes", "No"].')),
+                (
+                    "correct_choice",
+                    models.PositiveSmallIntegerField(help_text="Index of the right answer, counting from 0."),
+                ),
             ],
             options={
-                'ordering': ['course', 'position', 'id'],
+                "ordering": ["course", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='RoleAssignment',
+            name="RoleAssignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('Administrators', 'Administrators'), ('Engineers', 'Engineers'), ('Deployment Approvers', 'Deployment Approvers'), ('Auditors', 'Auditors')], max_length=64)),
-                ('assigned_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("Administrators", "Administrators"),
+                            ("Engineers", "Engineers"),
+                            ("Deployment Approvers", "Deployment Approvers"),
+                            ("Auditors", "Auditors"),
+                        ],
+                        max_length=64,
+                    ),
+                ),
+                ("assigned_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['user', 'role', '-assigned_at'],
+                "ordering": ["user", "role", "-assigned_at"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingCourse',
+            name="TrainingCourse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=60, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('content', models.TextField(help_text='Markdown. Rendered with HTML sanitised.')),
-                ('validity_days', models.PositiveIntegerField(default=365, help_text='An attestation expires after this many days.')),
-                ('due_days', models.PositiveIntegerField(default=14, help_text='Days a person has after gaining a role to complete the course.')),
-                ('pass_mark', models.PositiveSmallIntegerField(default=80, help_text='Quiz pass mark in percent (if a quiz exists).')),
-                ('covers_policy', models.BooleanField(default=False, help_text='Teaches the policy text itself: attestations go stale when a new major policy version is published (after the grace period).')),
-                ('is_active', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=60, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("content", models.TextField(help_text="Markdown. Rendered with HTML sanitised.")),
+                (
+                    "validity_days",
+                    models.PositiveIntegerField(default=365, help_text="An attestation expires after this many days."),
+                ),
+                (
+                    "due_days",
+                    models.PositiveIntegerField(
+                        default=14, help_text="Days a person has after gaining a role to complete the course."
+                    ),
+                ),
+                (
+                    "pass_mark",
+                    models.PositiveSmallIntegerField(
+                        default=80, help_text="Quiz pass mark in percent (if a quiz exists)."
+                    ),
+                ),
+                (
+                    "covers_policy",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Teaches the policy text itself: attestations go stale when a new major policy version is published (after the grace period).",
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['title'],
+                "ordering": ["title"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingReminder',
+            name="TrainingReminder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('before_deadline', 'Before the deadline'), ('overdue', 'Overdue'), ('manual', 'Sent by an administrator')], max_length=20)),
-                ('period', models.CharField(help_text='The deadline and period this reminder is for.', max_length=64)),
-                ('sent_at', models.DateTimeField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("before_deadline", "Before the deadline"),
+                            ("overdue", "Overdue"),
+                            ("manual", "Sent by an administrator"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("period", models.CharField(help_text="The deadline and period this reminder is for.", max_length=64)),
+                ("sent_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['-sent_at'],
+                "ordering": ["-sent_at"],
             },
         ),
         migrations.AddField(
-            model_name='suspension',
-            name='details',
-            field=models.JSONField(blank=True, default=dict, help_text='What triggered it, e.g. the lapsed courses and their deadlines.'),
+            model_name="suspension",
+            name="details",
+            field=models.JSONField(
+                blank=True, default=dict, help_text="What triggered it, e.g. the lapsed courses and their deadlines."
+            ),
         ),
         migrations.AddConstraint(
-            model_name='suspension',
-            constraint=models.UniqueConstraint(condition=models.Q(('trigger', 'training_lapsed'), ('lifted_at__isnull', True)), fields=('user',), name='suspension_one_active_training_lapse', violation_error_message='This person is already suspended for lapsed training.'),
+            model_name="suspension",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("trigger", "training_lapsed"), ("lifted_at__isnull", True)),
+                fields=("user",),
+                name="suspension_one_active_training_lapse",
+                violation_error_message="This person is already suspended for lapsed training.",
+            ),
         ),
         migrations.AddField(
-            model_name='attestation',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='attestations', to=settings.AUTH_USER_MODEL),
+            model_name="attestation",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="attestations", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='policydocument',
-            name='published_by',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="policydocument",
+            name="published_by",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='attestation',
-            name='policy',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='attestations', to='compliance.policydocument'),
+            model_name="attestation",
+            name="policy",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="attestations", to="compliance.policydocument"
+            ),
         ),
         migrations.AddField(
-            model_name='quizattempt',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='quiz_attempts', to=settings.AUTH_USER_MODEL),
+            model_name="quizattempt",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="quiz_attempts", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='roleassignment',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='role_assignments', to=settings.AUTH_USER_MODEL),
+            model_name="roleassignment",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="role_assignments",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trainingcourse',
-            constraint=models.CheckConstraint(condition=models.Q(('validity_days__gt', 0)), name='trainingcourse_validity_positive', violation_error_message='A course must stay valid for at least one day.'),
+            model_name="trainingcourse",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("validity_days__gt", 0)),
+                name="trainingcourse_validity_positive",
+                violation_error_message="A course must stay valid for at least one day.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trainingcourse',
-            constraint=models.CheckConstraint(condition=models.Q(('pass_mark__gte', 0), ('pass_mark__lte', 100)), name='trainingcourse_pass_mark_percent', violation_error_message='The pass mark is a percentage between 0 and 100.'),
+            model_name="trainingcourse",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("pass_mark__gte", 0), ("pass_mark__lte", 100)),
+                name="trainingcourse_pass_mark_percent",
+                violation_error_message="The pass mark is a percentage between 0 and 100.",
+            ),
         ),
         migrations.AddField(
-            model_name='quizquestion',
-            name='course',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='compliance.trainingcourse'),
+            model_name="quizquestion",
+            name="course",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="questions", to="compliance.trainingcourse"
+            ),
         ),
         migrations.AddField(
-            model_name='quizattempt',
-            name='course',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='quiz_attempts', to='compliance.trainingcourse'),
+            model_name="quizattempt",
+            name="course",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="quiz_attempts",
+                to="compliance.trainingcourse",
+            ),
         ),
         migrations.AddField(
-            model_name='courserole',
-            name='course',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='course_roles', to='compliance.trainingcourse'),
+            model_name="courserole",
+            name="course",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="course_roles", to="compliance.trainingcourse"
+            ),
         ),
         migrations.AddField(
-            model_name='attestation',
-            name='course',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='attestations', to='compliance.trainingcourse'),
+            model_name="attestation",
+            name="course",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="attestations", to="compliance.trainingcourse"
+            ),
         ),
         migrations.AddField(
-            model_name='trainingreminder',
-            name='course',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reminders', to='compliance.trainingcourse'),
+            model_name="trainingreminder",
+            name="course",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="reminders", to="compliance.trainingcourse"
+            ),
         ),
         migrations.AddField(
-            model_name='trainingreminder',
-            name='sent_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="trainingreminder",
+            name="sent_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='trainingreminder',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='training_reminders', to=settings.AUTH_USER_MODEL),
+            model_name="trainingreminder",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="training_reminders",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policydocument',
-            constraint=models.UniqueConstraint(fields=('major', 'minor'), name='policydocument_unique_version', violation_error_message='This policy version already exists.'),
+            model_name="policydocument",
+            constraint=models.UniqueConstraint(
+                fields=("major", "minor"),
+                name="policydocument_unique_version",
+                violation_error_message="This policy version already exists.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policydocument',
-            constraint=models.CheckConstraint(condition=models.Q(('version__regex', '^[0-9]{1,4}\\.[0-9]{1,4}$')), name='policydocument_version_format', violation_error_message='The version must look like "major.minor", e.g. 2.1.'),
+            model_name="policydocument",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("version__regex", "^[0-9]{1,4}\\.[0-9]{1,4}$")),
+                name="policydocument_version_format",
+                violation_error_message='The version must look like "major.minor", e.g. 2.1.',
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policydocument',
-            constraint=models.CheckConstraint(condition=models.Q(('body', ''), _negated=True), name='policydocument_body_required', violation_error_message='A policy document needs a text.'),
+            model_name="policydocument",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("body", ""), _negated=True),
+                name="policydocument_body_required",
+                violation_error_message="A policy document needs a text.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='roleassignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('user', 'role'), name='roleassignment_one_open_per_role', violation_error_message='This person already holds this role.'),
+            model_name="roleassignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ended_at__isnull", True)),
+                fields=("user", "role"),
+                name="roleassignment_one_open_per_role",
+                violation_error_message="This person already holds this role.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quizquestion',
-            constraint=models.CheckConstraint(condition=models.Q(('text', ''), _negated=True), name='quizquestion_text_required', violation_error_message='A question needs a text.'),
+            model_name="quizquestion",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("text", ""), _negated=True),
+                name="quizquestion_text_required",
+                violation_error_message="A question needs a text.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quizattempt',
-            constraint=models.CheckConstraint(condition=models.Q(('score__lte', 100)), name='quizattempt_score_percent', violation_error_message='A score is a percentage.'),
+            model_name="quizattempt",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__lte", 100)),
+                name="quizattempt_score_percent",
+                violation_error_message="A score is a percentage.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='courserole',
-            constraint=models.UniqueConstraint(fields=('course', 'role'), name='courserole_unique', violation_error_message='This course is already required for this role.'),
+            model_name="courserole",
+            constraint=models.UniqueConstraint(
+                fields=("course", "role"),
+                name="courserole_unique",
+                violation_error_message="This course is already required for this role.",
+            ),
         ),
         migrations.AddIndex(
-            model_name='attestation',
-            index=models.Index(fields=['user', 'course', '-attested_at'], name='attestation_user_course'),
+            model_name="attestation",
+            index=models.Index(fields=["user", "course", "-attested_at"], name="attestation_user_course"),
         ),
         migrations.AddConstraint(
-            model_name='attestation',
-            constraint=models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('attested_at'))), name='attestation_expires_after_attested', violation_error_message='An attestation must expire after it was given.'),
+            model_name="attestation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expires_at__gt", models.F("attested_at"))),
+                name="attestation_expires_after_attested",
+                violation_error_message="An attestation must expire after it was given.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='attestation',
-            constraint=models.CheckConstraint(condition=models.Q(('statement', ''), _negated=True), name='attestation_statement_required', violation_error_message='An attestation needs its statement.'),
+            model_name="attestation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("statement", ""), _negated=True),
+                name="attestation_statement_required",
+                violation_error_message="An attestation needs its statement.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trainingreminder',
-            constraint=models.UniqueConstraint(fields=('user', 'course', 'kind', 'period'), name='trainingreminder_once_per_period', violation_error_message='This reminder was already sent for this period.'),
+            model_name="trainingreminder",
+            constraint=models.UniqueConstraint(
+                fields=("user", "course", "kind", "period"),
+                name="trainingreminder_once_per_period",
+                violation_error_message="This reminder was already sent for this period.",
+            ),
         ),
     ]
 

@@ -292,3 +292,27 @@ def test_the_admin_refuses_a_second_active_training_suspension(client, admin):
     assert response.status_code == 200
     assert "already suspended for lapsed training" in response.content.decode()
     assert Suspension.objects.filter(user=person).count() == 1
+
+
+def test_my_training_page_query_count_is_fixed(client, django_assert_max_num_queries):
+    person = factories.UserFactory(roles=[Role.ENGINEER, Role.APPROVER, Role.ADMINISTRATOR])
+    client.force_login(person)
+    with django_assert_max_num_queries(25):
+        assert client.get(reverse("compliance:my_training")).status_code == 200
+
+
+def test_the_user_admin_sends_bulk_reminders_for_administrators_only(
+    client, admin, auditor, django_capture_on_commit_callbacks
+):
+    late = factories.engineer(trained=False, email="late@example.com")
+    changelist = reverse("admin:compliance_user_changelist")
+    data = {"action": "send_training_reminders", "_selected_action": [late.pk]}
+    mail.outbox.clear()
+    client.force_login(auditor)
+    client.post(changelist, data)
+    assert mail.outbox == []
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(changelist, data)
+    assert response.status_code == 302
+    assert [m.to for m in mail.outbox] == [["late@example.com"]]

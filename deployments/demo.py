@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
+from compliance.demo import load_training_demo
 from compliance.errors import RuleViolation
 from compliance.roles import Role
 from compliance.services import system_actor
@@ -250,7 +251,8 @@ def load_demo_data() -> dict:
         admin = _users()["admin"]
     with set_actor(admin):
         users = _users()
+        training_logins = load_training_demo(users)  # before any request: acting needs training
         envs = _environments(users["admin"])
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
-    return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS}
+    return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

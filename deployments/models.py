@@ -357,3 +357,13 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment} @ {self.sha[:12]} ({self.get_status_display()})"
+
+
+# The GitHub integration's models live in their own module (deliveries, branch protection, signals).
+from .github.models import (  # noqa: E402,F401
+    BranchProtectionAudit,
+    BranchProtectionRule,
+    GitHubWebhookDelivery,
+    GitHubWebhookRejection,
+    MonitoringSignal,
+)

@@ -12,3 +12,11 @@ from . import services
 @as_system_actor
 def expire_due_requests() -> int:
     return services.expire_due_requests(actor=system_actor())
+
+
+from .github.tasks import (  # noqa: E402,F401  (registers the GitHub integration's tasks)
+    audit_branch_protection,
+    process_github_delivery,
+    refresh_pending_checks,
+    requeue_stale_deliveries,
+)

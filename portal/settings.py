@@ -288,3 +288,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": _read("PORTAL_LOG_LEVEL", str, "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- GitHub App integration (docs/github.md) -------------------------------------------------
+GITHUB_API_URL = _url("GITHUB_API_URL", "https://api.github.com")
+GITHUB_APP_ID = _read("GITHUB_APP_ID", str, "").strip()
+if GITHUB_APP_ID and not GITHUB_APP_ID.isdigit():
+    raise ImproperlyConfigured(f"GITHUB_APP_ID must be the App's numeric id, got {GITHUB_APP_ID!r}")
+GITHUB_APP_PRIVATE_KEY = (_secret("GITHUB_APP_PRIVATE_KEY", "") or "").replace("\\n", "\n")
+if GITHUB_APP_PRIVATE_KEY and "PRIVATE KEY-----" not in GITHUB_APP_PRIVATE_KEY:
+    raise ImproperlyConfigured("GITHUB_APP_PRIVATE_KEY (or _FILE) must be the App's PEM private key")
+GITHUB_WEBHOOK_SECRET = _secret("GITHUB_WEBHOOK_SECRET", "") or ""
+# GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
+GITHUB_WEBHOOK_MAX_BYTES = _positive_int("GITHUB_WEBHOOK_MAX_BYTES", 25 * 1024 * 1024)
+CELERY_BEAT_SCHEDULE["github-requeue-stale-deliveries"] = {
+    "task": "deployments.github.requeue_stale_deliveries", "schedule": 300.0,
+}
+CELERY_BEAT_SCHEDULE["github-refresh-pending-checks"] = {
+    "task": "deployments.github.refresh_pending_checks", "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["github-audit-branch-protection"] = {
+    "task": "deployments.github.audit_branch_protection", "schedule": 3600.0,
+}

@@ -1,0 +1,617 @@
+"""Processing stored GitHub webhook deliveries (called from Celery, idempotent).
+
+Each handler reads the stored body, maps the repository and environment to the portal's
+``Service``/``Environment``, and calls the deployments services. The outcome is written on the
+delivery (processed, ignored, unconfigured, refused, failed with the reason), so nothing received
+is lost and an administrator can re-process a failed one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from compliance.errors import RuleViolation
+from compliance.roles import Role
+
+from .. import services
+from ..choices import CheckState, ExecutionStatus, RequestSource, RequestStatus
+from ..models import DeploymentRequest, Environment, Execution, Service
+from .client import GitHubClient, GitHubError, is_api_url
+from .models import BranchProtectionRule, DeliveryState, GitHubWebhookDelivery, MonitoringSignal, SignalKind
+
+logger = logging.getLogger(__name__)
+
+GITHUB_USERNAME = "github-app"
+RUN_ID_RE = re.compile(r"/actions/runs/(\d+)/deployment_protection_rule/?$")
+# Conclusions of completed check runs → the portal's check states.
+CONCLUSIONS = {
+    "success": CheckState.SUCCESS,
+    "neutral": CheckState.NEUTRAL,
+    "skipped": CheckState.SKIPPED,
+    "failure": CheckState.FAILURE,
+    "cancelled": CheckState.FAILURE,
+    "timed_out": CheckState.FAILURE,
+    "action_required": CheckState.FAILURE,
+    "startup_failure": CheckState.FAILURE,
+    "stale": CheckState.PENDING,
+}
+# deployment_status states → execution statuses; "inactive" marks an older deployment replaced.
+DEPLOYMENT_STATES = {
+    "queued": ExecutionStatus.QUEUED,
+    "pending": ExecutionStatus.QUEUED,
+    "waiting": ExecutionStatus.QUEUED,
+    "in_progress": ExecutionStatus.IN_PROGRESS,
+    "success": ExecutionStatus.SUCCESS,
+    "failure": ExecutionStatus.FAILURE,
+    "error": ExecutionStatus.ERROR,
+}
+# GitHub's own committer for merges made in its web interface is not a change author.
+NOT_PEOPLE = {"web-flow", "github-actions[bot]"}
+
+
+class Outcome(Exception):
+    """Ends processing of a delivery in ``state`` with ``reason`` (not an error)."""
+
+    def __init__(self, state: str, reason: str):
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class Malformed(Outcome):
+    def __init__(self, reason: str):
+        super().__init__(DeliveryState.FAILED, f"Malformed payload: {reason}")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def github_account():
+    """The service account GitHub-originated actions are recorded under (it can never sign in)."""
+    user, created = get_user_model().objects.get_or_create(
+        username=GITHUB_USERNAME,
+        defaults={"is_service_account": True, "is_active": False, "first_name": "GitHub", "last_name": "App"},
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def alert_administrators(subject: str, message: str) -> None:
+    """E-mail every active administrator with an address, after the current transaction commits."""
+    recipients = sorted(
+        set(
+            get_user_model()
+            .objects.filter(is_active=True, groups__name=str(Role.ADMINISTRATOR))
+            .exclude(email="")
+            .values_list("email", flat=True)
+        )
+    )
+    logger.warning("Alert to administrators: %s", subject)
+    if recipients:
+        transaction.on_commit(
+            lambda: send_mail(f"[deployment portal] {subject}", message, None, recipients, fail_silently=True)
+        )
+
+
+def _dict(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} is missing or not an object")
+    return value
+
+
+def _str(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise Malformed(f"{what} is missing or not a string")
+    return value
+
+
+def _int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Malformed(f"{what} is missing or not a number")
+    return value
+
+
+def find_service(repository: str) -> Service | None:
+    return Service.objects.filter(repository__iexact=repository).order_by("pk").first()
+
+
+def find_environment(service: Service, name: str) -> Environment | None:
+    return Environment.objects.filter(service=service, name=name).select_related("service").first()
+
+
+def map_user(login: str):
+    if not login:
+        return None
+    return get_user_model().objects.filter(github_login__iexact=login, is_active=True).first()
+
+
+def check_states(runs: Iterable[dict]) -> dict[str, str]:
+    """Check runs → ``{name: state}``; for a name seen twice the most recent run wins."""
+    latest: dict[str, dict] = {}
+    for run in runs:
+        name = run.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        if name not in latest or int(run.get("id") or 0) > int(latest[name].get("id") or 0):
+            latest[name] = run
+    states = {}
+    for name, run in latest.items():
+        if run.get("status") == "completed":
+            states[name[:200]] = CONCLUSIONS.get(run.get("conclusion") or "", CheckState.FAILURE)
+        else:
+            states[name[:200]] = CheckState.PENDING
+    return states
+
+
+def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pulls: list[dict]) -> tuple[dict, list]:
+    """The compare answer → the snapshot kept on the request, and the change authors' logins."""
+    commits, authors = [], set()
+    for commit in (compare or {}).get("commits") or []:
+        detail = commit.get("commit") or {}
+        login = (commit.get("author") or {}).get("login") or ""
+        committer = (commit.get("committer") or {}).get("login") or ""
+        for name in (login, committer):
+            if name and name not in NOT_PEOPLE:
+                authors.add(name)
+        commits.append({
+            "sha": commit.get("sha", ""),
+            "author": login or (detail.get("author") or {}).get("name", ""),
+            "message": (detail.get("message") or "")[:1000],
+            "url": commit.get("html_url", ""),
+        })
+    files = (compare or {}).get("files") or []
+    snapshot = {
+        "base": base,
+        "head": head,
+        "commits": commits,
+        "files_changed": len(files),
+        "additions": sum(int(f.get("additions") or 0) for f in files),
+        "deletions": sum(int(f.get("deletions") or 0) for f in files),
+        "pull_requests": [
+            {"number": pr.get("number"), "title": (pr.get("title") or "")[:300], "url": pr.get("html_url", ""),
+             "author": (pr.get("user") or {}).get("login", "")}
+            for pr in pulls if isinstance(pr, dict)
+        ],
+        "compare_url": (compare or {}).get("html_url", ""),
+        "fetched_at": datetime.now(UTC).isoformat(),
+    }
+    return snapshot, sorted(authors)
+
+
+def last_deployed_sha(environment: Environment, *, before: DeploymentRequest) -> str | None:
+    """The sha of the last successful deployment to ``environment`` (base of the change set)."""
+    execution = (
+        Execution.objects.filter(environment=environment, status=ExecutionStatus.SUCCESS)
+        .exclude(sha=before.sha)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if execution is not None:
+        return execution.sha
+    deployed = (
+        DeploymentRequest.objects.filter(environment=environment, status=RequestStatus.DEPLOYED)
+        .exclude(sha=before.sha)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    return deployed.sha if deployed else None
+
+
+# --- deployment_protection_rule -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtectionRuleRequest:
+    repository: str
+    environment: str
+    sha: str
+    ref: str
+    creator: str
+    deployment_id: int
+    run_id: int
+    callback_url: str
+    installation_id: int
+    run_url: str
+    event: str
+
+    @classmethod
+    def parse(cls, payload: dict) -> ProtectionRuleRequest:
+        repository = _dict(payload.get("repository"), "repository")
+        deployment = _dict(payload.get("deployment"), "deployment")
+        installation = _dict(payload.get("installation"), "installation")
+        callback_url = _str(payload.get("deployment_callback_url"), "deployment_callback_url")
+        match = RUN_ID_RE.search(callback_url)
+        if not match:
+            raise Malformed("deployment_callback_url does not name a workflow run")
+        full_name = _str(repository.get("full_name"), "repository.full_name")
+        html_url = repository.get("html_url") if isinstance(repository.get("html_url"), str) else ""
+        run_id = int(match.group(1))
+        return cls(
+            repository=full_name,
+            environment=_str(payload.get("environment"), "environment"),
+            sha=_str(deployment.get("sha") or payload.get("sha"), "deployment.sha"),
+            ref=_str(deployment.get("ref") or payload.get("ref"), "deployment.ref"),
+            creator=((deployment.get("creator") or {}).get("login") or "") if isinstance(
+                deployment.get("creator"), dict) else "",
+            deployment_id=_int(deployment.get("id"), "deployment.id"),
+            run_id=run_id,
+            callback_url=callback_url,
+            installation_id=_int(installation.get("id"), "installation.id"),
+            run_url=f"{html_url}/actions/runs/{run_id}" if html_url.startswith("https://") else "",
+            event=payload.get("event") if isinstance(payload.get("event"), str) else "",
+        )
+
+    @property
+    def external_ids(self) -> dict:
+        return {
+            "github_deployment_id": self.deployment_id,
+            "github_run_id": self.run_id,
+            "github_installation_id": self.installation_id,
+            "github_repository": self.repository,
+            "github_environment": self.environment,
+            "github_callback_url": self.callback_url,
+        }
+
+
+def handle_deployment_protection_rule(delivery: GitHubWebhookDelivery, payload: dict) -> None:
+    if delivery.action != "requested":
+        raise Outcome(DeliveryState.IGNORED, f"Action {delivery.action!r} is not used.")
+    intake = ProtectionRuleRequest.parse(payload)
+    if not is_api_url(intake.callback_url):
+        alert_administrators(
+            f"GitHub callback URL refused for {intake.repository}",
+            f"Delivery {delivery.delivery_id} named a callback URL that is not on the configured GitHub API host. "
+            "No request was created and nothing will be sent to it.",
+        )
+        raise Outcome(DeliveryState.REFUSED, "The deployment_callback_url is not on the configured GitHub API host.")
+    service = find_service(intake.repository)
+    environment = find_environment(service, intake.environment) if service else None
+    if environment is None:
+        what = (f"repository {intake.repository}" if service is None
+                else f"environment {intake.environment!r} of {intake.repository}")
+        alert_administrators(
+            f"Unconfigured GitHub deployment: {intake.repository} → {intake.environment}",
+            f"GitHub asks the portal to approve a deployment of {intake.sha[:12]} ({intake.ref}) to "
+            f"{intake.environment!r} of {intake.repository}, but the portal has no {what}. The deployment stays "
+            f"waiting (never approved). Run: {intake.run_url or intake.callback_url}\n"
+            f"Configure the service and environment, then re-process delivery {delivery.delivery_id} in the admin.",
+        )
+        raise Outcome(DeliveryState.UNCONFIGURED, f"No portal {what}; nothing was approved.")
+
+    request = _request_for(delivery, intake, environment)
+    enrich_request(request, intake=intake)
+
+
+def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest, environment: Environment):
+    """The request for this deployment: the one already created (idempotent) or a new one."""
+    if delivery.request_id:
+        return delivery.request
+    existing = DeploymentRequest.objects.filter(
+        environment=environment, source=RequestSource.GITHUB,
+        external_ids__github_deployment_id=intake.deployment_id,
+    ).first()
+    account = github_account()
+    requester = map_user(intake.creator)
+    try:
+        with transaction.atomic():
+            request = existing or services.submit_request(
+                actor=account,
+                authorized_by_integration=True,
+                environment=environment,
+                sha=intake.sha,
+                ref=intake.ref,
+                source=RequestSource.GITHUB,
+                requester=requester,
+                requester_login=intake.creator,
+                source_url=intake.run_url,
+                external_ids=intake.external_ids,
+                title=f"GitHub Actions run {intake.run_id} ({intake.event or 'deployment'})",
+            )
+            GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(request=request)
+            delivery.request = request
+    except RuleViolation as exc:
+        raise Outcome(DeliveryState.REFUSED, f"The portal refused the request ({exc.code}): {exc.message}") from None
+    return request
+
+
+def enrich_request(request: DeploymentRequest, *, intake: ProtectionRuleRequest | None = None) -> None:
+    """Fetch the change set and the check runs for an open GitHub request and record them.
+
+    The change set is recorded first so change authors are known before checks can make the
+    request decidable.
+    """
+    ids = request.external_ids or {}
+    repository = ids.get("github_repository") or request.environment.service.repository
+    client = GitHubClient(ids["github_installation_id"])
+    account = github_account()
+    if not request.change_set:
+        base = last_deployed_sha(request.environment, before=request)
+        compare = client.compare(repository, base, request.sha) if base else None
+        try:
+            pulls = client.pull_requests_for_commit(repository, request.sha)
+        except GitHubError as exc:
+            logger.info("Pull requests for %s unavailable: %s", request.sha, exc)
+            pulls = []
+        snapshot, authors = change_set_snapshot(compare, base=base, head=request.sha, pulls=pulls)
+        try:
+            services.record_change_set(actor=account, request=request, change_set=snapshot, change_authors=authors)
+        except RuleViolation as exc:
+            logger.info("Change set for request #%s not recorded: %s", request.pk, exc.message)
+    refresh_checks(request, client=client)
+
+
+def refresh_checks(request: DeploymentRequest, *, client: GitHubClient | None = None) -> None:
+    ids = request.external_ids or {}
+    client = client or GitHubClient(ids["github_installation_id"])
+    repository = ids.get("github_repository") or request.environment.service.repository
+    states = check_states(client.check_runs(repository, request.sha))
+    if not states:
+        return
+    try:
+        services.record_checks(actor=github_account(), request=request, checks=states)
+    except RuleViolation as exc:
+        logger.info("Checks for request #%s not recorded: %s", request.pk, exc.message)
+
+
+def refresh_pending_checks() -> int:
+    """Re-read check runs for GitHub requests still waiting for checks (checks finish after intake)."""
+    done = 0
+    pending = DeploymentRequest.objects.filter(
+        source=RequestSource.GITHUB, status=RequestStatus.PENDING_CHECKS
+    ).select_related("environment__service")
+    for request in pending:
+        if "github_installation_id" not in (request.external_ids or {}):
+            continue
+        try:
+            refresh_checks(request)
+            done += 1
+        except GitHubError as exc:
+            logger.warning("Could not refresh checks of request #%s: %s", request.pk, exc)
+    return done
+
+
+# --- deployment_status ----------------------------------------------------------------------------
+
+
+def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> None:
+    status_obj = _dict(payload.get("deployment_status"), "deployment_status")
+    deployment = _dict(payload.get("deployment"), "deployment")
+    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    state = _str(status_obj.get("state"), "deployment_status.state")
+    if state == "inactive":
+        raise Outcome(DeliveryState.IGNORED, "An inactive status only marks an older deployment as replaced.")
+    if state not in DEPLOYMENT_STATES:
+        raise Malformed(f"unknown deployment state {state!r}")
+    deployment_id = _int(deployment.get("id"), "deployment.id")
+    sha = _str(deployment.get("sha"), "deployment.sha")
+    env_name = _str(status_obj.get("environment") or deployment.get("environment"), "deployment.environment")
+    service = find_service(repository)
+    environment = find_environment(service, env_name) if service else None
+    if environment is None:
+        if service is not None:
+            raise Outcome(DeliveryState.UNCONFIGURED, f"No portal environment {env_name!r} for {repository}.")
+        raise Outcome(DeliveryState.UNCONFIGURED, f"No portal service for repository {repository}.")
+    request = DeploymentRequest.objects.filter(
+        environment=environment, external_ids__github_deployment_id=deployment_id
+    ).first()
+    url = next((u for u in (status_obj.get("target_url"), status_obj.get("log_url"),
+                            (payload.get("workflow_run") or {}).get("html_url") if isinstance(
+                                payload.get("workflow_run"), dict) else None)
+                if isinstance(u, str) and u.startswith("https://")), "")
+    try:
+        execution = services.report_execution(
+            actor=github_account(),
+            environment=environment,
+            sha=sha,
+            status=DEPLOYMENT_STATES[state],
+            request=request,
+            external_id=f"github-deployment-{deployment_id}",
+            url=url[:500],
+        )
+    except RuleViolation as exc:
+        raise Outcome(DeliveryState.REFUSED, f"Execution not recorded ({exc.code}): {exc.message}") from None
+    if execution.request_id and not delivery.request_id:
+        GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(request=execution.request_id)
+
+
+# --- push and branch_protection_rule --------------------------------------------------------------
+
+
+def rules_for_branch(service: Service, branch: str) -> list[BranchProtectionRule]:
+    return [rule for rule in service.branch_protection_rules.all() if fnmatch.fnmatchcase(branch, rule.pattern)]
+
+
+def allowed_push_logins(rule: BranchProtectionRule) -> set[str]:
+    user_model = get_user_model()
+    logins = user_model.objects.filter(
+        Q(pk__in=rule.allowed_push_users.values("pk")) | Q(groups__in=rule.allowed_push_groups.values("pk")),
+        is_active=True,
+    ).exclude(github_login="").values_list("github_login", flat=True)
+    return {login.lower() for login in logins}
+
+
+def _signal(delivery, *, kind, service, repository, branch, actor_login, summary, details) -> None:
+    try:
+        with transaction.atomic():
+            signal = MonitoringSignal.objects.create(
+                kind=kind, service=service, repository=repository, branch=branch[:255], actor_login=actor_login[:100],
+                summary=summary, details=details, delivery=delivery,
+            )
+    except IntegrityError:
+        return  # already raised by an earlier run of this delivery
+    _forward_to_detection(signal)
+
+
+def _forward_to_detection(signal: MonitoringSignal) -> None:
+    """Hand the signal to the monitoring module when the portal has one."""
+    try:
+        from .. import detection  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    record = getattr(detection, "record_signal", None)
+    if callable(record):
+        try:
+            record(signal=signal)
+        except Exception:  # monitoring must never lose the delivery
+            logger.exception("Monitoring could not take signal #%s", signal.pk)
+
+
+def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:
+    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    ref = _str(payload.get("ref"), "ref")
+    if not ref.startswith("refs/heads/"):
+        raise Outcome(DeliveryState.IGNORED, "Not a branch push.")
+    branch = ref.removeprefix("refs/heads/")
+    service = find_service(repository)
+    if service is None:
+        raise Outcome(DeliveryState.IGNORED, f"No portal service for repository {repository}.")
+    rules = rules_for_branch(service, branch)
+    if not rules:
+        raise Outcome(DeliveryState.IGNORED, f"Branch {branch!r} is not protected by a portal rule.")
+    sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+    login = sender.get("login") if isinstance(sender.get("login"), str) else ""
+    pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
+    details = {
+        "before": payload.get("before"), "after": payload.get("after"), "forced": bool(payload.get("forced")),
+        "deleted": bool(payload.get("deleted")), "pusher": pusher.get("name", ""), "compare": payload.get("compare"),
+        "rules": [rule.pattern for rule in rules],
+    }
+    for rule in rules:
+        if rule.restrict_pushers and login.lower() not in allowed_push_logins(rule):
+            _signal(delivery, kind=SignalKind.UNAUTHORIZED_PUSH, service=service, repository=repository,
+                    branch=branch, actor_login=login, details=details,
+                    summary=f"{login or 'someone unknown'} pushed to protected branch {branch} of {repository} "
+                            f"without being an authorized pusher (rule {rule.pattern}).")
+            break
+    if (payload.get("forced") and not all(r.allow_force_pushes for r in rules)) or (
+        payload.get("deleted") and not all(r.allow_deletions for r in rules)
+    ):
+        what = "deleted" if payload.get("deleted") else "force-pushed"
+        _signal(delivery, kind=SignalKind.FORCE_PUSH, service=service, repository=repository, branch=branch,
+                actor_login=login, details=details,
+                summary=f"{login or 'someone unknown'} {what} protected branch {branch} of {repository}.")
+
+
+def handle_branch_protection_rule(delivery: GitHubWebhookDelivery, payload: dict) -> None:
+    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    rule = _dict(payload.get("rule"), "rule")
+    sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+    login = sender.get("login") if isinstance(sender.get("login"), str) else ""
+    pattern = rule.get("name") if isinstance(rule.get("name"), str) else ""
+    _signal(delivery, kind=SignalKind.PROTECTION_CHANGED, service=find_service(repository), repository=repository,
+            branch=pattern, actor_login=login,
+            details={"action": delivery.action, "rule": rule, "changes": payload.get("changes") or {}},
+            summary=f"{login or 'someone'} {delivery.action or 'changed'} the branch protection rule "
+                    f"{pattern!r} of {repository} on GitHub.")
+
+
+HANDLERS = {
+    "deployment_protection_rule": handle_deployment_protection_rule,
+    "deployment_status": handle_deployment_status,
+    "push": handle_push,
+    "branch_protection_rule": handle_branch_protection_rule,
+}
+
+
+# --- the processing loop --------------------------------------------------------------------------
+
+CLAIMABLE = (DeliveryState.RECEIVED, DeliveryState.FAILED, DeliveryState.PROCESSING)
+# A delivery left "processing" this long was abandoned by a worker that died; it may be claimed again.
+STALE_PROCESSING = timedelta(minutes=10)
+
+
+def _finish(delivery: GitHubWebhookDelivery, state: str, reason: str = "") -> None:
+    GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(
+        state=state, state_reason=reason[:2000], processed_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def process_delivery(delivery_pk: int) -> str | None:
+    """Process one stored delivery; returns its final state, or None when there was nothing to do.
+
+    Claiming is a conditional update, so two workers never process the same delivery at once
+    and a processed one is never processed again (a redelivered task is a no-op). Raises
+    ``GitHubError`` when GitHub could not be reached, after marking the delivery failed, so the
+    task can retry.
+    """
+    claimed = GitHubWebhookDelivery.objects.filter(pk=delivery_pk, state__in=CLAIMABLE).exclude(
+        state=DeliveryState.PROCESSING, updated_at__gt=timezone.now() - STALE_PROCESSING
+    )
+    if not claimed.update(state=DeliveryState.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()):
+        return None
+    delivery = GitHubWebhookDelivery.objects.select_related("request").get(pk=delivery_pk)
+    handler = HANDLERS.get(delivery.event)
+    if handler is None:
+        state = DeliveryState.PROCESSED if delivery.event == "ping" else DeliveryState.IGNORED
+        _finish(delivery, state, "" if delivery.event == "ping" else f"Event {delivery.event!r} is not used.")
+        return state
+    try:
+        payload = json.loads(delivery.body)
+    except ValueError:
+        _finish(delivery, DeliveryState.FAILED, "Malformed payload: the body is not valid JSON.")
+        return DeliveryState.FAILED
+    if not isinstance(payload, dict):
+        _finish(delivery, DeliveryState.FAILED, "Malformed payload: the body is not a JSON object.")
+        return DeliveryState.FAILED
+    try:
+        handler(delivery, payload)
+    except Outcome as outcome:
+        _finish(delivery, outcome.state, outcome.reason)
+        return outcome.state
+    except GitHubError as exc:
+        _finish(delivery, DeliveryState.FAILED, f"GitHub call failed: {exc}")
+        raise
+    except Exception as exc:  # a bug must not lose the delivery: keep it failed and retryable
+        logger.exception("Processing GitHub delivery %s failed", delivery.delivery_id)
+        _finish(delivery, DeliveryState.FAILED, f"Processing error: {type(exc).__name__}: {exc}"[:2000])
+        return DeliveryState.FAILED
+    _finish(delivery, DeliveryState.PROCESSED)
+    return DeliveryState.PROCESSED
+
+
+@transaction.atomic
+def reprocess_delivery(*, actor, delivery: GitHubWebhookDelivery) -> bool:
+    """An administrator asks for a delivery to be processed again (failed, unconfigured, refused).
+
+    Processing stays idempotent: a request already created for it is reused, not duplicated.
+    """
+    from .tasks import enqueue_delivery
+
+    updated = GitHubWebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        state__in=(DeliveryState.FAILED, DeliveryState.UNCONFIGURED, DeliveryState.REFUSED, DeliveryState.RECEIVED),
+    ).update(state=DeliveryState.RECEIVED, state_reason=f"Re-processing requested by {actor}.",
+             updated_at=timezone.now())
+    if updated:
+        transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
+    return bool(updated)
+
+
+def requeue_stale_deliveries() -> int:
+    """Queue deliveries that were stored but never processed (broker down, worker killed)."""
+    from .tasks import enqueue_delivery
+
+    cutoff = timezone.now() - STALE_PROCESSING
+    stale = GitHubWebhookDelivery.objects.filter(
+        Q(state=DeliveryState.RECEIVED) | Q(state=DeliveryState.PROCESSING), updated_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    pks = list(stale[:500])
+    for pk in pks:
+        enqueue_delivery(pk)
+    return len(pks)
+
+

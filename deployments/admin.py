@@ -224,3 +224,5 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
+
+from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)

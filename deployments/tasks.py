@@ -12,3 +12,21 @@ from . import services
 @as_system_actor
 def expire_due_requests() -> int:
     return services.expire_due_requests(actor=system_actor())
+
+
+@shared_task(name="deployments.deliver_decision", acks_late=True)
+@as_system_actor
+def deliver_decision(delivery_id: int) -> bool:
+    """One attempt at delivering a decision (a no-op when it is not due or another worker holds it)."""
+    from . import delivery
+
+    return delivery.attempt_delivery(delivery_id=delivery_id) is not None
+
+
+@shared_task(name="deployments.sweep_deliveries", acks_late=True)
+@as_system_actor
+def sweep_deliveries() -> int:
+    """Re-enqueue due and stuck decision deliveries."""
+    from . import delivery
+
+    return delivery.sweep_deliveries()

@@ -6,4 +6,11 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployment authorization"
 
     def ready(self) -> None:
-        from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import (
+            audit,  # noqa: F401  (registers models with django-auditlog)
+            delivery,  # noqa: F401  (the outbox receiver of request_transitioned)
+            providers,
+        )
+        from .providers.webhook import WebhookProvider
+
+        providers.register(WebhookProvider())

@@ -31,6 +31,15 @@ for model in (
 ):
     auditlog.register(model)
 
+# Decision delivery and API credentials (secrets and their hashes never enter an audit diff).
+from .models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint  # noqa: E402
+
+auditlog.register(DecisionDelivery, exclude_fields=["payload"])
+auditlog.register(DeliveryAttempt)
+auditlog.register(WebhookEndpoint, exclude_fields=["secret_ciphertext"])
+auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_fields={"services", "environments"})
+
+
 from .github.models import (  # noqa: E402
     BranchProtectionAudit,
     BranchProtectionRule,

@@ -261,12 +261,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-due-requests": {"task": "deployments.expire_due_requests", "schedule": 60.0},
+    "sweep-decision-deliveries": {"task": "deployments.sweep_deliveries", "schedule": 30.0},
 }
 
 # --- Portal behaviour -----------------------------------------------------------------------
 PORTAL_HTTP_TIMEOUT = _read("PORTAL_HTTP_TIMEOUT", float, 10.0)
 PORTAL_MAX_BODY_BYTES = _positive_int("PORTAL_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
+# Decision delivery (outbox): retry budget and backoff, in seconds.
+PORTAL_DELIVERY_MAX_ATTEMPTS = _positive_int("PORTAL_DELIVERY_MAX_ATTEMPTS", 8)
+PORTAL_DELIVERY_BACKOFF_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_SECONDS", 30)
+PORTAL_DELIVERY_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_CAP_SECONDS", 3600)
+PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS", 6 * 3600)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

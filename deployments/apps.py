@@ -14,3 +14,7 @@ class DeploymentsConfig(AppConfig):
         from .providers.webhook import WebhookProvider
 
         providers.register(WebhookProvider())
+
+        from .providers.github import GitHubProvider
+
+        providers.register(GitHubProvider())

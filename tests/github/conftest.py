@@ -100,9 +100,9 @@ def protection_payload(github, **changes) -> dict:
     return payload
 
 
-def all_checks(state="success", conclusion="success"):
+def all_checks(status="completed", conclusion="success"):
     return [
-        {"id": 100 + i, "name": name, "head_sha": SHA, "status": state, "conclusion": conclusion,
+        {"id": 100 + i, "name": name, "head_sha": SHA, "status": status, "conclusion": conclusion,
          "started_at": "2026-11-26T15:56:00Z", "completed_at": "2026-11-26T15:58:00Z",
          "html_url": f"https://github.com/{REPOSITORY}/runs/{100 + i}", "app": {"slug": "github-actions"}}
         for i, name in enumerate(["unit", "integration", "lint", "security-scan"])

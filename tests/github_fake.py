@@ -82,6 +82,8 @@ class FakeGitHub:
         self.protection: dict[tuple[str, str], dict] = {}
         self.runs: dict[tuple[str, int], Run] = {}
         self.faults: dict[str, list[tuple[int, dict]]] = {}
+        # repository → environment name → {"can_admins_bypass": bool, "app_ids": [ids of protection-rule apps]}
+        self.environments: dict[str, dict[str, dict]] = {}
         self.token_lifetime = timedelta(hours=1)
         httpserver.expect_request(re.compile(r"^/.*")).respond_with_handler(self)
 
@@ -228,6 +230,19 @@ class FakeGitHub:
             if key not in self.compares:
                 return _error(404, "Not Found")
             return _json(self.compares[key])
+        m = re.fullmatch(r"environments/([^/]+)(/deployment_protection_rules)?", rest)
+        if m and method == "GET":
+            env = self.environments.get(repository, {}).get(unquote(m.group(1)))
+            if env is None:
+                return _error(404, "Not Found")
+            if m.group(2):
+                rules = [{"id": 3515 + i, "node_id": "GA_kwDOAAABoM4AAAAAAAAAGg", "enabled": True,
+                          "app": {"id": int(app_id), "slug": "deployment-portal", "node_id": "GHA_kwDOAAABoM4A",
+                                  "integration_url": f"{self.url}/apps/deployment-portal"}}
+                         for i, app_id in enumerate(env.get("app_ids", []))]
+                return _json({"total_count": len(rules), "custom_deployment_protection_rules": rules})
+            return _json({"id": 161088068, "name": unquote(m.group(1)), "can_admins_bypass": env["can_admins_bypass"],
+                          "protection_rules": [{"id": 3736, "type": "custom"}] if env.get("app_ids") else []})
         if rest == "branches" and method == "GET":
             return _json([{"name": n, "protected": (repository, n) in self.protection,
                            "commit": {"sha": "0" * 40}} for n in self.branch_names.get(repository, [])])

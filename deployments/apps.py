@@ -15,6 +15,7 @@ class DeploymentsConfig(AppConfig):
 
         providers.register(WebhookProvider())
 
+        from .github import receivers  # noqa: F401  (status reports to waiting GitHub runs)
         from .providers.github import GitHubProvider
 
         providers.register(GitHubProvider())

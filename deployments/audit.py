@@ -43,6 +43,7 @@ auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_
 from .github.models import (  # noqa: E402
     BranchProtectionAudit,
     BranchProtectionRule,
+    GitHubStatusReport,
     GitHubWebhookDelivery,
     GitHubWebhookRejection,
     MonitoringSignal,
@@ -54,3 +55,4 @@ auditlog.register(GitHubWebhookRejection)
 auditlog.register(BranchProtectionRule, m2m_fields={"allowed_push_users", "allowed_push_groups"})
 auditlog.register(BranchProtectionAudit)
 auditlog.register(MonitoringSignal)
+auditlog.register(GitHubStatusReport)

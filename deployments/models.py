@@ -508,6 +508,7 @@ class IdempotencyKey(models.Model):
 from .github.models import (  # noqa: E402,F401
     BranchProtectionAudit,
     BranchProtectionRule,
+    GitHubStatusReport,
     GitHubWebhookDelivery,
     GitHubWebhookRejection,
     MonitoringSignal,

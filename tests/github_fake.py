@@ -97,7 +97,8 @@ class FakeGitHub:
         return run
 
     def fail(self, key: str, *answers: tuple[int, dict]) -> None:
-        """Queue answers for ``key`` ("token", "callback", "check-runs", "compare", "protection")."""
+        """Queue answers for ``key`` ("token", "callback", "status-report", "check-runs",
+        "compare", "protection")."""
         self.faults.setdefault(key, []).extend(answers)
 
     def calls_to(self, pattern: str, method: str | None = None) -> list[Call]:
@@ -260,7 +261,7 @@ class FakeGitHub:
                 return self._put_protection(repository, branch, body)
         m = re.fullmatch(r"actions/runs/(\d+)/deployment_protection_rule", rest)
         if m and method == "POST":
-            fault = self._fault("callback")
+            fault = self._fault("callback" if isinstance(body, dict) and "state" in body else "status-report")
             if fault:
                 return fault
             return self._review(repository, int(m.group(1)), body)

@@ -11,6 +11,7 @@ from . import branch_protection, events
 from .models import (
     BranchProtectionAudit,
     BranchProtectionRule,
+    GitHubStatusReport,
     GitHubWebhookDelivery,
     GitHubWebhookRejection,
     MonitoringSignal,
@@ -109,3 +110,10 @@ class MonitoringSignalAdmin(_ReadOnly):
     list_filter = ["kind"]
     search_fields = ["repository", "branch", "actor_login", "summary"]
     list_select_related = ["service"]
+
+
+@admin.register(GitHubStatusReport)
+class GitHubStatusReportAdmin(_ReadOnly):
+    list_display = ["sent_at", "request", "status_code", "comment"]
+    search_fields = ["comment"]
+    list_select_related = ["request__environment__service"]

@@ -202,3 +202,26 @@ class MonitoringSignal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.repository} {self.branch}".strip()
+
+
+class GitHubStatusReport(models.Model):
+    """A status report posted to a GitHub run waiting on the portal (a comment, no decision).
+
+    GitHub shows them on the run; the portal sends at most ``MAX_PER_DEPLOYMENT`` per request.
+    """
+
+    MAX_PER_DEPLOYMENT = 10
+
+    request = models.ForeignKey(
+        "deployments.DeploymentRequest", on_delete=models.PROTECT, related_name="github_status_reports"
+    )
+    comment = models.TextField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Status report on #{self.request_id} ({self.status_code or 'not sent'})"

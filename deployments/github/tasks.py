@@ -54,3 +54,11 @@ def refresh_pending_checks() -> int:
 @as_system_actor
 def audit_branch_protection() -> int:
     return branch_protection.audit_all()
+
+
+@shared_task(name="deployments.github.post_status_report", acks_late=True)
+@as_system_actor
+def post_status_report(request_id: int) -> bool:
+    from . import status_reports
+
+    return status_reports.post_status_report(request_id=request_id)

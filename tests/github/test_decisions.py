@@ -55,7 +55,14 @@ def run_until_settled(row, limit=20):
 
 
 def callbacks(github):
-    return github.calls_to(rf"/repos/{REPOSITORY}/actions/runs/{RUN_ID}/deployment_protection_rule$", "POST")
+    """The decision callbacks (status reports, which carry no state, are left out)."""
+    posts = github.calls_to(rf"/repos/{REPOSITORY}/actions/runs/{RUN_ID}/deployment_protection_rule$", "POST")
+    return [c for c in posts if isinstance(c.json, dict) and "state" in c.json]
+
+
+def status_reports(github):
+    posts = github.calls_to(rf"/repos/{REPOSITORY}/actions/runs/{RUN_ID}/deployment_protection_rule$", "POST")
+    return [c for c in posts if isinstance(c.json, dict) and "state" not in c.json]
 
 
 def test_approvals_send_exactly_one_callback_with_the_documented_body(
@@ -227,3 +234,26 @@ def test_missing_app_configuration_fails_permanently(awaiting, github, approvers
     github_client.clear_token_cache()
     row = run_until_settled(approve_all(awaiting, approvers))
     assert row.status == DeliveryStatus.FAILED and "GITHUB_APP_PRIVATE_KEY" in row.last_error
+
+
+def test_status_reports_while_waiting_carry_no_state_and_stop_at_ten(
+    awaiting, github, approvers, django_capture_on_commit_callbacks
+):
+    from deployments.github.models import GitHubStatusReport
+    from deployments.github.status_reports import post_status_report
+
+    # Ready for approval: one report was posted when the checks passed.
+    [first] = status_reports(github)
+    assert set(first.json) == {"environment_name", "comment"}
+    assert "Waiting for approval" in first.json["comment"] and f"/requests/{awaiting.pk}/" in first.json["comment"]
+    with django_capture_on_commit_callbacks(execute=True):
+        factories.approve(awaiting, approvers[0])  # one approval of two: another report
+    assert len(status_reports(github)) == 2
+    for _ in range(20):
+        post_status_report(request_id=awaiting.pk)
+    assert len(status_reports(github)) == 10 == GitHubStatusReport.objects.filter(request=awaiting).count()
+    assert github.runs[(REPOSITORY, RUN_ID)].status_reports[-1]["environment_name"] == "production"
+    # The decision still goes through, once.
+    with django_capture_on_commit_callbacks(execute=True):
+        factories.approve(awaiting, approvers[1])
+    assert len(callbacks(github)) == 1 and len(status_reports(github)) == 10

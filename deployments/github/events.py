@@ -324,8 +324,26 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
             GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(request=request)
             delivery.request = request
     except RuleViolation as exc:
-        raise Outcome(DeliveryState.REFUSED, f"The portal refused the request ({exc.code}): {exc.message}") from None
+        told = reject_on_github(intake, f"Refused by the deployment authorization portal: {exc.message}")
+        after = "GitHub was told the deployment is rejected." if told else "GitHub could not be told; it keeps waiting."
+        raise Outcome(
+            DeliveryState.REFUSED, f"The portal refused the request ({exc.code}): {exc.message} {after}"
+        ) from None
     return request
+
+
+def reject_on_github(intake: ProtectionRuleRequest, comment: str) -> bool:
+    """Tell a waiting run at once that the portal refused its request (there is no request to put in
+    the outbox). Best effort: if GitHub cannot be reached, the run keeps waiting and nothing is approved."""
+    if not is_api_url(intake.callback_url):
+        return False
+    body = {"environment_name": intake.environment, "state": "rejected", "comment": comment[:1024]}
+    try:
+        response = GitHubClient(intake.installation_id).request("POST", intake.callback_url, json=body)
+    except GitHubError as exc:
+        logger.warning("Could not reject GitHub run %s: %s", intake.run_id, exc)
+        return False
+    return 200 <= response.status_code < 300 or response.status_code == 422
 
 
 def enrich_request(request: DeploymentRequest, *, intake: ProtectionRuleRequest | None = None) -> None:
@@ -340,13 +358,22 @@ def enrich_request(request: DeploymentRequest, *, intake: ProtectionRuleRequest 
     account = github_account()
     if not request.change_set:
         base = last_deployed_sha(request.environment, before=request)
-        compare = client.compare(repository, base, request.sha) if base else None
+        compare, compare_error = None, ""
+        if base:
+            try:
+                compare = client.compare(repository, base, request.sha)
+            except GitHubError as exc:
+                if exc.status_code not in (404, 422):  # unreachable: retry later; unknown base: go on
+                    raise
+                compare_error = f"GitHub cannot compare {base[:12]}...{request.sha[:12]} (HTTP {exc.status_code})."
         try:
             pulls = client.pull_requests_for_commit(repository, request.sha)
         except GitHubError as exc:
             logger.info("Pull requests for %s unavailable: %s", request.sha, exc)
             pulls = []
         snapshot, authors = change_set_snapshot(compare, base=base, head=request.sha, pulls=pulls)
+        if compare_error:
+            snapshot["error"] = compare_error
         try:
             services.record_change_set(actor=account, request=request, change_set=snapshot, change_authors=authors)
         except RuleViolation as exc:

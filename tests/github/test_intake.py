@@ -208,6 +208,31 @@ def test_a_suspended_requester_gets_a_refusal_not_a_request(
                        protection_payload(github))
     assert delivery.state == DeliveryState.REFUSED and "suspended" in delivery.state_reason
     assert not DeploymentRequest.objects.exists()
+    # The waiting run is told at once, so the pipeline stops instead of waiting for days.
+    [decision] = github.runs[(REPOSITORY, RUN_ID)].decisions
+    assert decision["state"] == "rejected" and "suspended" in decision["comment"]
+    assert "GitHub was told" in delivery.state_reason
+
+
+def test_a_ref_the_policy_does_not_allow_is_refused_and_rejected_on_github(
+    client, github, production, octocat, django_capture_on_commit_callbacks
+):
+    prepare_github(github)
+    payload = protection_payload(github)
+    payload["deployment"]["ref"] = "feature/shortcut"
+    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", payload)
+    assert delivery.state == DeliveryState.REFUSED and "ref_not_allowed" in delivery.state_reason
+    assert github.runs[(REPOSITORY, RUN_ID)].decisions[0]["state"] == "rejected"
+
+
+def test_an_unknown_base_commit_still_gives_a_change_set(
+    client, github, production, octocat, deployed_before, django_capture_on_commit_callbacks
+):
+    prepare_github(github, compare=False)  # GitHub answers 404 for the comparison
+    deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
+    request = DeploymentRequest.objects.get()
+    assert request.change_set["commits"] == [] and "cannot compare" in request.change_set["error"]
+    assert request.status == RequestStatus.AWAITING_APPROVAL
 
 
 def test_the_github_account_cannot_request_through_the_ordinary_path(production):

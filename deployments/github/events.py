@@ -300,14 +300,16 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
     """The request for this deployment: the one already created (idempotent) or a new one."""
     if delivery.request_id:
         return delivery.request
-    existing = DeploymentRequest.objects.filter(
-        environment=environment, source=RequestSource.GITHUB,
-        external_ids__github_deployment_id=intake.deployment_id,
-    ).first()
     account = github_account()
     requester = map_user(intake.creator)
     try:
         with transaction.atomic():
+            # The environment's row lock serializes two deliveries of the same deployment.
+            Environment.objects.select_for_update(no_key=True, of=("self",)).filter(pk=environment.pk).first()
+            existing = DeploymentRequest.objects.filter(
+                environment=environment, source=RequestSource.GITHUB,
+                external_ids__github_deployment_id=intake.deployment_id,
+            ).first()
             request = existing or services.submit_request(
                 actor=account,
                 authorized_by_integration=True,

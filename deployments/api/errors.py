@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import ProtectedError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -122,6 +123,7 @@ def api_exception_handler(exc, context):
                     status=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
     """Unknown URLs under /api/ answer in the common format, not with an HTML page."""
     return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)

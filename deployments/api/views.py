@@ -95,8 +95,20 @@ class PortalAPIMixin:
 
 
 class Pagination(LimitOffsetPagination):
+    """limit/offset paging; a limit or offset that is not a whole number is a 400, not silently ignored."""
+
     default_limit = 50
     max_limit = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        errors = {}
+        for name in (self.limit_query_param, self.offset_query_param):
+            values = request.query_params.getlist(name)
+            if len(values) > 1 or (values and not values[0].isdigit()):
+                errors[name] = ["A single non-negative whole number."]
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return super().paginate_queryset(queryset, request, view)
 
 
 # --- who am I (also the trivial endpoint of the benchmark) ------------------------------------
@@ -143,7 +155,26 @@ class ServiceViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         return queryset.order_by("name")
 
 
-class EnvironmentFilter(django_filters.FilterSet):
+class StrictFilterSet(django_filters.FilterSet):
+    """Filters refuse what they cannot use: a repeated single-value filter, or a boolean that is not true/false."""
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name, declared in self.filters.items():
+            values = self.data.getlist(name) if hasattr(self.data, "getlist") else []
+            if len(values) > 1 and not isinstance(declared, django_filters.MultipleChoiceFilter):
+                self.form.add_error(name, "Give one value.")
+                valid = False
+            elif values and values[0] == "" and not isinstance(declared, django_filters.CharFilter):
+                self.form.add_error(name, "Give a value or leave the filter out.")
+                valid = False
+            elif values and isinstance(declared, django_filters.BooleanFilter) and values[0] not in ("true", "false"):
+                self.form.add_error(name, "Use true or false.")
+                valid = False
+        return valid
+
+
+class EnvironmentFilter(StrictFilterSet):
     service = django_filters.CharFilter(field_name="service__name")
     tier = django_filters.ChoiceFilter(choices=Environment._meta.get_field("tier").choices)
 
@@ -208,7 +239,7 @@ class PolicyViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 # --- deployment requests --------------------------------------------------------------------
 
 
-class RequestFilter(django_filters.FilterSet):
+class RequestFilter(StrictFilterSet):
     status = django_filters.MultipleChoiceFilter(choices=RequestStatus.choices)
     service = django_filters.CharFilter(field_name="environment__service__name")
     environment = django_filters.CharFilter(field_name="environment__name")

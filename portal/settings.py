@@ -280,6 +280,35 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The API (deployments.api): bearer tokens, JSON only with a body size limit, one error format.
+REST_FRAMEWORK.update({
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "deployments.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "deployments.api.schema.PortalAutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["deployments.api.errors.SizeLimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "deployments.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+})
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Deployment authorization portal API",
+    "DESCRIPTION": "Ask for permission to deploy, learn the decision, report what was deployed. "
+                   "Errors: {\"error\": {\"code\", \"message\", \"details\"}}.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RequestStatusEnum": "deployments.choices.RequestStatus",
+        "RequestSourceEnum": "deployments.choices.RequestSource",
+        "DeliveryStatusEnum": "deployments.choices.DeliveryStatus",
+    },
+}
 
 # --- Audit ----------------------------------------------------------------------------------
 AUDITLOG_DISABLE_REMOTE_ADDR = False

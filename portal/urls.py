@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
+    path("api/", include("deployments.api.urls")),
     path("webhooks/github/", github_webhook, name="github_webhook"),
     path("", include("deployments.urls")),
 ]

@@ -113,9 +113,30 @@ def _has_glob(pattern: str) -> bool:
 
 def _record(rule, branch, outcome, diffs=(), detail="") -> BranchProtectionAudit:
     with transaction.atomic():
-        return BranchProtectionAudit.objects.create(
+        audit = BranchProtectionAudit.objects.create(
             rule=rule, branch=branch[:255], outcome=outcome, differences=list(diffs), detail=detail[:2000]
         )
+    if diffs:
+        _report_drift(audit)
+    return audit
+
+
+def _report_drift(audit: BranchProtectionAudit) -> None:
+    """Hand drift to monitoring (``deployments.detection``) when the portal has it."""
+    from .events import detection_hook
+
+    hook = detection_hook("report_branch_protection_drift")
+    if hook is None:
+        return
+    unprotected = any(d["setting"] == "protection" for d in audit.differences)
+    expected = {d["setting"]: d["expected"] for d in audit.differences}
+    actual = {} if unprotected else {d["setting"]: d["actual"] for d in audit.differences}
+    repository = audit.rule.service.repository
+    try:
+        hook(repository=repository, branch=audit.branch, expected=expected, actual=actual,
+             url=f"https://github.com/{repository}/settings/branches", source="github")
+    except Exception:  # the audit row is kept whatever monitoring does
+        logger.exception("Monitoring could not take the drift of audit #%s", audit.pk)
 
 
 def audit_rule(rule: BranchProtectionRule, *, client: GitHubClient | None = None) -> list[BranchProtectionAudit]:

@@ -485,18 +485,35 @@ def _signal(delivery, *, kind, service, repository, branch, actor_login, summary
     _forward_to_detection(signal)
 
 
-def _forward_to_detection(signal: MonitoringSignal) -> None:
-    """Hand the signal to the monitoring module when the portal has one."""
+def detection_hook(name: str):
+    """A hook of the monitoring module (``deployments.detection``) when the portal has it, else None."""
     try:
         from .. import detection  # type: ignore[attr-defined]
     except ImportError:
+        return None
+    hook = getattr(detection, name, None)
+    return hook if callable(hook) else None
+
+
+def _forward_to_detection(signal: MonitoringSignal) -> None:
+    """Hand a push signal to monitoring, which opens a violation (deduplicated per pushed commit)."""
+    if signal.kind not in (SignalKind.UNAUTHORIZED_PUSH, SignalKind.FORCE_PUSH):
         return
-    record = getattr(detection, "record_signal", None)
-    if callable(record):
-        try:
-            record(signal=signal)
-        except Exception:  # monitoring must never lose the delivery
-            logger.exception("Monitoring could not take signal #%s", signal.pk)
+    hook = detection_hook("report_unauthorized_push")
+    if hook is None:
+        return
+    details = signal.details or {}
+    sha = details.get("after") if isinstance(details.get("after"), str) else ""
+    try:
+        hook(
+            repository=signal.repository, branch=signal.branch, sha=sha, pusher_login=signal.actor_login,
+            url=details.get("compare") or "", details={"signal_id": signal.pk, "signal": signal.kind,
+                                                       "forced": details.get("forced"),
+                                                       "deleted": details.get("deleted")},
+            source="github",
+        )
+    except Exception:  # monitoring must never lose the delivery
+        logger.exception("Monitoring could not take signal #%s", signal.pk)
 
 
 def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:

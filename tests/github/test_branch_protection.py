@@ -170,3 +170,39 @@ def test_a_branch_protection_change_on_github_is_a_signal(client, github, main_r
     signal = MonitoringSignal.objects.get()
     assert signal.kind == SignalKind.PROTECTION_CHANGED and signal.actor_login == "mallory-gh"
     assert signal.details["changes"]["admin_enforced"] == {"from": True}
+
+
+class DetectionStandIn:
+    """Stands in for the monitoring module's SCM hooks (``deployments.detection``), recording calls."""
+
+    def __init__(self):
+        self.pushes, self.drifts = [], []
+
+    def report_unauthorized_push(self, **kwargs):
+        self.pushes.append(kwargs)
+
+    def report_branch_protection_drift(self, **kwargs):
+        self.drifts.append(kwargs)
+
+
+@pytest.fixture
+def detection(monkeypatch):
+    import sys
+
+    import deployments
+
+    stand_in = DetectionStandIn()
+    monkeypatch.setitem(sys.modules, "deployments.detection", stand_in)
+    monkeypatch.setattr(deployments, "detection", stand_in, raising=False)
+    return stand_in
+
+
+def test_signals_and_drift_reach_monitoring_when_the_portal_has_it(client, github, main_rule, detection,
+                                                                   django_capture_on_commit_callbacks):
+    push(client, django_capture_on_commit_callbacks)
+    [pushed] = detection.pushes
+    assert pushed["repository"] == REPOSITORY and pushed["branch"] == "main"
+    assert pushed["pusher_login"] == "mallory-gh" and pushed["sha"] == "7638417db6d59f3c431d3e1f261cc637155684cd"
+    branch_protection.audit_rule(main_rule)  # unprotected: drift
+    [drift] = detection.drifts
+    assert drift["actual"] == {} and drift["expected"] == {"protection": "protected"}

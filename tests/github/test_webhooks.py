@@ -171,3 +171,13 @@ def test_malformed_and_truncated_payloads_never_give_a_5xx_and_are_all_stored(
     assert not deliveries.filter(state__in=[DeliveryState.RECEIVED, DeliveryState.PROCESSING]).exists()
     failed = deliveries.filter(state=DeliveryState.FAILED)
     assert failed.exists() and all(d.state_reason for d in failed)
+
+
+def test_a_large_payload_under_githubs_cap_is_accepted(client, github, settings, django_capture_on_commit_callbacks):
+    assert settings.GITHUB_WEBHOOK_MAX_BYTES == 25 * 1024 * 1024
+    payload = fixture("push")
+    payload["commits"] = payload["commits"] * 4000  # about 3 MB, above Django's form upload limit
+    with django_capture_on_commit_callbacks(execute=True):
+        response = send(client, "push", payload)
+    assert response.status_code == 202
+    assert len(GitHubWebhookDelivery.objects.get().body) > 2 * 1024 * 1024

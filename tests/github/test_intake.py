@@ -323,3 +323,40 @@ def test_a_status_for_an_unconfigured_environment_is_kept_as_unconfigured(client
     delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status",
                        status_payload(github, "success"))
     assert delivery.state == DeliveryState.UNCONFIGURED and not Execution.objects.exists()
+
+
+def test_a_delivery_never_processed_is_picked_up_by_the_sweeper(github, production, octocat):
+    import hashlib
+    import json
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments.github.tasks import requeue_stale_deliveries
+
+    prepare_github(github)
+    body = json.dumps(protection_payload(github))
+    delivery = GitHubWebhookDelivery.objects.create(  # stored while the broker was down
+        delivery_id="lost-1", event="deployment_protection_rule", action="requested", body=body,
+        body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+    )
+    assert requeue_stale_deliveries.delay().get() == 0  # too recent: its own task may still come
+    GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(updated_at=timezone.now() - timedelta(minutes=11))
+    assert requeue_stale_deliveries.delay().get() == 1
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.PROCESSED and DeploymentRequest.objects.count() == 1
+
+
+def test_a_failing_token_endpoint_at_intake_keeps_the_delivery_failed_for_retry(
+    client, github, production, octocat, administrator, django_capture_on_commit_callbacks
+):
+    prepare_github(github)
+    github.fail("token", (500, {}), (500, {}))  # (pull requests are optional; check runs are not)
+    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
+                       protection_payload(github))
+    assert delivery.state == DeliveryState.FAILED and "installation token" in delivery.state_reason
+    with django_capture_on_commit_callbacks(execute=True):
+        events.reprocess_delivery(actor=administrator, delivery=delivery)
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.PROCESSED
+    assert DeploymentRequest.objects.get().status == RequestStatus.AWAITING_APPROVAL

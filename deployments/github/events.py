@@ -26,7 +26,7 @@ from compliance.errors import RuleViolation
 from compliance.roles import Role
 
 from .. import services
-from ..choices import CheckState, ExecutionStatus, RequestSource, RequestStatus
+from ..choices import Action, CheckState, ExecutionStatus, RequestSource, RequestStatus
 from ..models import DeploymentRequest, Environment, Execution, Service
 from .client import GitHubClient, GitHubError, is_api_url
 from .models import BranchProtectionRule, DeliveryState, GitHubWebhookDelivery, MonitoringSignal, SignalKind
@@ -326,6 +326,8 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
             GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(request=request)
             delivery.request = request
     except RuleViolation as exc:
+        # The refusal the service recorded was rolled back with this block: keep it as evidence.
+        services.record_refusal(actor=account, action=Action.SUBMIT, violation=exc, environment=environment)
         told = reject_on_github(intake, f"Refused by the deployment authorization portal: {exc.message}")
         after = "GitHub was told the deployment is rejected." if told else "GitHub could not be told; it keeps waiting."
         raise Outcome(

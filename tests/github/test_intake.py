@@ -212,6 +212,11 @@ def test_a_suspended_requester_gets_a_refusal_not_a_request(
     [decision] = github.runs[(REPOSITORY, RUN_ID)].decisions
     assert decision["state"] == "rejected" and "suspended" in decision["comment"]
     assert "GitHub was told" in delivery.state_reason
+    from deployments.models import Refusal
+
+    refusal = Refusal.objects.get()  # kept as evidence, once
+    assert refusal.code == "suspended" and refusal.actor.username == "github-app"
+    assert refusal.environment == production
 
 
 def test_a_ref_the_policy_does_not_allow_is_refused_and_rejected_on_github(

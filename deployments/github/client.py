@@ -111,10 +111,7 @@ class GitHubClient:
         self.installation_id = int(installation_id)
         self.base_url = settings.GITHUB_API_URL.rstrip("/")
         self.timeout = settings.PORTAL_HTTP_TIMEOUT
-        self.session = session or requests.Session()
-        self.session.headers.update(
-            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION, "User-Agent": USER_AGENT}
-        )
+        self.session = session or github_session()
 
     # --- authentication ------------------------------------------------------------------
     def _cache_key(self) -> tuple[str, str, int]:
@@ -252,20 +249,6 @@ class GitHubClient:
             )
         return response.json()
 
-    def installation(self) -> dict:
-        """``GET /app/installations/{id}`` (authenticated as the App; used by ``check_github``)."""
-        response = self.session.get(
-            self.url(f"app/installations/{self.installation_id}"),
-            headers={"Authorization": f"Bearer {app_jwt()}"}, timeout=self.timeout, allow_redirects=False,
-        )
-        if response.status_code != 200:
-            raise GitHubError(
-                f"GET app/installations/{self.installation_id} answered HTTP {response.status_code}: "
-                f"{_message(response)}",
-                status_code=response.status_code,
-            )
-        return response.json()
-
 
 def app_installations() -> list[dict]:
     """``GET /app/installations`` as the App (for ``check_github``)."""
@@ -286,16 +269,26 @@ def _message(response: requests.Response) -> str:
     return ""
 
 
+def github_session() -> requests.Session:
+    """A session with GitHub's media type, API version and the portal's user agent."""
+    session = requests.Session()
+    session.headers.update(
+        {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION, "User-Agent": USER_AGENT}
+    )
+    return session
+
+
 def _as_app(path: str) -> requests.Response:
-    try:
-        return requests.get(
-            f"{settings.GITHUB_API_URL.rstrip('/')}/{path.lstrip('/')}",
-            headers={"Authorization": f"Bearer {app_jwt()}", "Accept": "application/vnd.github+json",
-                     "X-GitHub-Api-Version": API_VERSION, "User-Agent": USER_AGENT},
-            timeout=settings.PORTAL_HTTP_TIMEOUT, allow_redirects=False,
-        )
-    except requests.RequestException as exc:
-        raise GitHubError(f"Could not reach GitHub: {type(exc).__name__}") from None
+    """One call authenticated as the App itself (JWT), on the configured API host, with the timeout."""
+    with github_session() as session:
+        try:
+            return session.get(
+                f"{settings.GITHUB_API_URL.rstrip('/')}/{path.lstrip('/')}",
+                headers={"Authorization": f"Bearer {app_jwt()}"},
+                timeout=settings.PORTAL_HTTP_TIMEOUT, allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise GitHubError(f"Could not reach GitHub: {type(exc).__name__}") from None
 
 
 def installation_for_repository(repository: str) -> int:

@@ -123,7 +123,7 @@ def _record(rule, branch, outcome, diffs=(), detail="") -> BranchProtectionAudit
 
 def _report_drift(audit: BranchProtectionAudit) -> None:
     """Hand drift to monitoring (``deployments.detection``) when the portal has it."""
-    from .events import detection_hook
+    from .monitoring import detection_hook
 
     hook = detection_hook("report_branch_protection_drift")
     if hook is None:

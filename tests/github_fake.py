@@ -111,8 +111,12 @@ class FakeGitHub:
             return "A JSON web token could not be decoded"
         try:
             claims = jwt.decode(
-                auth[7:], self.public_key, algorithms=["RS256"], issuer=self.app_id,
-                options={"require": ["iat", "exp", "iss"]}, leeway=0,
+                auth[7:],
+                self.public_key,
+                algorithms=["RS256"],
+                issuer=self.app_id,
+                options={"require": ["iat", "exp", "iss"]},
+                leeway=0,
             )
         except jwt.PyJWTError as exc:
             return f"A JSON web token could not be decoded ({type(exc).__name__})"
@@ -165,13 +169,25 @@ class FakeGitHub:
         if m and request.method == "POST":
             return self._access_token(request, int(m.group(1)))
         if path == "/app/installations" and request.method == "GET":
-            return self._as_app(request) or _json([
-                {"id": iid, "account": {"login": repo.split("/")[0]}, "app_id": int(self.app_id),
-                 "permissions": {"actions": "read", "deployments": "write", "checks": "read", "contents": "read",
-                                 "administration": "read", "metadata": "read"},
-                 "events": ["deployment_protection_rule", "deployment_status", "push", "branch_protection_rule"]}
-                for repo, iid in sorted(self.installations.items())
-            ])
+            return self._as_app(request) or _json(
+                [
+                    {
+                        "id": iid,
+                        "account": {"login": repo.split("/")[0]},
+                        "app_id": int(self.app_id),
+                        "permissions": {
+                            "actions": "read",
+                            "deployments": "write",
+                            "checks": "read",
+                            "contents": "read",
+                            "administration": "read",
+                            "metadata": "read",
+                        },
+                        "events": ["deployment_protection_rule", "deployment_status", "push", "branch_protection_rule"],
+                    }
+                    for repo, iid in sorted(self.installations.items())
+                ]
+            )
         m = re.fullmatch(r"/repos/([^/]+/[^/]+)/installation", path)
         if m and request.method == "GET":
             denied = self._as_app(request)
@@ -206,9 +222,15 @@ class FakeGitHub:
         token = "ghs_" + secrets.token_hex(18)
         expires = datetime.now(UTC) + self.token_lifetime
         self.tokens[token] = (installation_id, expires.timestamp())
-        return _json({"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "permissions": {"deployments": "write", "checks": "read"}, "repository_selection": "selected"},
-                     201)
+        return _json(
+            {
+                "token": token,
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "permissions": {"deployments": "write", "checks": "read"},
+                "repository_selection": "selected",
+            },
+            201,
+        )
 
     def _repo_route(self, request: Request, repository: str, rest: str, body) -> Response:
         method = request.method
@@ -237,16 +259,36 @@ class FakeGitHub:
             if env is None:
                 return _error(404, "Not Found")
             if m.group(2):
-                rules = [{"id": 3515 + i, "node_id": "GA_kwDOAAABoM4AAAAAAAAAGg", "enabled": True,
-                          "app": {"id": int(app_id), "slug": "deployment-portal", "node_id": "GHA_kwDOAAABoM4A",
-                                  "integration_url": f"{self.url}/apps/deployment-portal"}}
-                         for i, app_id in enumerate(env.get("app_ids", []))]
+                rules = [
+                    {
+                        "id": 3515 + i,
+                        "node_id": "GA_kwDOAAABoM4AAAAAAAAAGg",
+                        "enabled": True,
+                        "app": {
+                            "id": int(app_id),
+                            "slug": "deployment-portal",
+                            "node_id": "GHA_kwDOAAABoM4A",
+                            "integration_url": f"{self.url}/apps/deployment-portal",
+                        },
+                    }
+                    for i, app_id in enumerate(env.get("app_ids", []))
+                ]
                 return _json({"total_count": len(rules), "custom_deployment_protection_rules": rules})
-            return _json({"id": 161088068, "name": unquote(m.group(1)), "can_admins_bypass": env["can_admins_bypass"],
-                          "protection_rules": [{"id": 3736, "type": "custom"}] if env.get("app_ids") else []})
+            return _json(
+                {
+                    "id": 161088068,
+                    "name": unquote(m.group(1)),
+                    "can_admins_bypass": env["can_admins_bypass"],
+                    "protection_rules": [{"id": 3736, "type": "custom"}] if env.get("app_ids") else [],
+                }
+            )
         if rest == "branches" and method == "GET":
-            return _json([{"name": n, "protected": (repository, n) in self.protection,
-                           "commit": {"sha": "0" * 40}} for n in self.branch_names.get(repository, [])])
+            return _json(
+                [
+                    {"name": n, "protected": (repository, n) in self.protection, "commit": {"sha": "0" * 40}}
+                    for n in self.branch_names.get(repository, [])
+                ]
+            )
         m = re.fullmatch(r"branches/([^/]+)/protection", rest)
         if m:
             branch = unquote(m.group(1))
@@ -278,16 +320,28 @@ class FakeGitHub:
         stored = {
             "url": base,
             "required_status_checks": (
-                {"url": f"{base}/required_status_checks", "strict": checks["strict"], "contexts": checks["contexts"],
-                 "checks": [{"context": c, "app_id": None} for c in checks["contexts"]]} if checks else None
+                {
+                    "url": f"{base}/required_status_checks",
+                    "strict": checks["strict"],
+                    "contexts": checks["contexts"],
+                    "checks": [{"context": c, "app_id": None} for c in checks["contexts"]],
+                }
+                if checks
+                else None
             ),
             "enforce_admins": {"url": f"{base}/enforce_admins", "enabled": bool(body["enforce_admins"])},
-            "required_pull_request_reviews": ({"url": f"{base}/required_pull_request_reviews", **reviews}
-                                              if reviews else None),
+            "required_pull_request_reviews": (
+                {"url": f"{base}/required_pull_request_reviews", **reviews} if reviews else None
+            ),
             "restrictions": (
-                {"url": f"{base}/restrictions", "users": [{"login": u} for u in restrictions.get("users", [])],
-                 "teams": [{"slug": t} for t in restrictions.get("teams", [])], "apps": []}
-                if restrictions else None
+                {
+                    "url": f"{base}/restrictions",
+                    "users": [{"login": u} for u in restrictions.get("users", [])],
+                    "teams": [{"slug": t} for t in restrictions.get("teams", [])],
+                    "apps": [],
+                }
+                if restrictions
+                else None
             ),
             "allow_force_pushes": {"enabled": bool(body.get("allow_force_pushes"))},
             "allow_deletions": {"enabled": bool(body.get("allow_deletions"))},
@@ -297,10 +351,10 @@ class FakeGitHub:
 
     def _review(self, repository: str, run_id: int, body) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("environment_name"), str):
-            return _error(422, "Invalid request. \"environment_name\" wasn't supplied.")
+            return _error(422, 'Invalid request. "environment_name" wasn\'t supplied.')
         comment = body.get("comment", "")
         if not isinstance(comment, str) or len(comment) > 1024:
-            return _error(422, "Invalid request. \"comment\" is too long (maximum is 1024 characters).")
+            return _error(422, 'Invalid request. "comment" is too long (maximum is 1024 characters).')
         state = body.get("state")
         run = self.runs.get((repository, run_id))
         environment = body["environment_name"]
@@ -312,7 +366,7 @@ class FakeGitHub:
             run.status_reports.append(body)
             return Response(status=204)
         if state not in ("approved", "rejected"):
-            return _error(422, "Invalid request. \"state\" must be approved or rejected.")
+            return _error(422, 'Invalid request. "state" must be approved or rejected.')
         if environment not in run.waiting:
             return _error(422, "No pending deployment requests to approve or reject")
         run.waiting.discard(environment)

@@ -40,9 +40,23 @@ class GitHubWebhookDeliveryAdmin(_ReadOnly):
     search_fields = ["delivery_id", "repository", "state_reason"]
     list_select_related = ["request__environment__service"]
     date_hierarchy = "received_at"
-    readonly_fields = ["delivery_id", "event", "action", "hook_id", "installation_id", "repository", "state",
-                       "state_reason", "attempts", "request", "received_at", "processed_at", "headers",
-                       "body_sha256", "body"]
+    readonly_fields = [
+        "delivery_id",
+        "event",
+        "action",
+        "hook_id",
+        "installation_id",
+        "repository",
+        "state",
+        "state_reason",
+        "attempts",
+        "request",
+        "received_at",
+        "processed_at",
+        "headers",
+        "body_sha256",
+        "body",
+    ]
     actions = ["reprocess"]
 
     @admin.action(description="Re-process the selected deliveries (failed, unconfigured or refused)")
@@ -51,8 +65,9 @@ class GitHubWebhookDeliveryAdmin(_ReadOnly):
         skipped = queryset.count() - queued
         self.message_user(request, f"Queued {queued} delivery(ies) for processing.", messages.SUCCESS)
         if skipped:
-            self.message_user(request, f"{skipped} were already processed or ignored and were left alone.",
-                              messages.WARNING)
+            self.message_user(
+                request, f"{skipped} were already processed or ignored and were left alone.", messages.WARNING
+            )
 
     def has_reprocess_permission(self, request):
         return _is_administrator(request.user)

@@ -23,10 +23,14 @@ logger = logging.getLogger(__name__)
 
 def expected_push_logins(rule: BranchProtectionRule) -> list[str]:
     """GitHub logins of the people (directly or through groups) allowed to push."""
-    users = get_user_model().objects.filter(
-        Q(pk__in=rule.allowed_push_users.values("pk")) | Q(groups__in=rule.allowed_push_groups.values("pk")),
-        is_active=True,
-    ).exclude(github_login="")
+    users = (
+        get_user_model()
+        .objects.filter(
+            Q(pk__in=rule.allowed_push_users.values("pk")) | Q(groups__in=rule.allowed_push_groups.values("pk")),
+            is_active=True,
+        )
+        .exclude(github_login="")
+    )
     return sorted({login.lower() for login in users.values_list("github_login", flat=True)})
 
 
@@ -88,7 +92,8 @@ def protection_body(rule: BranchProtectionRule) -> dict:
     return {
         "required_status_checks": (
             {"strict": rule.strict_status_checks, "contexts": list(rule.required_status_checks)}
-            if rule.required_status_checks else None
+            if rule.required_status_checks
+            else None
         ),
         "enforce_admins": rule.enforce_admins,
         "required_pull_request_reviews": (
@@ -97,7 +102,8 @@ def protection_body(rule: BranchProtectionRule) -> dict:
                 "require_code_owner_reviews": rule.require_code_owner_reviews,
                 "required_approving_review_count": rule.required_approving_reviews,
             }
-            if rule.required_approving_reviews else None
+            if rule.required_approving_reviews
+            else None
         ),
         "restrictions": (
             {"users": expected_push_logins(rule), "teams": [], "apps": []} if rule.restrict_pushers else None
@@ -133,8 +139,14 @@ def _report_drift(audit: BranchProtectionAudit) -> None:
     actual = {} if unprotected else {d["setting"]: d["actual"] for d in audit.differences}
     repository = audit.rule.service.repository
     try:
-        hook(repository=repository, branch=audit.branch, expected=expected, actual=actual,
-             url=f"https://github.com/{repository}/settings/branches", source="github")
+        hook(
+            repository=repository,
+            branch=audit.branch,
+            expected=expected,
+            actual=actual,
+            url=f"https://github.com/{repository}/settings/branches",
+            source="github",
+        )
     except Exception:  # the audit row is kept whatever monitoring does
         logger.exception("Monitoring could not take the drift of audit #%s", audit.pk)
 

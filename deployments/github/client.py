@@ -156,8 +156,15 @@ class GitHubClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def request(self, method: str, url_or_path: str, *, json: Any = None, params: dict | None = None,
-                retry_unauthorized: bool = True) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        url_or_path: str,
+        *,
+        json: Any = None,
+        params: dict | None = None,
+        retry_unauthorized: bool = True,
+    ) -> requests.Response:
         """One call to the API host. Returns the response whatever its status; raises ``GitHubError``
         only when GitHub could not be reached or the URL is not on the API host."""
         url = url_or_path if url_or_path.startswith(("http://", "https://")) else self.url(url_or_path)
@@ -166,7 +173,12 @@ class GitHubClient:
         token = self.installation_token()
         try:
             response = self.session.request(
-                method, url, json=json, params=params, timeout=self.timeout, allow_redirects=False,
+                method,
+                url,
+                json=json,
+                params=params,
+                timeout=self.timeout,
+                allow_redirects=False,
                 headers={"Authorization": f"Bearer {token}"},
             )
         except requests.RequestException as exc:
@@ -254,8 +266,10 @@ def app_installations() -> list[dict]:
     """``GET /app/installations`` as the App (for ``check_github``)."""
     response = _as_app("app/installations")
     if response.status_code != 200:
-        raise GitHubError(f"GET /app/installations answered HTTP {response.status_code}: {_message(response)}",
-                          status_code=response.status_code)
+        raise GitHubError(
+            f"GET /app/installations answered HTTP {response.status_code}: {_message(response)}",
+            status_code=response.status_code,
+        )
     return response.json()
 
 
@@ -285,7 +299,8 @@ def _as_app(path: str) -> requests.Response:
             return session.get(
                 f"{settings.GITHUB_API_URL.rstrip('/')}/{path.lstrip('/')}",
                 headers={"Authorization": f"Bearer {app_jwt()}"},
-                timeout=settings.PORTAL_HTTP_TIMEOUT, allow_redirects=False,
+                timeout=settings.PORTAL_HTTP_TIMEOUT,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise GitHubError(f"Could not reach GitHub: {type(exc).__name__}") from None

@@ -104,8 +104,9 @@ def reprocess_delivery(*, actor, delivery: GitHubWebhookDelivery) -> bool:
     updated = GitHubWebhookDelivery.objects.filter(
         pk=delivery.pk,
         state__in=(DeliveryState.FAILED, DeliveryState.UNCONFIGURED, DeliveryState.REFUSED, DeliveryState.RECEIVED),
-    ).update(state=DeliveryState.RECEIVED, state_reason=f"Re-processing requested by {actor}.",
-             updated_at=timezone.now())
+    ).update(
+        state=DeliveryState.RECEIVED, state_reason=f"Re-processing requested by {actor}.", updated_at=timezone.now()
+    )
     if updated:
         transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
     return bool(updated)

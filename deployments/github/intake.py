@@ -87,12 +87,14 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pu
         for name in (login, committer):
             if name and name not in NOT_PEOPLE:
                 authors.add(name)
-        commits.append({
-            "sha": commit.get("sha", ""),
-            "author": login or (detail.get("author") or {}).get("name", ""),
-            "message": (detail.get("message") or "")[:1000],
-            "url": commit.get("html_url", ""),
-        })
+        commits.append(
+            {
+                "sha": commit.get("sha", ""),
+                "author": login or (detail.get("author") or {}).get("name", ""),
+                "message": (detail.get("message") or "")[:1000],
+                "url": commit.get("html_url", ""),
+            }
+        )
     files = (compare or {}).get("files") or []
     snapshot = {
         "base": base,
@@ -102,9 +104,14 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pu
         "additions": sum(int(f.get("additions") or 0) for f in files),
         "deletions": sum(int(f.get("deletions") or 0) for f in files),
         "pull_requests": [
-            {"number": pr.get("number"), "title": (pr.get("title") or "")[:300], "url": pr.get("html_url", ""),
-             "author": (pr.get("user") or {}).get("login", "")}
-            for pr in pulls if isinstance(pr, dict)
+            {
+                "number": pr.get("number"),
+                "title": (pr.get("title") or "")[:300],
+                "url": pr.get("html_url", ""),
+                "author": (pr.get("user") or {}).get("login", ""),
+            }
+            for pr in pulls
+            if isinstance(pr, dict)
         ],
         "compare_url": (compare or {}).get("html_url", ""),
         "fetched_at": datetime.now(UTC).isoformat(),
@@ -165,8 +172,9 @@ class ProtectionRuleRequest:
             environment=_str(payload.get("environment"), "environment"),
             sha=_str(deployment.get("sha") or payload.get("sha"), "deployment.sha"),
             ref=_str(deployment.get("ref") or payload.get("ref"), "deployment.ref"),
-            creator=((deployment.get("creator") or {}).get("login") or "") if isinstance(
-                deployment.get("creator"), dict) else "",
+            creator=((deployment.get("creator") or {}).get("login") or "")
+            if isinstance(deployment.get("creator"), dict)
+            else "",
             deployment_id=_int(deployment.get("id"), "deployment.id"),
             run_id=run_id,
             callback_url=callback_url,
@@ -201,8 +209,11 @@ def handle_deployment_protection_rule(delivery: GitHubWebhookDelivery, payload: 
     service = find_service(intake.repository)
     environment = find_environment(service, intake.environment) if service else None
     if environment is None:
-        what = (f"repository {intake.repository}" if service is None
-                else f"environment {intake.environment!r} of {intake.repository}")
+        what = (
+            f"repository {intake.repository}"
+            if service is None
+            else f"environment {intake.environment!r} of {intake.repository}"
+        )
         alert_administrators(
             f"Unconfigured GitHub deployment: {intake.repository} → {intake.environment}",
             f"GitHub asks the portal to approve a deployment of {intake.sha[:12]} ({intake.ref}) to "
@@ -227,7 +238,8 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
             # The environment's row lock serializes two deliveries of the same deployment.
             Environment.objects.select_for_update(no_key=True, of=("self",)).filter(pk=environment.pk).first()
             existing = DeploymentRequest.objects.filter(
-                environment=environment, source=RequestSource.GITHUB,
+                environment=environment,
+                source=RequestSource.GITHUB,
                 external_ids__github_deployment_id=intake.deployment_id,
             ).first()
             request = existing or services.submit_request(
@@ -359,10 +371,20 @@ def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> 
     request = DeploymentRequest.objects.filter(
         environment=environment, external_ids__github_deployment_id=deployment_id
     ).first()
-    url = next((u for u in (status_obj.get("target_url"), status_obj.get("log_url"),
-                            (payload.get("workflow_run") or {}).get("html_url") if isinstance(
-                                payload.get("workflow_run"), dict) else None)
-                if isinstance(u, str) and u.startswith("https://")), "")
+    url = next(
+        (
+            u
+            for u in (
+                status_obj.get("target_url"),
+                status_obj.get("log_url"),
+                (payload.get("workflow_run") or {}).get("html_url")
+                if isinstance(payload.get("workflow_run"), dict)
+                else None,
+            )
+            if isinstance(u, str) and u.startswith("https://")
+        ),
+        "",
+    )
     try:
         execution = services.report_execution(
             actor=github_account(),

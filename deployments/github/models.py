@@ -42,7 +42,10 @@ class GitHubWebhookDelivery(models.Model):
     state_reason = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     request = models.ForeignKey(
-        "deployments.DeploymentRequest", on_delete=models.PROTECT, null=True, blank=True,
+        "deployments.DeploymentRequest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="github_deliveries",
     )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -94,9 +97,7 @@ class BranchProtectionRule(models.Model):
     with ``enforce`` switched on by an administrator it also applies them.
     """
 
-    service = models.ForeignKey(
-        "deployments.Service", on_delete=models.CASCADE, related_name="branch_protection_rules"
-    )
+    service = models.ForeignKey("deployments.Service", on_delete=models.CASCADE, related_name="branch_protection_rules")
     pattern = models.CharField(max_length=200, help_text='A branch name or glob, e.g. "main" or "release/*".')
     required_approving_reviews = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(0)], help_text="Pull request reviews required (at least)."

@@ -22,10 +22,14 @@ def rules_for_branch(service: Service, branch: str) -> list[BranchProtectionRule
 
 def allowed_push_logins(rule: BranchProtectionRule) -> set[str]:
     user_model = get_user_model()
-    logins = user_model.objects.filter(
-        Q(pk__in=rule.allowed_push_users.values("pk")) | Q(groups__in=rule.allowed_push_groups.values("pk")),
-        is_active=True,
-    ).exclude(github_login="").values_list("github_login", flat=True)
+    logins = (
+        user_model.objects.filter(
+            Q(pk__in=rule.allowed_push_users.values("pk")) | Q(groups__in=rule.allowed_push_groups.values("pk")),
+            is_active=True,
+        )
+        .exclude(github_login="")
+        .values_list("github_login", flat=True)
+    )
     return {login.lower() for login in logins}
 
 
@@ -33,8 +37,14 @@ def _signal(delivery, *, kind, service, repository, branch, actor_login, summary
     try:
         with transaction.atomic():
             signal = MonitoringSignal.objects.create(
-                kind=kind, service=service, repository=repository, branch=branch[:255], actor_login=actor_login[:100],
-                summary=summary, details=details, delivery=delivery,
+                kind=kind,
+                service=service,
+                repository=repository,
+                branch=branch[:255],
+                actor_login=actor_login[:100],
+                summary=summary,
+                details=details,
+                delivery=delivery,
             )
     except IntegrityError:
         return  # already raised by an earlier run of this delivery
@@ -62,10 +72,17 @@ def _forward_to_detection(signal: MonitoringSignal) -> None:
     sha = details.get("after") if isinstance(details.get("after"), str) else ""
     try:
         hook(
-            repository=signal.repository, branch=signal.branch, sha=sha, pusher_login=signal.actor_login,
-            url=details.get("compare") or "", details={"signal_id": signal.pk, "signal": signal.kind,
-                                                       "forced": details.get("forced"),
-                                                       "deleted": details.get("deleted")},
+            repository=signal.repository,
+            branch=signal.branch,
+            sha=sha,
+            pusher_login=signal.actor_login,
+            url=details.get("compare") or "",
+            details={
+                "signal_id": signal.pk,
+                "signal": signal.kind,
+                "forced": details.get("forced"),
+                "deleted": details.get("deleted"),
+            },
             source="github",
         )
     except Exception:  # monitoring must never lose the delivery
@@ -88,24 +105,42 @@ def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:
     login = sender.get("login") if isinstance(sender.get("login"), str) else ""
     pusher = payload.get("pusher") if isinstance(payload.get("pusher"), dict) else {}
     details = {
-        "before": payload.get("before"), "after": payload.get("after"), "forced": bool(payload.get("forced")),
-        "deleted": bool(payload.get("deleted")), "pusher": pusher.get("name", ""), "compare": payload.get("compare"),
+        "before": payload.get("before"),
+        "after": payload.get("after"),
+        "forced": bool(payload.get("forced")),
+        "deleted": bool(payload.get("deleted")),
+        "pusher": pusher.get("name", ""),
+        "compare": payload.get("compare"),
         "rules": [rule.pattern for rule in rules],
     }
     for rule in rules:
         if rule.restrict_pushers and login.lower() not in allowed_push_logins(rule):
-            _signal(delivery, kind=SignalKind.UNAUTHORIZED_PUSH, service=service, repository=repository,
-                    branch=branch, actor_login=login, details=details,
-                    summary=f"{login or 'someone unknown'} pushed to protected branch {branch} of {repository} "
-                            f"without being an authorized pusher (rule {rule.pattern}).")
+            _signal(
+                delivery,
+                kind=SignalKind.UNAUTHORIZED_PUSH,
+                service=service,
+                repository=repository,
+                branch=branch,
+                actor_login=login,
+                details=details,
+                summary=f"{login or 'someone unknown'} pushed to protected branch {branch} of {repository} "
+                f"without being an authorized pusher (rule {rule.pattern}).",
+            )
             break
     if (payload.get("forced") and not all(r.allow_force_pushes for r in rules)) or (
         payload.get("deleted") and not all(r.allow_deletions for r in rules)
     ):
         what = "deleted" if payload.get("deleted") else "force-pushed"
-        _signal(delivery, kind=SignalKind.FORCE_PUSH, service=service, repository=repository, branch=branch,
-                actor_login=login, details=details,
-                summary=f"{login or 'someone unknown'} {what} protected branch {branch} of {repository}.")
+        _signal(
+            delivery,
+            kind=SignalKind.FORCE_PUSH,
+            service=service,
+            repository=repository,
+            branch=branch,
+            actor_login=login,
+            details=details,
+            summary=f"{login or 'someone unknown'} {what} protected branch {branch} of {repository}.",
+        )
 
 
 def handle_branch_protection_rule(delivery: GitHubWebhookDelivery, payload: dict) -> None:
@@ -114,8 +149,14 @@ def handle_branch_protection_rule(delivery: GitHubWebhookDelivery, payload: dict
     sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
     login = sender.get("login") if isinstance(sender.get("login"), str) else ""
     pattern = rule.get("name") if isinstance(rule.get("name"), str) else ""
-    _signal(delivery, kind=SignalKind.PROTECTION_CHANGED, service=find_service(repository), repository=repository,
-            branch=pattern, actor_login=login,
-            details={"action": delivery.action, "rule": rule, "changes": payload.get("changes") or {}},
-            summary=f"{login or 'someone'} {delivery.action or 'changed'} the branch protection rule "
-                    f"{pattern!r} of {repository} on GitHub.")
+    _signal(
+        delivery,
+        kind=SignalKind.PROTECTION_CHANGED,
+        service=find_service(repository),
+        repository=repository,
+        branch=pattern,
+        actor_login=login,
+        details={"action": delivery.action, "rule": rule, "changes": payload.get("changes") or {}},
+        summary=f"{login or 'someone'} {delivery.action or 'changed'} the branch protection rule "
+        f"{pattern!r} of {repository} on GitHub.",
+    )

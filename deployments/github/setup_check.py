@@ -57,8 +57,10 @@ def check_github() -> list[Finding]:
     except GitHubError as exc:
         fail(f"GitHub did not accept the App's JWT at {settings.GITHUB_API_URL}: {exc}")
         return findings
-    ok(f"The App {settings.GITHUB_APP_ID} authenticates at {settings.GITHUB_API_URL} "
-       f"({len(installations)} installation(s)).")
+    ok(
+        f"The App {settings.GITHUB_APP_ID} authenticates at {settings.GITHUB_API_URL} "
+        f"({len(installations)} installation(s))."
+    )
     by_id = {inst.get("id"): inst for inst in installations}
 
     services = Service.objects.filter(ci_provider=CIProvider.GITHUB).prefetch_related(
@@ -103,7 +105,8 @@ def _check_environment(client: GitHubClient, repository: str, name: str) -> list
         return [Finding(False, f"{where}: {exc}")]
     out = []
     ours = [
-        rule for rule in rules.get("custom_deployment_protection_rules") or []
+        rule
+        for rule in rules.get("custom_deployment_protection_rules") or []
         if str((rule.get("app") or {}).get("id")) == str(settings.GITHUB_APP_ID)
     ]
     if not ours:
@@ -113,6 +116,5 @@ def _check_environment(client: GitHubClient, repository: str, name: str) -> list
     else:
         out.append(Finding(True, f"{where}: the App is its deployment protection rule."))
     if environment.get("can_admins_bypass", True):
-        out.append(Finding(False, f"{where}: switch off \"Allow administrators to bypass configured protection "
-                                  f"rules\"."))
+        out.append(Finding(False, f'{where}: switch off "Allow administrators to bypass configured protection rules".'))
     return out

@@ -57,8 +57,15 @@ def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _reject(request: HttpRequest, *, reason: str, status: int, message: str, body: bytes | None = None,
-            content_length: int | None = None) -> JsonResponse:
+def _reject(
+    request: HttpRequest,
+    *,
+    reason: str,
+    status: int,
+    message: str,
+    body: bytes | None = None,
+    content_length: int | None = None,
+) -> JsonResponse:
     GitHubWebhookRejection.objects.create(
         reason=reason,
         delivery_id=request.headers.get("X-GitHub-Delivery", "")[:100],
@@ -101,12 +108,22 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
     except ValueError:
         declared = 0
     if declared > limit:
-        return _reject(request, reason="too_large", status=413, content_length=declared,
-                       message=f"The body is larger than {limit} bytes.")
+        return _reject(
+            request,
+            reason="too_large",
+            status=413,
+            content_length=declared,
+            message=f"The body is larger than {limit} bytes.",
+        )
     body = _read_body(request, limit)
     if body is None:
-        return _reject(request, reason="too_large", status=413, content_length=declared,
-                       message=f"The body is larger than {limit} bytes.")
+        return _reject(
+            request,
+            reason="too_large",
+            status=413,
+            content_length=declared,
+            message=f"The body is larger than {limit} bytes.",
+        )
 
     header = request.META.get(SIGNATURE_HEADER)
     if not verify_signature(body, settings.GITHUB_WEBHOOK_SECRET, header):
@@ -116,14 +133,24 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
             reason = "sha1_signature_only" if request.META.get("HTTP_X_HUB_SIGNATURE") else "signature_missing"
         else:
             reason = "signature_invalid"
-        return _reject(request, reason=reason, status=401, body=body,
-                       message="The X-Hub-Signature-256 signature is missing or does not match.")
+        return _reject(
+            request,
+            reason=reason,
+            status=401,
+            body=body,
+            message="The X-Hub-Signature-256 signature is missing or does not match.",
+        )
 
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()[:100]
     event = request.headers.get("X-GitHub-Event", "").strip()[:64]
     if not delivery_id or not event:
-        return _reject(request, reason="headers_missing", status=400, body=body,
-                       message="X-GitHub-Delivery and X-GitHub-Event are required.")
+        return _reject(
+            request,
+            reason="headers_missing",
+            status=400,
+            body=body,
+            message="X-GitHub-Delivery and X-GitHub-Event are required.",
+        )
 
     delivery = store_delivery(request=request, delivery_id=delivery_id, event=event, body=body)
     if delivery is None:

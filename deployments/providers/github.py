@@ -85,7 +85,8 @@ class GitHubProvider(DecisionProvider):
         url = ids.get("github_callback_url", "")
         if not is_api_url(url):
             return DeliveryOutcome(
-                delivered=False, permanent=True,
+                delivered=False,
+                permanent=True,
                 error="The callback URL is not on the configured GitHub API host; nothing was sent.",
             )
         fields = ("environment_name", "state", "comment")
@@ -107,13 +108,15 @@ def outcome_for_github(response) -> DeliveryOutcome:
         return DeliveryOutcome(delivered=True, status_code=code)
     if code == 422:
         return DeliveryOutcome(
-            delivered=True, status_code=code,
+            delivered=True,
+            status_code=code,
             error=f"GitHub says the run is no longer waiting (already decided): {text}",
         )
     error = f"HTTP {code}" + (f": {text}" if text else "")
     if code in (403, 429):
-        return DeliveryOutcome(delivered=False, status_code=code, error=error,
-                               retry_after=rate_limit_wait(response.headers))
+        return DeliveryOutcome(
+            delivered=False, status_code=code, error=error, retry_after=rate_limit_wait(response.headers)
+        )
     if code >= 500 or code in (401, 408, 409):
         return DeliveryOutcome(delivered=False, status_code=code, error=error)
     return DeliveryOutcome(delivered=False, status_code=code, error=error, permanent=True)

@@ -77,8 +77,16 @@ def signature(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def send(client, event: str, payload, *, secret: str = WEBHOOK_SECRET, delivery_id: str | None = None,
-         headers: dict | None = None, sign: bool = True):
+def send(
+    client,
+    event: str,
+    payload,
+    *,
+    secret: str = WEBHOOK_SECRET,
+    delivery_id: str | None = None,
+    headers: dict | None = None,
+    sign: bool = True,
+):
     """POST a webhook the way GitHub does (JSON body, X-GitHub-* headers, X-Hub-Signature-256)."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     extra = {
@@ -102,23 +110,46 @@ def protection_payload(github, **changes) -> dict:
 
 def all_checks(status="completed", conclusion="success"):
     return [
-        {"id": 100 + i, "name": name, "head_sha": SHA, "status": status, "conclusion": conclusion,
-         "started_at": "2026-11-26T15:56:00Z", "completed_at": "2026-11-26T15:58:00Z",
-         "html_url": f"https://github.com/{REPOSITORY}/runs/{100 + i}", "app": {"slug": "github-actions"}}
+        {
+            "id": 100 + i,
+            "name": name,
+            "head_sha": SHA,
+            "status": status,
+            "conclusion": conclusion,
+            "started_at": "2026-11-26T15:56:00Z",
+            "completed_at": "2026-11-26T15:58:00Z",
+            "html_url": f"https://github.com/{REPOSITORY}/runs/{100 + i}",
+            "app": {"slug": "github-actions"},
+        }
         for i, name in enumerate(["unit", "integration", "lint", "security-scan"])
     ]
 
 
 def compare_answer(commits=None):
-    commits = commits if commits is not None else [
-        {"sha": SHA, "html_url": f"https://github.com/{REPOSITORY}/commit/{SHA}",
-         "commit": {"message": "Fix rounding of refunds", "author": {"name": "Bob", "email": "bob@example.com"},
-                    "committer": {"name": "GitHub", "email": "noreply@github.com"}},
-         "author": {"login": "bob-gh"}, "committer": {"login": "web-flow"}},
-    ]
+    commits = (
+        commits
+        if commits is not None
+        else [
+            {
+                "sha": SHA,
+                "html_url": f"https://github.com/{REPOSITORY}/commit/{SHA}",
+                "commit": {
+                    "message": "Fix rounding of refunds",
+                    "author": {"name": "Bob", "email": "bob@example.com"},
+                    "committer": {"name": "GitHub", "email": "noreply@github.com"},
+                },
+                "author": {"login": "bob-gh"},
+                "committer": {"login": "web-flow"},
+            },
+        ]
+    )
     return {
-        "url": "", "html_url": f"https://github.com/{REPOSITORY}/compare/{BASE_SHA}...{SHA}",
-        "status": "ahead", "ahead_by": len(commits), "behind_by": 0, "total_commits": len(commits),
+        "url": "",
+        "html_url": f"https://github.com/{REPOSITORY}/compare/{BASE_SHA}...{SHA}",
+        "status": "ahead",
+        "ahead_by": len(commits),
+        "behind_by": 0,
+        "total_commits": len(commits),
         "commits": commits,
         "files": [{"filename": "refunds.py", "status": "modified", "additions": 12, "deletions": 3, "changes": 15}],
     }
@@ -130,7 +161,12 @@ def prepare_github(github, *, checks=None, compare=True):
     if compare:
         github.compares[(REPOSITORY, BASE_SHA, SHA)] = compare_answer()
     github.pulls[(REPOSITORY, SHA)] = [
-        {"number": 7, "title": "Fix rounding of refunds", "html_url": f"https://github.com/{REPOSITORY}/pull/7",
-         "user": {"login": "bob-gh"}, "state": "closed"}
+        {
+            "number": 7,
+            "title": "Fix rounding of refunds",
+            "html_url": f"https://github.com/{REPOSITORY}/pull/7",
+            "user": {"login": "bob-gh"},
+            "state": "closed",
+        }
     ]
     return github.wait_for(REPOSITORY, RUN_ID, "production")

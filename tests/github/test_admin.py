@@ -24,8 +24,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def failed_delivery(db):
     return GitHubWebhookDelivery.objects.create(
-        delivery_id="f-1", event="deployment_protection_rule", action="requested", body="{}",
-        body_sha256="0" * 64, state=DeliveryState.FAILED, state_reason="Malformed payload: repository is missing",
+        delivery_id="f-1",
+        event="deployment_protection_rule",
+        action="requested",
+        body="{}",
+        body_sha256="0" * 64,
+        state=DeliveryState.FAILED,
+        state_reason="Malformed payload: repository is missing",
     )
 
 
@@ -34,8 +39,10 @@ def staff(role):
 
 
 def reprocess(client, delivery):
-    return client.post(reverse("admin:deployments_githubwebhookdelivery_changelist"),
-                       {"action": "reprocess", "_selected_action": [delivery.pk]})
+    return client.post(
+        reverse("admin:deployments_githubwebhookdelivery_changelist"),
+        {"action": "reprocess", "_selected_action": [delivery.pk]},
+    )
 
 
 def test_an_administrator_re_processes_a_failed_delivery(client, failed_delivery, django_capture_on_commit_callbacks):
@@ -75,15 +82,28 @@ def test_a_processed_delivery_is_not_re_processed(client, failed_delivery):
 
 def test_every_github_admin_page_renders_with_data(client, failed_delivery, production):
     rule = BranchProtectionRule.objects.create(service=production.service, pattern="main")
-    BranchProtectionAudit.objects.create(rule=rule, branch="main", outcome=AuditOutcome.DRIFT,
-                                         differences=[{"setting": "enforce_admins", "expected": True,
-                                                       "actual": False}])
-    MonitoringSignal.objects.create(kind=SignalKind.UNAUTHORIZED_PUSH, repository="octo-org/payments-api",
-                                    branch="main", actor_login="mallory-gh", summary="pushed")
+    BranchProtectionAudit.objects.create(
+        rule=rule,
+        branch="main",
+        outcome=AuditOutcome.DRIFT,
+        differences=[{"setting": "enforce_admins", "expected": True, "actual": False}],
+    )
+    MonitoringSignal.objects.create(
+        kind=SignalKind.UNAUTHORIZED_PUSH,
+        repository="octo-org/payments-api",
+        branch="main",
+        actor_login="mallory-gh",
+        summary="pushed",
+    )
     GitHubWebhookRejection.objects.create(reason="signature_invalid", status_code=401)
     client.force_login(factories.UserFactory(is_superuser=True, is_staff=True))
-    for model in (GitHubWebhookDelivery, GitHubWebhookRejection, BranchProtectionRule, BranchProtectionAudit,
-                  MonitoringSignal):
+    for model in (
+        GitHubWebhookDelivery,
+        GitHubWebhookRejection,
+        BranchProtectionRule,
+        BranchProtectionAudit,
+        MonitoringSignal,
+    ):
         name = model._meta.model_name
         assert client.get(reverse(f"admin:deployments_{name}_changelist")).status_code == 200
         obj = model.objects.first()

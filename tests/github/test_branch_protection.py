@@ -29,8 +29,12 @@ def service(production):
 @pytest.fixture
 def main_rule(service):
     rule = BranchProtectionRule.objects.create(
-        service=service, pattern="main", required_approving_reviews=2, required_status_checks=["unit", "lint"],
-        enforce_admins=True, restrict_pushers=True,
+        service=service,
+        pattern="main",
+        required_approving_reviews=2,
+        required_status_checks=["unit", "lint"],
+        enforce_admins=True,
+        restrict_pushers=True,
     )
     releasers = Group.objects.create(name="Release managers")
     rita = factories.UserFactory(username="rita", github_login="rita-gh")
@@ -44,11 +48,18 @@ def compliant_protection(url):
     base = f"{url}/repos/{REPOSITORY}/branches/main/protection"
     return {
         "url": base,
-        "required_status_checks": {"url": f"{base}/required_status_checks", "strict": True,
-                                   "contexts": ["unit", "lint", "extra"], "checks": []},
+        "required_status_checks": {
+            "url": f"{base}/required_status_checks",
+            "strict": True,
+            "contexts": ["unit", "lint", "extra"],
+            "checks": [],
+        },
         "enforce_admins": {"url": f"{base}/enforce_admins", "enabled": True},
-        "required_pull_request_reviews": {"dismiss_stale_reviews": True, "require_code_owner_reviews": False,
-                                          "required_approving_review_count": 2},
+        "required_pull_request_reviews": {
+            "dismiss_stale_reviews": True,
+            "require_code_owner_reviews": False,
+            "required_approving_review_count": 2,
+        },
         "restrictions": {"users": [{"login": "carl-gh"}, {"login": "rita-gh"}], "teams": [], "apps": []},
         "allow_force_pushes": {"enabled": False},
         "allow_deletions": {"enabled": False},
@@ -73,7 +84,10 @@ def test_drift_is_recorded_with_the_differences(github, main_rule):
     assert audit.outcome == AuditOutcome.DRIFT
     settings = {d["setting"]: d for d in audit.differences}
     assert settings["required_approving_review_count"] == {
-        "setting": "required_approving_review_count", "expected": 2, "actual": 1}
+        "setting": "required_approving_review_count",
+        "expected": 2,
+        "actual": 1,
+    }
     assert {"enforce_admins", "allow_force_pushes", "restrictions"} <= set(settings)
     assert not github.calls_to(r"/protection$", "PUT")  # enforcement is off: nothing changed
 
@@ -93,8 +107,11 @@ def test_with_enforcement_on_the_rule_is_applied_with_the_documented_body(github
     assert put.json == {
         "required_status_checks": {"strict": True, "contexts": ["unit", "lint"]},
         "enforce_admins": True,
-        "required_pull_request_reviews": {"dismiss_stale_reviews": True, "require_code_owner_reviews": False,
-                                          "required_approving_review_count": 2},
+        "required_pull_request_reviews": {
+            "dismiss_stale_reviews": True,
+            "require_code_owner_reviews": False,
+            "required_approving_review_count": 2,
+        },
         "restrictions": {"users": ["carl-gh", "rita-gh"], "teams": [], "apps": []},
         "allow_force_pushes": False,
         "allow_deletions": False,
@@ -151,20 +168,21 @@ def test_a_push_by_an_authorized_pusher_is_not(client, github, main_rule, django
     assert not MonitoringSignal.objects.exists()
 
 
-def test_a_force_push_is_a_signal_even_from_an_authorized_pusher(client, github, main_rule,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_force_push_is_a_signal_even_from_an_authorized_pusher(
+    client, github, main_rule, django_capture_on_commit_callbacks
+):
     push(client, django_capture_on_commit_callbacks, forced=True, sender={"login": "rita-gh", "id": 5})
     assert MonitoringSignal.objects.get().kind == SignalKind.FORCE_PUSH
 
 
-def test_pushes_to_other_branches_are_stored_and_ignored(client, github, main_rule,
-                                                         django_capture_on_commit_callbacks):
+def test_pushes_to_other_branches_are_stored_and_ignored(client, github, main_rule, django_capture_on_commit_callbacks):
     delivery = push(client, django_capture_on_commit_callbacks, ref="refs/heads/feature/x")
     assert delivery.state == DeliveryState.IGNORED and not MonitoringSignal.objects.exists()
 
 
-def test_a_branch_protection_change_on_github_is_a_signal(client, github, main_rule,
-                                                          django_capture_on_commit_callbacks):
+def test_a_branch_protection_change_on_github_is_a_signal(
+    client, github, main_rule, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         send(client, "branch_protection_rule", fixture("branch_protection_rule.edited"))
     signal = MonitoringSignal.objects.get()
@@ -197,8 +215,9 @@ def detection(monkeypatch):
     return stand_in
 
 
-def test_signals_and_drift_reach_monitoring_when_the_portal_has_it(client, github, main_rule, detection,
-                                                                   django_capture_on_commit_callbacks):
+def test_signals_and_drift_reach_monitoring_when_the_portal_has_it(
+    client, github, main_rule, detection, django_capture_on_commit_callbacks
+):
     push(client, django_capture_on_commit_callbacks)
     [pushed] = detection.pushes
     assert pushed["repository"] == REPOSITORY and pushed["branch"] == "main"

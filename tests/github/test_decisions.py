@@ -115,8 +115,18 @@ def test_429_with_retry_after_is_honoured(awaiting, github, approvers, settings)
 def test_403_with_exhausted_rate_limit_waits_until_the_reset(awaiting, github, approvers, settings):
     settings.PORTAL_DELIVERY_BACKOFF_SECONDS = 1
     reset = int(time.time()) + 900
-    github.fail("callback", (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset),
-                                   "x-ratelimit-limit": "5000", "x-ratelimit-used": "5000"}))
+    github.fail(
+        "callback",
+        (
+            403,
+            {
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(reset),
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-used": "5000",
+            },
+        ),
+    )
     row = approve_all(awaiting, approvers)
     outbox.attempt_delivery(delivery_id=row.pk, now=row.next_attempt_at)
     row.refresh_from_db()
@@ -159,8 +169,9 @@ def test_already_decided_on_github_counts_as_delivered(awaiting, github, approve
     assert row.status == DeliveryStatus.DELIVERED and row.last_status_code == 422
 
 
-def test_a_vanished_run_fails_permanently_and_alerts(awaiting, github, approvers, administrator,
-                                                     django_capture_on_commit_callbacks):
+def test_a_vanished_run_fails_permanently_and_alerts(
+    awaiting, github, approvers, administrator, django_capture_on_commit_callbacks
+):
     from django.core import mail
 
     del github.runs[(REPOSITORY, RUN_ID)]
@@ -210,8 +221,9 @@ def test_the_app_jwt_has_the_documented_claims(settings, github_key):
     settings.GITHUB_APP_ID = APP_ID
     settings.GITHUB_APP_PRIVATE_KEY = pem
     now = time.time()
-    claims = jwt.decode(github_client.app_jwt(now), public_key, algorithms=["RS256"], issuer=APP_ID,
-                        options={"verify_exp": False})
+    claims = jwt.decode(
+        github_client.app_jwt(now), public_key, algorithms=["RS256"], issuer=APP_ID, options={"verify_exp": False}
+    )
     assert claims["iat"] == int(now) - 60
     assert int(now) < claims["exp"] <= int(now) + 600
     assert claims["iss"] == APP_ID

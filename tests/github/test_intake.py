@@ -44,8 +44,9 @@ def test_a_protection_rule_request_becomes_a_request_with_checks_and_change_set(
     client, github, production, octocat, deployed_before, django_capture_on_commit_callbacks
 ):
     prepare_github(github)
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     assert delivery.state == DeliveryState.PROCESSED, delivery.state_reason
     request = DeploymentRequest.objects.get()
     assert delivery.request == request
@@ -57,14 +58,24 @@ def test_a_protection_rule_request_becomes_a_request_with_checks_and_change_set(
     assert request.external_ids["github_installation_id"] == 42
     assert request.source_url == f"https://github.com/{REPOSITORY}/actions/runs/{RUN_ID}"
     # Checks fetched from GitHub: all four required checks passed, so approvers can decide.
-    assert request.checks == {"unit": "success", "integration": "success", "lint": "success",
-                              "security-scan": "success"}
+    assert request.checks == {
+        "unit": "success",
+        "integration": "success",
+        "lint": "success",
+        "security-scan": "success",
+    }
     assert request.status == RequestStatus.AWAITING_APPROVAL
     # The change set since the last successful deployment, kept as evidence.
     change_set = request.change_set
     assert change_set["base"] == BASE_SHA and change_set["head"] == SHA
-    assert change_set["commits"] == [{"sha": SHA, "author": "bob-gh", "message": "Fix rounding of refunds",
-                                      "url": f"https://github.com/{REPOSITORY}/commit/{SHA}"}]
+    assert change_set["commits"] == [
+        {
+            "sha": SHA,
+            "author": "bob-gh",
+            "message": "Fix rounding of refunds",
+            "url": f"https://github.com/{REPOSITORY}/commit/{SHA}",
+        }
+    ]
     assert (change_set["files_changed"], change_set["additions"], change_set["deletions"]) == (1, 12, 3)
     assert change_set["pull_requests"][0]["number"] == 7 and change_set["fetched_at"]
     assert request.change_authors == ["bob-gh"]  # GitHub's web-flow committer is not a person
@@ -102,8 +113,9 @@ def test_an_unconfigured_repository_is_visible_alerts_administrators_and_is_neve
     client, github, administrator, django_capture_on_commit_callbacks
 ):
     prepare_github(github)
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     assert delivery.state == DeliveryState.UNCONFIGURED
     assert "No portal repository" in delivery.state_reason
     assert not DeploymentRequest.objects.exists()
@@ -120,8 +132,9 @@ def test_an_unconfigured_repository_is_visible_alerts_administrators_and_is_neve
     assert delivery.state == DeliveryState.PROCESSED and delivery.request is not None
 
 
-def test_an_unconfigured_environment_is_reported_too(client, github, production, administrator,
-                                                     django_capture_on_commit_callbacks):
+def test_an_unconfigured_environment_is_reported_too(
+    client, github, production, administrator, django_capture_on_commit_callbacks
+):
     prepare_github(github)
     payload = protection_payload(github, environment="qa")
     delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", payload)
@@ -129,23 +142,25 @@ def test_an_unconfigured_environment_is_reported_too(client, github, production,
     assert not DeploymentRequest.objects.exists() and len(mail.outbox) == 1
 
 
-def test_a_callback_url_on_another_host_is_refused(client, github, production, administrator,
-                                                   django_capture_on_commit_callbacks):
+def test_a_callback_url_on_another_host_is_refused(
+    client, github, production, administrator, django_capture_on_commit_callbacks
+):
     prepare_github(github)
     payload = protection_payload(
-        github, deployment_callback_url=f"http://169.254.169.254/repos/{REPOSITORY}/actions/runs/1/"
-                                        "deployment_protection_rule")
+        github,
+        deployment_callback_url=f"http://169.254.169.254/repos/{REPOSITORY}/actions/runs/1/deployment_protection_rule",
+    )
     delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", payload)
     assert delivery.state == DeliveryState.REFUSED
     assert not DeploymentRequest.objects.exists()
     assert github.calls == []
 
 
-def test_processing_twice_creates_one_request(client, github, production, octocat,
-                                              django_capture_on_commit_callbacks):
+def test_processing_twice_creates_one_request(client, github, production, octocat, django_capture_on_commit_callbacks):
     prepare_github(github)
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(state=DeliveryState.FAILED)
     events.process_delivery(delivery.pk)
     # The same deployment in a second delivery (GitHub re-requests after a re-run) reuses it too.
@@ -187,8 +202,9 @@ def test_github_unreachable_leaves_the_delivery_failed_and_retryable(
 ):
     prepare_github(github)
     github.fail("check-runs", (502, {}))
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     assert delivery.state == DeliveryState.FAILED and "HTTP 502" in delivery.state_reason
     request = DeploymentRequest.objects.get()  # the request itself was kept
     with django_capture_on_commit_callbacks(execute=True):
@@ -204,8 +220,9 @@ def test_a_suspended_requester_gets_a_refusal_not_a_request(
 ):
     prepare_github(github)
     suspend_user(actor=administrator, user=octocat, reason="Investigation of an unauthorized deployment")
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     assert delivery.state == DeliveryState.REFUSED and "suspended" in delivery.state_reason
     assert not DeploymentRequest.objects.exists()
     # The waiting run is told at once, so the pipeline stops instead of waiting for days.
@@ -253,8 +270,9 @@ def test_a_person_cannot_claim_integration_authority(production, octocat):
 
     outsider = factories.UserFactory(username="eve")
     with pytest.raises(RuleViolation) as exc:
-        services.submit_request(actor=outsider, environment=production, sha=SHA, ref="main",
-                                authorized_by_integration=True)
+        services.submit_request(
+            actor=outsider, environment=production, sha=SHA, ref="main", authorized_by_integration=True
+        )
     assert exc.value.code == "not_permitted"
 
 
@@ -284,8 +302,9 @@ def test_deployment_statuses_record_the_execution_and_finish_the_request(
 ):
     request = approved_request(client, github, django_capture_on_commit_callbacks, approvers)
     for state in ("queued", "in_progress", "success"):
-        delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status",
-                           status_payload(github, state))
+        delivery = deliver(
+            client, django_capture_on_commit_callbacks, "deployment_status", status_payload(github, state)
+        )
         assert delivery.state == DeliveryState.PROCESSED, delivery.state_reason
     execution = Execution.objects.get()
     assert execution.status == ExecutionStatus.SUCCESS and execution.authorized
@@ -295,38 +314,44 @@ def test_deployment_statuses_record_the_execution_and_finish_the_request(
     assert request.status == RequestStatus.DEPLOYED
 
 
-def test_an_execution_of_another_sha_is_flagged(client, github, production, octocat, approvers,
-                                                django_capture_on_commit_callbacks):
+def test_an_execution_of_another_sha_is_flagged(
+    client, github, production, octocat, approvers, django_capture_on_commit_callbacks
+):
     approved_request(client, github, django_capture_on_commit_callbacks, approvers)
     other = factories.sha("other")
-    deliver(client, django_capture_on_commit_callbacks, "deployment_status",
-            status_payload(github, "in_progress", sha=other))
+    deliver(
+        client,
+        django_capture_on_commit_callbacks,
+        "deployment_status",
+        status_payload(github, "in_progress", sha=other),
+    )
     execution = Execution.objects.get()
     assert not execution.authorized and "differs from the approved sha" in execution.flag_reason
 
 
-def test_an_execution_without_any_request_is_flagged(client, github, production,
-                                                     django_capture_on_commit_callbacks):
-    deliver(client, django_capture_on_commit_callbacks, "deployment_status",
-            status_payload(github, "success", id=999))
+def test_an_execution_without_any_request_is_flagged(client, github, production, django_capture_on_commit_callbacks):
+    deliver(client, django_capture_on_commit_callbacks, "deployment_status", status_payload(github, "success", id=999))
     execution = Execution.objects.get()
     assert not execution.authorized and execution.flag_reason
 
 
-@pytest.mark.parametrize(("state", "expected"), [("pending", DeliveryState.PROCESSED),
-                                                 ("inactive", DeliveryState.IGNORED),
-                                                 ("exploded", DeliveryState.FAILED)])
-def test_other_deployment_states_map_sensibly(client, github, production, state, expected,
-                                              django_capture_on_commit_callbacks):
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status",
-                       status_payload(github, state))
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("pending", DeliveryState.PROCESSED), ("inactive", DeliveryState.IGNORED), ("exploded", DeliveryState.FAILED)],
+)
+def test_other_deployment_states_map_sensibly(
+    client, github, production, state, expected, django_capture_on_commit_callbacks
+):
+    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status", status_payload(github, state))
     assert delivery.state == expected
 
 
-def test_a_status_for_an_unconfigured_environment_is_kept_as_unconfigured(client, github,
-                                                                           django_capture_on_commit_callbacks):
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status",
-                       status_payload(github, "success"))
+def test_a_status_for_an_unconfigured_environment_is_kept_as_unconfigured(
+    client, github, django_capture_on_commit_callbacks
+):
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_status", status_payload(github, "success")
+    )
     assert delivery.state == DeliveryState.UNCONFIGURED and not Execution.objects.exists()
 
 
@@ -342,7 +367,10 @@ def test_a_delivery_never_processed_is_picked_up_by_the_sweeper(github, producti
     prepare_github(github)
     body = json.dumps(protection_payload(github))
     delivery = GitHubWebhookDelivery.objects.create(  # stored while the broker was down
-        delivery_id="lost-1", event="deployment_protection_rule", action="requested", body=body,
+        delivery_id="lost-1",
+        event="deployment_protection_rule",
+        action="requested",
+        body=body,
         body_sha256=hashlib.sha256(body.encode()).hexdigest(),
     )
     assert requeue_stale_deliveries.delay().get() == 0  # too recent: its own task may still come
@@ -357,8 +385,9 @@ def test_a_failing_token_endpoint_at_intake_keeps_the_delivery_failed_for_retry(
 ):
     prepare_github(github)
     github.fail("token", (500, {}), (500, {}))  # (pull requests are optional; check runs are not)
-    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule",
-                       protection_payload(github))
+    delivery = deliver(
+        client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github)
+    )
     assert delivery.state == DeliveryState.FAILED and "installation token" in delivery.state_reason
     with django_capture_on_commit_callbacks(execute=True):
         events.reprocess_delivery(actor=administrator, delivery=delivery)

@@ -30,7 +30,7 @@ def test_githubs_documented_test_vector_verifies():
 
 def _flip_one_byte(body: bytes) -> bytes:
     index = len(body) // 2
-    return body[:index] + bytes([body[index] ^ 0x01]) + body[index + 1:]
+    return body[:index] + bytes([body[index] ^ 0x01]) + body[index + 1 :]
 
 
 @pytest.mark.parametrize("variant", ["wrong_secret", "flipped_byte", "missing_header", "sha1_only", "not_sha256"])
@@ -49,8 +49,9 @@ def test_a_bad_or_missing_signature_is_refused_logged_and_nothing_is_processed(
     elif variant == "not_sha256":
         headers["X-Hub-Signature-256"] = signature(body).replace("sha256=", "sha512=")
     with django_capture_on_commit_callbacks(execute=True):
-        response = send(client, "deployment_protection_rule", body, sign=False, headers=headers,
-                        delivery_id="d-refused")
+        response = send(
+            client, "deployment_protection_rule", body, sign=False, headers=headers, delivery_id="d-refused"
+        )
     assert response.status_code == 401
     assert response.json()["error"]["code"].startswith(("signature", "sha1"))
     assert not GitHubWebhookDelivery.objects.exists()
@@ -104,8 +105,9 @@ def test_a_delivery_is_stored_with_headers_minus_signatures_and_acknowledged(
     assert not any("signature" in name.lower() for name in delivery.headers)
 
 
-def test_a_redelivery_is_acknowledged_and_ignored(client, github, production, octocat,
-                                                  django_capture_on_commit_callbacks):
+def test_a_redelivery_is_acknowledged_and_ignored(
+    client, github, production, octocat, django_capture_on_commit_callbacks
+):
     from tests.github.conftest import prepare_github
 
     prepare_github(github)

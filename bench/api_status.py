@@ -6,7 +6,7 @@ Runs the portal under gunicorn against PostgreSQL on loopback only, with a CI se
 token (the realistic poller), then prints medians over several rounds and the ratio:
 
     .venv/bin/python bench/api_status.py [--database postgres://postgres@127.0.0.1:5432/portal_api_bench]
-        [--workers 2] [--clients 4] [--seconds 5] [--rounds 3] [--creates 200]
+        [--workers 2] [--clients 4] [--seconds 4] [--rounds 5] [--creates 200]
 
 The database is created if missing and migrated; nothing outside it is touched. Not part of the
 test run. Every loop is bounded (by time and by a request cap).
@@ -109,8 +109,8 @@ def main() -> int:
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_api_bench"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--creates", type=int, default=200)
     args = parser.parse_args()
 

@@ -385,3 +385,15 @@ def test_the_status_endpoint_is_small_and_cheap(requester, submit):
                          "updated_at"}
     assert data["status"] == "awaiting_approval" and data["decision"] is None
     assert len(queries) <= 4
+
+
+def test_model_validation_errors_from_services_are_400_in_the_common_format():
+    from django.core.exceptions import ValidationError
+
+    from deployments.api.errors import api_exception_handler
+
+    response = api_exception_handler(ValidationError({"required_checks": ["Bad."]}), {})
+    assert response.status_code == 400
+    assert response.data["error"]["code"] == "invalid" and response.data["error"]["details"]["required_checks"]
+    response = api_exception_handler(RuntimeError("boom"), {})
+    assert response.status_code == 500 and response.data["error"]["code"] == "server_error"

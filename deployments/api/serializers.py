@@ -7,7 +7,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import CheckState, Decision, ExecutionStatus, RequestSource, RequestStatus, Tier
+from ..choices import CheckState, Decision, DeliveryDecision, ExecutionStatus, RequestSource, RequestStatus, Tier
 from ..models import Approval, ApprovalPolicy, Environment, Service
 
 
@@ -233,7 +233,7 @@ class RequestSerializer(serializers.Serializer):
     def get_url(self, obj) -> str:
         return f"{settings.PORTAL_BASE_URL}/requests/{obj.pk}/"
 
-    @extend_schema_field(serializers.ChoiceField(choices=["approved", "rejected"], allow_null=True))
+    @extend_schema_field(serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True))
     def get_decision(self, obj) -> str | None:
         if obj.status in APPROVED_STATUSES:
             return "approved"
@@ -282,7 +282,7 @@ class RequestStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.CharField(help_text="The request's page on the portal.")
     status = serializers.ChoiceField(choices=RequestStatus.choices)
-    decision = serializers.ChoiceField(choices=["approved", "rejected"], allow_null=True,
+    decision = serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True,
                                        help_text="approved, rejected, or null while undecided.")
     status_reason = serializers.CharField()
     decided_at = serializers.DateTimeField(allow_null=True)

@@ -152,7 +152,8 @@ def request_command(args: argparse.Namespace) -> int:
         time.sleep(min(interval, remaining))
         interval = min(args.max_interval, interval * 1.5)
         try:
-            current = call("GET", f"{base}/api/v1/requests/{request_id}/", args.token, timeout=args.http_timeout)
+            current = call("GET", f"{base}/api/v1/requests/{request_id}/status/", args.token,
+                           timeout=args.http_timeout)
         except GateError as exc:
             if not exc.transient:
                 raise

@@ -12,7 +12,9 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.core.cache import caches
 from django.db import transaction
+from django.db.models import F, Value
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
@@ -21,6 +23,7 @@ from .choices import TokenAction
 from .models import ApiToken, Environment, Service
 
 TOKEN_PREFIX = "dap_"
+SCOPE_CACHE_SECONDS = 300
 # last_used_at is refreshed at most this often, so reads do not write on every call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -106,15 +109,41 @@ def token_for(raw: str, *, now: datetime | None = None) -> ApiToken | None:
     return token
 
 
+class _ScopeCache:
+    """The default cache (per process unless CACHES says otherwise), looked up lazily."""
+
+    def get(self, key):
+        return caches["default"].get(key)
+
+    def set(self, key, value, timeout):
+        caches["default"].set(key, value, timeout)
+
+
+scope_cache = _ScopeCache()
+
+
 def token_scope(token: ApiToken) -> tuple[set[int], set[int]]:
     """(service ids, environment ids) the token is narrowed to; empty sets mean no narrowing."""
     cache = getattr(token, "_scope_cache", None)
+    # A token's scope never changes after creation (revoke and create another), so each process
+    # keeps it for a few minutes: polling CI calls then skip this query. Revocation and expiry are
+    # checked on the token row at every call, never cached.
+    key = f"api-token-scope:{token.pk}:{token.prefix}"
     if cache is None:
-        cache = (
-            set(token.services.values_list("pk", flat=True)),
-            set(token.environments.values_list("pk", flat=True)),
-        )
+        cached = scope_cache.get(key)
+        if cached is not None:
+            cache = (set(cached[0]), set(cached[1]))
+            token._scope_cache = cache
+    if cache is None:
+        # One query for both lists.
+        services = ApiToken.services.through.objects.filter(apitoken_id=token.pk).annotate(
+            kind=Value("s"), object_id=F("service_id")).values_list("kind", "object_id")
+        environments = ApiToken.environments.through.objects.filter(apitoken_id=token.pk).annotate(
+            kind=Value("e"), object_id=F("environment_id")).values_list("kind", "object_id")
+        rows = list(services.union(environments, all=True))
+        cache = ({pk for kind, pk in rows if kind == "s"}, {pk for kind, pk in rows if kind == "e"})
         token._scope_cache = cache
+        scope_cache.set(key, (sorted(cache[0]), sorted(cache[1])), SCOPE_CACHE_SECONDS)
     return cache
 
 
@@ -136,6 +165,8 @@ def narrow_environments(token: ApiToken | None, queryset):
     if token is None:
         return queryset
     service_ids, environment_ids = token_scope(token)
+    if not service_ids and not environment_ids:
+        return queryset
     if service_ids:
         queryset = queryset.filter(service_id__in=service_ids)
     if environment_ids:

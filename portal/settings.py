@@ -307,6 +307,8 @@ SPECTACULAR_SETTINGS = {
         "RequestStatusEnum": "deployments.choices.RequestStatus",
         "RequestSourceEnum": "deployments.choices.RequestSource",
         "DeliveryStatusEnum": "deployments.choices.DeliveryStatus",
+        "ApprovalDecisionEnum": "deployments.choices.Decision",
+        "RequestDecisionEnum": "deployments.choices.DeliveryDecision",
     },
 }
 

@@ -349,3 +349,51 @@ def test_the_schema_and_the_local_swagger_ui_are_served(client):
     assert schema.status_code == 200 and "/api/v1/requests/" in schema.json()["paths"]
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"drf_spectacular_sidecar" in docs.content
+
+
+def test_the_one_object_visibility_check_agrees_with_the_list_rule(environment, submit, requester, approvers):
+    """permissions.can_view_request is the single-row form of visible_requests: same answers."""
+    from deployments import permissions
+
+    own = submit()
+    other_env = factories.make_environment(name="other")
+    other = services.submit_request(actor=factories.engineer(other_env, username="other-eng"), environment=other_env,
+                                    sha=factories.sha(), ref="main")
+    group_member = factories.UserFactory(username="via-group")
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="payments approvers")
+    group_member.groups.add(group)
+    factories.grant(group, "approve", other_env)
+    people = [requester, approvers[0], group_member, factories.UserFactory(username="nobody"),
+              factories.UserFactory(username="auditor-x", roles=[Role.AUDITOR])]
+    for person in people:
+        visible = set(permissions.visible_requests(person).values_list("pk", flat=True))
+        for request in (own, other):
+            annotated = permissions.with_direct_grant(DeploymentRequest.objects.filter(pk=request.pk), person).get()
+            assert permissions.can_view_request(person, annotated) == (request.pk in visible), person
+            assert permissions.can_view_request(person, request) == (request.pk in visible), person
+
+
+def test_the_status_endpoint_is_small_and_cheap(requester, submit):
+    client = api(requester)
+    request = submit()
+    client.get(f"/api/v1/requests/{request.pk}/status/")
+    with CaptureQueriesContext(connection) as queries:
+        data = client.get(f"/api/v1/requests/{request.pk}/status/").json()
+    assert set(data) == {"id", "url", "status", "decision", "status_reason", "decided_at", "approval_expires_at",
+                         "updated_at"}
+    assert data["status"] == "awaiting_approval" and data["decision"] is None
+    assert len(queries) <= 4
+
+
+def test_model_validation_errors_from_services_are_400_in_the_common_format():
+    from django.core.exceptions import ValidationError
+
+    from deployments.api.errors import api_exception_handler
+
+    response = api_exception_handler(ValidationError({"required_checks": ["Bad."]}), {})
+    assert response.status_code == 400
+    assert response.data["error"]["code"] == "invalid" and response.data["error"]["details"]["required_checks"]
+    response = api_exception_handler(RuntimeError("boom"), {})
+    assert response.status_code == 500 and response.data["error"]["code"] == "server_error"

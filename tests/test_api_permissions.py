@@ -35,6 +35,7 @@ ENDPOINTS = [
              {"required_approvals": 2}),
     Endpoint("get", "/api/v1/requests/", READ_ALL),
     Endpoint("get", "/api/v1/requests/{request}/", READ_IN_SCOPE),
+    Endpoint("get", "/api/v1/requests/{request}/status/", READ_IN_SCOPE),
     Endpoint("post", "/api/v1/requests/", row(401, 404, 201, 404, 404, 404, 201, 404),
              {"service": "%SERVICE%", "environment": "%ENV%", "sha": SHA, "ref": "main"}),
     Endpoint("post", "/api/v1/requests/{request}/cancel/", row(401, 404, 200, 403, 403, 200, 403, 403),

@@ -34,6 +34,19 @@ def _load_schema():
     return loaded
 
 
+@pytest.fixture(autouse=True)
+def keep_the_test_connection():
+    """Like Django's test client: the in-process WSGI calls must not close the test's DB connection."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def fuzz_token(db):
     """A caller who may do a bit of everything, with a request to act on."""

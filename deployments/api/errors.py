@@ -7,12 +7,12 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 from compliance.errors import RuleViolation
 
@@ -85,6 +85,8 @@ def _validation_message(detail) -> str:
 
 def api_exception_handler(exc, context):
     """DRF exception handler: every refusal, validation error and HTTP error in the common format."""
+    from rest_framework.views import set_rollback  # here: rest_framework.views loads this module's parser
+
     headers = {}
     if isinstance(exc, RuleViolation):
         set_rollback()
@@ -95,6 +97,9 @@ def api_exception_handler(exc, context):
         exc = exceptions.PermissionDenied(*exc.args)
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
     elif isinstance(exc, ProtectedError):
         set_rollback()
         return Response(error_body("protected", "This object is still referenced and cannot be removed."),

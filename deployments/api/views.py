@@ -12,8 +12,7 @@ import json
 import django_filters
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, Q
-from django.shortcuts import get_object_or_404
+from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -32,7 +31,6 @@ from ..models import (
     ApiToken,
     Approval,
     ApprovalPolicy,
-    DecisionDelivery,
     DeploymentRequest,
     Environment,
     IdempotencyKey,
@@ -294,16 +292,11 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
                 environment__in=tokens.narrow_environments(token, Environment.objects.all()).values("pk")
             )
         queryset = queryset.select_related("environment__service", "requester")
-        if self.action != "list":
-            queryset = queryset.prefetch_related(
-                Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
-                Prefetch("deliveries", queryset=DecisionDelivery.objects.order_by("created_at", "id")),
-            )
         return queryset.order_by("-created_at", "-id")
 
     def _detail(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
-        fresh = self.get_queryset().get(pk=pk)
-        return Response(s.RequestDetailSerializer(fresh).data, status=code)
+        self.kwargs["pk"] = str(pk)
+        return Response(self._represent(self.get_object()), status=code)
 
     # -- create, idempotently --
 
@@ -463,8 +456,37 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
-    def get_object(self):
+    def get_object(self, *, related=("environment__service", "requester")):
+        """One request by id, checked with the one-object form of the permission layer (fast for polling)."""
         pk = self.kwargs.get("pk")
         if not str(pk).isdigit():
             raise exceptions.NotFound("Not found.")
-        return get_object_or_404(self.get_queryset(), pk=int(pk))
+        found = (
+            gate.with_direct_grant(DeploymentRequest.objects.filter(pk=int(pk)), self.request.user)
+            .select_related(*related)
+            .first()
+        )
+        if (
+            found is None
+            or not tokens.token_allows_environment(token_of(self.request), found.environment)
+            or not gate.can_view_request(self.request.user, found)
+        ):
+            raise exceptions.NotFound("Not found.")
+        return found
+
+    @extend_schema(responses=s.RequestStatusSerializer,
+                   summary="Just the status and decision of one request (what a waiting CI polls)")
+    @action(detail=True, methods=["get"], url_path="status")
+    def status_only(self, request, pk=None):
+        found = self.get_object(related=("environment",))
+        return Response(s.RequestStatusSerializer(found).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        found = self.get_object()
+        return Response(self._represent(found))
+
+    def _represent(self, found: DeploymentRequest) -> dict:
+        approvals = list(
+            Approval.objects.filter(request_id=found.pk).select_related("approver").order_by("created_at", "id")
+        )
+        return s.RequestDetailSerializer(found, context={"approvals": approvals}).data

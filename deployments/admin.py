@@ -224,3 +224,6 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
+
+from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
+from .github import admin as github_admin  # noqa: E402,F401  (the GitHub integration's admin pages)

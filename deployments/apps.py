@@ -6,4 +6,16 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployment authorization"
 
     def ready(self) -> None:
-        from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import (
+            audit,  # noqa: F401  (registers models with django-auditlog)
+            delivery,  # noqa: F401  (the outbox receiver of request_transitioned)
+            providers,
+        )
+        from .providers.webhook import WebhookProvider
+
+        providers.register(WebhookProvider())
+
+        from .github import receivers  # noqa: F401  (status reports to waiting GitHub runs)
+        from .providers.github import GitHubProvider
+
+        providers.register(GitHubProvider())

@@ -30,3 +30,29 @@ for model in (
     EnvironmentGroupObjectPermission,
 ):
     auditlog.register(model)
+
+# Decision delivery and API credentials (secrets and their hashes never enter an audit diff).
+from .models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint  # noqa: E402
+
+auditlog.register(DecisionDelivery, exclude_fields=["payload"])
+auditlog.register(DeliveryAttempt)
+auditlog.register(WebhookEndpoint, exclude_fields=["secret_ciphertext"])
+auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_fields={"services", "environments"})
+
+
+from .github.models import (  # noqa: E402
+    BranchProtectionAudit,
+    BranchProtectionRule,
+    GitHubStatusReport,
+    GitHubWebhookDelivery,
+    GitHubWebhookRejection,
+    MonitoringSignal,
+)
+
+# The raw body can be large; the delivery's body_sha256 identifies it in the audit trail.
+auditlog.register(GitHubWebhookDelivery, exclude_fields=["body", "headers"])
+auditlog.register(GitHubWebhookRejection)
+auditlog.register(BranchProtectionRule, m2m_fields={"allowed_push_users", "allowed_push_groups"})
+auditlog.register(BranchProtectionAudit)
+auditlog.register(MonitoringSignal)
+auditlog.register(GitHubStatusReport)

@@ -104,3 +104,36 @@ class Action(models.TextChoices):
     CANCEL = "cancel", "Cancel"
     RECORD_CHECKS = "record_checks", "Record checks"
     EXECUTE = "execute", "Report an execution"
+
+
+# --- decision delivery (outbox) and API tokens -----------------------------------------------
+
+
+class DeliveryDecision(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class AttemptOutcome(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    DELIVERED = "delivered", "Delivered"
+    RETRY = "retry", "Failed, will retry"
+    FAILED = "failed", "Failed, gave up"
+    ABANDONED = "abandoned", "Abandoned (worker stopped)"
+
+
+class TokenAction(models.TextChoices):
+    """What an API token may be used for (an empty list on the token allows everything its user may do)."""
+
+    READ = "read", "Read"
+    REQUEST = "request", "Create requests"
+    CANCEL = "cancel", "Cancel requests"
+    DECIDE = "decide", "Approve or reject"
+    EXECUTE = "execute", "Report executions"
+    ADMIN = "admin", "Configure services, environments and policies"

@@ -13,9 +13,12 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from .choices import (
     TERMINAL_STATUSES,
     Action,
+    AttemptOutcome,
     CheckState,
     CIProvider,
     Decision,
+    DeliveryDecision,
+    DeliveryStatus,
     EventKind,
     ExecutionStatus,
     RequestSource,
@@ -357,3 +360,156 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment} @ {self.sha[:12]} ({self.get_status_display()})"
+
+
+# --- decision delivery (transactional outbox) ------------------------------------------------
+
+
+class WebhookEndpoint(models.Model):
+    """Where the generic CI webhook provider POSTs an environment's decisions, and the signing secret.
+
+    The secret is stored encrypted (Fernet, key derived from ``DJANGO_SECRET_KEY``); it is never shown
+    in the admin nor recorded in audit diffs. See ``deployments.providers.webhook`` and docs/ci-webhook.md.
+    """
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="webhook")
+    url = models.URLField(max_length=500)
+    secret_ciphertext = models.TextField(blank=True, default="", editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment__service__name", "environment__name"]
+
+    def __str__(self) -> str:
+        return f"Webhook for {self.environment}"
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_ciphertext)
+
+
+class DecisionDelivery(models.Model):
+    """One decision to deliver to one CI provider: written in the decision's transaction (outbox)."""
+
+    request = models.ForeignKey(DeploymentRequest, on_delete=models.PROTECT, related_name="deliveries")
+    provider = models.CharField(max_length=32)
+    decision = models.CharField(max_length=16, choices=DeliveryDecision.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        db_index=True, help_text="When a worker may next try; while an attempt runs, the end of its lease."
+    )
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "decision deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "provider", "decision"],
+                name="delivery_one_per_request_provider_decision",
+                violation_error_message="This decision is already queued for this provider.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} of #{self.request_id} to {self.provider} ({self.get_status_display()})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at delivering a decision: when, what the receiver answered, what happened next."""
+
+    delivery = models.ForeignKey(DecisionDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.IN_PROGRESS)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of delivery {self.delivery_id} ({self.get_outcome_display()})"
+
+
+# --- API credentials ---------------------------------------------------------------------------
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API, for a person or a CI service account.
+
+    Only a SHA-256 of the secret is stored; ``prefix`` (public) finds the row. A token may be
+    narrowed to services, environments and actions; empty means "whatever its user may do".
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. “payments-api CI”.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    services = models.ManyToManyField(Service, blank=True, related_name="+")
+    environments = models.ManyToManyField(Environment, blank=True, related_name="+")
+    actions = models.JSONField(default=list, blank=True, help_text="Allowed actions; empty allows all.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, {self.user})"
+
+    def is_usable(self, now) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a create call with an ``Idempotency-Key``: a retry gets it back."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    body_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "key"],
+                name="idempotency_key_unique_per_user",
+                violation_error_message="This idempotency key was already used.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Idempotency key {self.key[:20]} of {self.user_id}"
+
+
+# The GitHub integration's models live in their own module (deliveries, branch protection, signals).
+from .github.models import (  # noqa: E402,F401
+    BranchProtectionAudit,
+    BranchProtectionRule,
+    GitHubStatusReport,
+    GitHubWebhookDelivery,
+    GitHubWebhookRejection,
+    MonitoringSignal,
+)

@@ -312,12 +312,17 @@ def submit_request(
     is_emergency: bool = False,
     justification: str = "",
     ip_address: str | None = None,
+    authorized_by_integration: bool = False,
 ) -> DeploymentRequest:
     """Submit a deployment request.
 
     1. The actor must be allowed to request here (a person with the engineer role and the
        environment's ``request_deployment`` permission, or a service account with that permission);
        a person named as requester must pass the compliance gates (suspension, training).
+       ``authorized_by_integration`` is for requests a CI integration received through its own
+       authenticated channel (a signed GitHub App webhook for a configured repository): the actor
+       must then be that integration's service account and its per-environment permission is not
+       required; the mapped person's compliance gates still apply.
     2. The sha, the ref pattern and any freeze are checked against the environment's policy.
     3. Older open requests for the environment are superseded.
     4. The request stores a snapshot of the policy and starts in the state its checks call for.
@@ -328,7 +333,8 @@ def submit_request(
         .select_related("service")
         .get(pk=environment.pk)
     )
-    if not permissions.can_act(actor, permissions.REQUEST, environment):
+    integration = authorized_by_integration and getattr(actor, "is_service_account", False)
+    if not integration and not permissions.can_act(actor, permissions.REQUEST, environment):
         raise RuleViolation("not_permitted", f"You may not request deployments to {environment}.", status_code=403)
     person = requester if requester is not None else (None if actor.is_service_account else actor)
     if person is not None:
@@ -421,6 +427,26 @@ def record_checks(
     request.save(update_fields=["checks", "updated_at"])
     _event(request, EventKind.CHECKS_RECORDED, actor=actor, data={"checks": dict(checks)})
     _apply_verdict(request, actor=actor, now=timezone.now())
+    return request
+
+
+@_records_refusals(Action.RECORD_CHECKS)
+@transaction.atomic
+def record_change_set(
+    *, actor, request: DeploymentRequest, change_set: Mapping, change_authors: Iterable[str] = ()
+) -> DeploymentRequest:
+    """Keep the change set approvers review (commits, diff stats) and add its authors and committers
+    to the request's change authors (never removing any), while the request is open."""
+    request = _lock(request)
+    if request.status not in OPEN_STATUSES:
+        raise RuleViolation(
+            "request_not_open",
+            f"A change set can only be recorded on an open request; this one is "
+            f"{request.get_status_display().lower()}.",
+        )
+    request.change_set = dict(change_set)
+    request.change_authors = sorted({*(request.change_authors or ()), *(a for a in change_authors if a)})
+    request.save(update_fields=["change_set", "change_authors", "updated_at"])
     return request
 
 

@@ -262,12 +262,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-due-requests": {"task": "deployments.expire_due_requests", "schedule": 60.0},
+    "sweep-decision-deliveries": {"task": "deployments.sweep_deliveries", "schedule": 30.0},
 }
 
 # --- Portal behaviour -----------------------------------------------------------------------
 PORTAL_HTTP_TIMEOUT = _read("PORTAL_HTTP_TIMEOUT", float, 10.0)
 PORTAL_MAX_BODY_BYTES = _positive_int("PORTAL_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
+# Decision delivery (outbox): retry budget and backoff, in seconds.
+PORTAL_DELIVERY_MAX_ATTEMPTS = _positive_int("PORTAL_DELIVERY_MAX_ATTEMPTS", 8)
+PORTAL_DELIVERY_BACKOFF_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_SECONDS", 30)
+PORTAL_DELIVERY_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_CAP_SECONDS", 3600)
+PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS", 6 * 3600)
 
 # --- Training and enforcement (see README "Training and enforcement") ------------------------
 PORTAL_TRAINING_REMIND_DAYS_BEFORE = _positive_int("PORTAL_TRAINING_REMIND_DAYS_BEFORE", 14)
@@ -284,6 +290,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The API (deployments.api): bearer tokens, JSON only with a body size limit, one error format.
+REST_FRAMEWORK.update({
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "deployments.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "deployments.api.schema.PortalAutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["deployments.api.errors.SizeLimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "deployments.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+})
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Deployment authorization portal API",
+    "DESCRIPTION": "Ask for permission to deploy, learn the decision, report what was deployed. "
+                   "Errors: {\"error\": {\"code\", \"message\", \"details\"}}.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RequestStatusEnum": "deployments.choices.RequestStatus",
+        "RequestSourceEnum": "deployments.choices.RequestSource",
+        "DeliveryStatusEnum": "deployments.choices.DeliveryStatus",
+        "ApprovalDecisionEnum": "deployments.choices.Decision",
+        "RequestDecisionEnum": "deployments.choices.DeliveryDecision",
+    },
+}
 
 # --- Audit ----------------------------------------------------------------------------------
 AUDITLOG_DISABLE_REMOTE_ADDR = False
@@ -297,4 +334,25 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _read("PORTAL_LOG_LEVEL", str, "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- GitHub App integration (docs/github.md) -------------------------------------------------
+GITHUB_API_URL = _url("GITHUB_API_URL", "https://api.github.com")
+GITHUB_APP_ID = _read("GITHUB_APP_ID", str, "").strip()
+if GITHUB_APP_ID and not GITHUB_APP_ID.isdigit():
+    raise ImproperlyConfigured(f"GITHUB_APP_ID must be the App's numeric id, got {GITHUB_APP_ID!r}")
+GITHUB_APP_PRIVATE_KEY = (_secret("GITHUB_APP_PRIVATE_KEY", "") or "").replace("\\n", "\n")
+if GITHUB_APP_PRIVATE_KEY and "PRIVATE KEY-----" not in GITHUB_APP_PRIVATE_KEY:
+    raise ImproperlyConfigured("GITHUB_APP_PRIVATE_KEY (or _FILE) must be the App's PEM private key")
+GITHUB_WEBHOOK_SECRET = _secret("GITHUB_WEBHOOK_SECRET", "") or ""
+# GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
+GITHUB_WEBHOOK_MAX_BYTES = _positive_int("GITHUB_WEBHOOK_MAX_BYTES", 25 * 1024 * 1024)
+CELERY_BEAT_SCHEDULE["github-requeue-stale-deliveries"] = {
+    "task": "deployments.github.requeue_stale_deliveries", "schedule": 300.0,
+}
+CELERY_BEAT_SCHEDULE["github-refresh-pending-checks"] = {
+    "task": "deployments.github.refresh_pending_checks", "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["github-audit-branch-protection"] = {
+    "task": "deployments.github.audit_branch_protection", "schedule": 3600.0,
 }

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from deployments.github.webhooks import github_webhook
+
 from . import health, views
 
 urlpatterns = [
@@ -12,6 +14,8 @@ urlpatterns = [
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
+    path("api/", include("deployments.api.urls")),
+    path("webhooks/github/", github_webhook, name="github_webhook"),
     path("", include("deployments.urls")),
     path("", include("compliance.urls")),
 ]

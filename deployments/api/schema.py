@@ -1,0 +1,50 @@
+"""OpenAPI generation: every operation documents the common error responses it can give."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+
+from .errors import ErrorSerializer
+
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input (malformed JSON, wrong types, unknown fields).",
+    "401": "Missing, invalid, expired or revoked credentials.",
+    "403": "Authenticated, but not allowed to do this.",
+    "404": "No such object within your scope.",
+    "405": "Method not allowed.",
+    "406": "Not acceptable.",
+    "409": "Refused by a rule of the policy, or in conflict with the current state.",
+    "413": "Request body too large.",
+    "415": "Unsupported media type.",
+    "422": "The Idempotency-Key was already used with a different body.",
+}
+
+
+class PortalAutoSchema(AutoSchema):
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        codes = ["401", "403", "404", "405", "406"]
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += ["400", "409", "413", "415"]
+        if getattr(self.view, "idempotent_create", False) and self.method == "POST":
+            codes += ["422"]
+        if self.method == "GET" and self._is_list_view():
+            codes.append("400")  # bad filter values
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]), code,
+                    direction=direction,
+                )
+        return responses
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "deployments.api.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "An API token (dap_…) created in the admin or with manage.py create_api_token."}

@@ -1,0 +1,28 @@
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+from rest_framework.routers import DefaultRouter
+
+from . import views
+from .errors import api_not_found
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("services", views.ServiceViewSet, basename="service")
+router.register("environments", views.EnvironmentViewSet, basename="environment")
+router.register("policies", views.PolicyViewSet, basename="policy")
+router.register("requests", views.RequestViewSet, basename="request")
+
+v1 = [
+    path("me/", views.MeView.as_view(), name="me"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("v1/", include((v1, "api"), namespace="v1")),
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+         name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[],
+                                                 permission_classes=[AllowAny]), name="api-docs"),
+    re_path(r"^.*$", api_not_found),
+]

@@ -1,0 +1,1 @@
+"""GitHub App integration: authentication, webhooks, protection rule intake, branch protection."""

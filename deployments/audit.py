@@ -30,3 +30,9 @@ for model in (
     EnvironmentGroupObjectPermission,
 ):
     auditlog.register(model)
+
+# Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
+from .notification_models import ChatChannel, NotificationLog  # noqa: E402
+
+auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
+auditlog.register(NotificationLog)

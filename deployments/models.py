@@ -357,3 +357,7 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment} @ {self.sha[:12]} ({self.get_status_display()})"
+
+
+# Notification configuration and log live in their own module; imported here so Django registers them.
+from .notification_models import ChatChannel, NotificationLog  # noqa: E402, F401

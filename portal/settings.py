@@ -287,3 +287,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": _read("PORTAL_LOG_LEVEL", str, "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Notifications (dashboard) --------------------------------------------------------------
+# Remind eligible approvers of a request still awaiting approval after this many minutes (then every period).
+PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 240)
+# Key material for secrets stored in the database (chat webhook URLs); defaults to the secret key.
+PORTAL_SECRETS_KEY = _secret("PORTAL_SECRETS_KEY", "") or ""
+CELERY_BEAT_SCHEDULE["send-notification-reminders"] = {
+    "task": "deployments.send_notification_reminders",
+    "schedule": 300.0,
+}

@@ -54,6 +54,10 @@ DECIDED_STATUSES = (RequestStatus.APPROVED, RequestStatus.REJECTED)
 class DeliveryFailed(Exception):
     """A notification could not be sent this time; the task retries it."""
 
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
 
 # --- recipients ---------------------------------------------------------------------------------
 
@@ -289,15 +293,16 @@ def deliver(*, log_id: int) -> str:
         except DeliveryFailed as exc:
             error = str(exc)
         log.attempts += 1
+        log.last_attempt_at = timezone.now()
         if error is None:
             log.status = NotificationStatus.SENT
             log.sent_at = timezone.now()
             log.last_error = ""
         else:
             log.last_error = error[:1000]
-        log.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+        log.save(update_fields=["attempts", "last_attempt_at", "status", "sent_at", "last_error"])
     if error is not None:
-        raise DeliveryFailed(error)
+        raise DeliveryFailed(error, attempts=log.attempts)
     return NotificationStatus.SENT
 
 
@@ -334,10 +339,14 @@ def sweep(*, now: datetime | None = None) -> dict:
     missed = 0
     for pk in never_told.values_list("pk", flat=True):
         missed += len(plan_notifications(request_id=pk, kind=NotificationKind.AWAITING))
+    # Never tried (the enqueue failed), or tried and left behind (a lost retry): longer ago than any backoff.
     stuck = list(
-        NotificationLog.objects.filter(
-            status=NotificationStatus.PENDING, attempts=0, created_at__lte=now - timedelta(minutes=10)
-        ).values_list("pk", flat=True)[:500]
+        NotificationLog.objects.filter(status=NotificationStatus.PENDING)
+        .filter(
+            Q(attempts=0, created_at__lte=now - timedelta(minutes=10))
+            | Q(attempts__gt=0, last_attempt_at__lte=now - timedelta(hours=2))
+        )
+        .values_list("pk", flat=True)[:500]
     )
     enqueue_deliveries(stuck)
     return {"reminders": reminders, "missed": missed, "re_enqueued": len(stuck)}

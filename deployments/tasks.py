@@ -38,10 +38,11 @@ def deliver_notification(self, log_id: int) -> str:
     try:
         return notifications.deliver(log_id=log_id)
     except notifications.DeliveryFailed as exc:
-        if self.request.retries >= self.max_retries:
+        # Counted on the row, so a delivery re-enqueued by the sweep does not start over.
+        if exc.attempts > self.max_retries:
             notifications.give_up(log_id=log_id)
             return "failed"
-        countdown = min(3600, 30 * 2**self.request.retries) + random.uniform(0, 10)
+        countdown = min(3600, 30 * 2 ** (exc.attempts - 1)) + random.uniform(0, 10)
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 

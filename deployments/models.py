@@ -226,6 +226,8 @@ class DeploymentRequest(models.Model):
         indexes = [
             models.Index(fields=["environment", "status", "created_at"], name="request_env_status_created"),
             models.Index(fields=["status", "expires_at"], name="request_status_expiry"),
+            # "My requests" on the dashboard: one person's requests, newest first.
+            models.Index(fields=["requester", "created_at"], name="request_requester_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -271,6 +273,10 @@ class Approval(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The dashboard's recent-decisions history reads the newest decisions first.
+            models.Index(fields=["created_at", "id"], name="approval_created"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["request", "approver"],

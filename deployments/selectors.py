@@ -134,11 +134,12 @@ def recent_decisions(*, user, filters: ListFilters) -> QuerySet[Approval]:
     )
 
 
-def filter_environments(*, user, action: str | None) -> list:
-    """Environments offered in a list's filter: those the user may act on (or see, for ``None``)."""
+def filter_environments(*, user, action: str | None) -> list[tuple[int, str, str]]:
+    """(id, service name, environment name) offered in a list's filter: the environments the user may
+    act on (or see, for ``None``). Plain tuples: hundreds of them render fast."""
     queryset = (permissions.visible_environments(user) if action is None
                 else permissions.environments_for(user, action))
-    return list(queryset.select_related("service").order_by("service__name", "name"))
+    return list(queryset.order_by("service__name", "name").values_list("pk", "service__name", "name"))
 
 
 def last_successful_deployment(request: DeploymentRequest) -> DeploymentRequest | None:

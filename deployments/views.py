@@ -37,8 +37,29 @@ def _with_progress(requests) -> list:
     return rows
 
 
-def _list_page(request, *, template: str, partial: str, queryset, filters, extra: dict, rows=_with_progress):
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+class Window:
+    """A page of a long list without ``COUNT(*)`` (which grows with the table): one row more than
+    shown is fetched to know whether there is a next page."""
+
+    paginator = None
+
+    def __init__(self, queryset, number: str | None, size: int = PAGE_SIZE) -> None:
+        self.number = int(number) if (number or "").isdigit() and int(number) > 0 else 1
+        rows = list(queryset[(self.number - 1) * size: self.number * size + 1])
+        self.object_list = rows[:size]
+        self.has_next = len(rows) > size
+        self.has_previous = self.number > 1
+        self.next_page_number = self.number + 1
+        self.previous_page_number = self.number - 1
+
+
+def _list_page(request, *, template: str, partial: str, queryset, filters, extra: dict, rows=_with_progress,
+               count: bool = True):
+    """Render a filtered, paginated list, or only its results partial for an htmx refresh."""
+    if count:
+        page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    else:
+        page = Window(queryset, request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -55,7 +76,7 @@ def _list_page(request, *, template: str, partial: str, queryset, filters, extra
 
 
 def _services_of(environments) -> list[str]:
-    return sorted({env.service.name for env in environments})
+    return sorted({service for _, service, _ in environments})
 
 
 @require_GET
@@ -98,6 +119,7 @@ def my_requests(request):
         partial="deployments/_my_requests_results.html",
         queryset=selectors.my_request_list(user=request.user, filters=filters),
         filters=filters,
+        count=False,
         extra={
             "environments": environments,
             "services": _services_of(environments),
@@ -119,6 +141,7 @@ def decisions(request):
         queryset=selectors.recent_decisions(user=request.user, filters=filters),
         filters=filters,
         rows=list,
+        count=False,
         extra={
             "environments": environments,
             "services": _services_of(environments),

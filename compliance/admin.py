@@ -1,12 +1,25 @@
 from auditlog.admin import LogEntryAdmin
 from auditlog.models import LogEntry
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 
-from . import services
+from . import services, training
+from .choices import SuspensionTrigger
 from .errors import RuleViolation
-from .models import Suspension, User
+from .models import (
+    Attestation,
+    CourseRole,
+    PolicyDocument,
+    QuizAttempt,
+    QuizQuestion,
+    RoleAssignment,
+    Suspension,
+    TrainingCourse,
+    TrainingReminder,
+    User,
+)
 
 admin.site.site_header = "Deployment authorization portal"
 admin.site.site_title = "Deployment authorization"
@@ -32,16 +45,55 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("CI identities", {"fields": ["github_login", "gitlab_username", "is_service_account"]}),
     )
+    actions = ["send_training_reminders"]
+
+    @admin.action(description="Send training reminders to the selected people", permissions=["change"])
+    def send_training_reminders(self, request, queryset):
+        try:
+            sent = services.send_training_reminders(actor=request.user, users=queryset)
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"Training reminders sent to {sent} of {queryset.count()} selected people.")
+
+
+class SuspensionForm(forms.ModelForm):
+    class Meta:
+        model = Suspension
+        fields = ["user", "scope", "trigger", "reason"]
+
+    def clean(self):
+        data = super().clean()
+        user, trigger = data.get("user"), data.get("trigger")
+        if (
+            self.instance.pk is None
+            and trigger == SuspensionTrigger.TRAINING_LAPSED
+            and Suspension.objects.filter(user=user, trigger=trigger, lifted_at__isnull=True).exists()
+        ):
+            raise forms.ValidationError(f"{user} is already suspended for lapsed training.")
+        return data
 
 
 @admin.register(Suspension)
 class SuspensionAdmin(admin.ModelAdmin):
+    form = SuspensionForm
     list_display = ["user", "scope", "trigger", "started_at", "lifted_at", "reason"]
     list_filter = ["scope", "trigger", ("lifted_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "reason", "lift_reason"]
     list_select_related = ["user"]
-    fields = ["user", "scope", "trigger", "reason", "started_at", "created_by", "lifted_at", "lifted_by", "lift_reason"]
-    readonly_fields = ["started_at", "created_by", "lifted_at", "lifted_by"]
+    fields = [
+        "user",
+        "scope",
+        "trigger",
+        "reason",
+        "started_at",
+        "created_by",
+        "lifted_at",
+        "lifted_by",
+        "lift_reason",
+        "details",
+    ]
+    readonly_fields = ["started_at", "created_by", "lifted_at", "lifted_by", "details"]
     autocomplete_fields = ["user"]
     actions = ["lift"]
 
@@ -88,3 +140,132 @@ class ImmutableLogEntryAdmin(LogEntryAdmin):
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, ImmutableLogEntryAdmin)
+
+
+# --- policy documents and training ------------------------------------------------------------------
+
+
+class EvidenceAdmin(admin.ModelAdmin):
+    """Training evidence: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PolicyDocumentForm(forms.ModelForm):
+    class Meta:
+        model = PolicyDocument
+        fields = ["title", "version", "effective_at", "body"]
+
+    def clean_version(self):
+        version = self.cleaned_data["version"]
+        try:
+            major, minor = training.parse_version(version)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        latest = PolicyDocument.objects.order_by("-major", "-minor").first()
+        if latest is not None and (major, minor) <= (latest.major, latest.minor):
+            raise forms.ValidationError(f"Version {version} is not newer than the published version {latest.version}.")
+        return f"{major}.{minor}"
+
+    def _post_clean(self):  # major/minor/sha256 are set by the service, not validated on the instance
+        pass
+
+
+@admin.register(PolicyDocument)
+class PolicyDocumentAdmin(admin.ModelAdmin):
+    """New versions are published through the service; a published version never changes."""
+
+    form = PolicyDocumentForm
+    list_display = ["title", "version", "effective_at", "published_at", "published_by", "sha256"]
+    fields = ["title", "version", "effective_at", "body", "sha256", "published_at", "published_by"]
+    readonly_fields = ["sha256", "published_at", "published_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.fields] if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        created = services.publish_policy(
+            actor=request.user,
+            title=data["title"],
+            version=data["version"],
+            body=data["body"],
+            effective_at=data["effective_at"],
+        )
+        obj.pk = created.pk
+
+    def get_changeform_initial_data(self, request):
+        from django.utils import timezone
+
+        latest = PolicyDocument.objects.order_by("-major", "-minor").first()
+        initial = {"effective_at": timezone.now()}
+        if latest is not None:
+            initial.update(title=latest.title, body=latest.body, version=f"{latest.major}.{latest.minor + 1}")
+        return initial
+
+
+class CourseRoleInline(admin.TabularInline):
+    model = CourseRole
+    extra = 0
+    min_num = 1
+
+
+class QuizQuestionInline(admin.StackedInline):
+    model = QuizQuestion
+    extra = 0
+
+
+@admin.register(TrainingCourse)
+class TrainingCourseAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "validity_days", "due_days", "pass_mark", "is_active"]
+    list_filter = ["is_active", "course_roles__role"]
+    prepopulated_fields = {"slug": ["title"]}
+    inlines = [CourseRoleInline, QuizQuestionInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # attestations refer to courses; deactivate instead
+
+
+@admin.register(Attestation)
+class AttestationAdmin(EvidenceAdmin):
+    list_display = ["user", "course", "policy_version", "quiz_score", "attested_at", "expires_at", "ip_address"]
+    list_filter = ["course", "policy_version"]
+    search_fields = ["user__username", "course__title"]
+    list_select_related = ["user", "course"]
+    date_hierarchy = "attested_at"
+
+
+@admin.register(QuizAttempt)
+class QuizAttemptAdmin(EvidenceAdmin):
+    list_display = ["user", "course", "score", "passed", "attempted_at"]
+    list_filter = ["passed", "course"]
+    search_fields = ["user__username"]
+    list_select_related = ["user", "course"]
+
+
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(EvidenceAdmin):
+    list_display = ["user", "role", "assigned_at", "ended_at"]
+    list_filter = ["role", ("ended_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+
+
+@admin.register(TrainingReminder)
+class TrainingReminderAdmin(EvidenceAdmin):
+    list_display = ["user", "course", "kind", "period", "sent_at", "sent_by"]
+    list_filter = ["kind", "course"]
+    search_fields = ["user__username"]
+    list_select_related = ["user", "course", "sent_by"]

@@ -8,7 +8,13 @@ class ComplianceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import (
+            audit,  # noqa: F401  (registers models with django-auditlog)
+            signals,
+            training_gate,  # noqa: F401  (registers the training gate)
+        )
+
+        signals.connect()
 
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 

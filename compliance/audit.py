@@ -8,7 +8,18 @@ from auditlog.context import set_actor
 from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 
-from .models import Suspension, User
+from .models import (
+    Attestation,
+    CourseRole,
+    PolicyDocument,
+    QuizAttempt,
+    QuizQuestion,
+    RoleAssignment,
+    Suspension,
+    TrainingCourse,
+    TrainingReminder,
+    User,
+)
 
 # Group membership and direct permissions are access grants: record their changes.
 auditlog.register(
@@ -18,6 +29,17 @@ auditlog.register(
 )
 auditlog.register(Group, m2m_fields={"permissions"})
 auditlog.register(Suspension)
+for _model in (
+    PolicyDocument,
+    TrainingCourse,
+    CourseRole,
+    QuizQuestion,
+    Attestation,
+    QuizAttempt,
+    RoleAssignment,
+    TrainingReminder,
+):
+    auditlog.register(_model)
 
 
 def as_system_actor(func):

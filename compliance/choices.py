@@ -11,3 +11,18 @@ class SuspensionScope(models.TextChoices):
     ALL = "all", "All deployment privileges"
     REQUEST = "request", "Requesting deployments"
     APPROVE = "approve", "Approving deployments"
+
+
+class TrainingStatus(models.TextChoices):
+    """Where a person stands on one required course (see ``compliance.training``)."""
+
+    CURRENT = "current", "Current"
+    EXPIRING = "expiring", "Expiring soon"
+    DUE = "due", "Due"
+    OVERDUE = "overdue", "Overdue"
+
+
+class ReminderKind(models.TextChoices):
+    BEFORE_DEADLINE = "before_deadline", "Before the deadline"
+    OVERDUE = "overdue", "Overdue"
+    MANUAL = "manual", "Sent by an administrator"

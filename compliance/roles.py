@@ -48,6 +48,11 @@ EVIDENCE_MODELS = {
     "deployments.refusal",
     "deployments.execution",
     "compliance.suspension",
+    "compliance.attestation",
+    "compliance.quizattempt",
+    "compliance.roleassignment",
+    "compliance.trainingreminder",
+    "compliance.policydocument",
 }
 READ_ONLY_FOR_ADMINS = {"auditlog.logentry", "auth.permission", "contenttypes.contenttype"}
 PORTAL_APPS = ("deployments", "compliance", "auditlog", "auth", "django_celery_beat", "axes")
@@ -69,7 +74,8 @@ def _wanted(role: Role, label: str, action: str) -> bool:
     if label in READ_ONLY_FOR_ADMINS:
         return action == "view"
     if label in EVIDENCE_MODELS:
-        return action in {"view", "add"} if label == "compliance.suspension" else action == "view"
+        adds = {"compliance.suspension", "compliance.policydocument"}
+        return action in {"view", "add"} if label in adds else action == "view"
     return True
 
 

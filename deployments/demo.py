@@ -3,6 +3,7 @@ environments with different policies, and requests in every state. Idempotent.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
+from compliance.demo import load_training_demo
+from compliance.errors import RuleViolation
 from compliance.roles import Role
 from compliance.services import system_actor
 
@@ -158,6 +161,9 @@ def _requests(users: dict, envs: dict) -> None:
         title="Currency rounding fix",
     )
     _approve(r, u["dave"])
+    # carol co-authored the change: production excludes change authors, so this is refused and recorded
+    with contextlib.suppress(RuleViolation):
+        _approve(r, u["carol"])
 
     # web-frontend/staging: blocked, rejected, cancelled, then one still waiting for checks
     env = envs["web-frontend/staging"]
@@ -245,7 +251,8 @@ def load_demo_data() -> dict:
         admin = _users()["admin"]
     with set_actor(admin):
         users = _users()
+        training_logins = load_training_demo(users)  # before any request: acting needs training
         envs = _environments(users["admin"])
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
-    return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS}
+    return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

@@ -140,6 +140,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.portal",
                 "portal.context_processors.navigation",
+                "compliance.context_processors.training",
             ],
         },
     },
@@ -166,6 +167,7 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = _read("DATABASE_CONN_MAX_AGE", int, 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # --- Authentication -------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -267,6 +269,15 @@ CELERY_BEAT_SCHEDULE = {
 PORTAL_HTTP_TIMEOUT = _read("PORTAL_HTTP_TIMEOUT", float, 10.0)
 PORTAL_MAX_BODY_BYTES = _positive_int("PORTAL_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
+
+# --- Training and enforcement (see README "Training and enforcement") ------------------------
+PORTAL_TRAINING_REMIND_DAYS_BEFORE = _positive_int("PORTAL_TRAINING_REMIND_DAYS_BEFORE", 14)
+PORTAL_TRAINING_REMINDER_PERIOD_DAYS = _positive_int("PORTAL_TRAINING_REMINDER_PERIOD_DAYS", 7)
+PORTAL_TRAINING_SUSPEND_AFTER_DAYS = _read("PORTAL_TRAINING_SUSPEND_AFTER_DAYS", int, 7)
+PORTAL_POLICY_GRACE_DAYS = _read("PORTAL_POLICY_GRACE_DAYS", int, 30)
+if PORTAL_TRAINING_SUSPEND_AFTER_DAYS < 0 or PORTAL_POLICY_GRACE_DAYS < 0:
+    raise ImproperlyConfigured("PORTAL_TRAINING_SUSPEND_AFTER_DAYS and PORTAL_POLICY_GRACE_DAYS must not be negative")
+CELERY_BEAT_SCHEDULE["enforce-training"] = {"task": "compliance.enforce_training", "schedule": 3600.0}
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

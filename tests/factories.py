@@ -10,6 +10,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from guardian.shortcuts import assign_perm, remove_perm
 
+from compliance import services as compliance_services
+from compliance.defaults import install_default_training
+from compliance.models import TrainingCourse
 from compliance.roles import Role
 from deployments import services
 from deployments.choices import Tier
@@ -34,6 +37,14 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get(name=str(role)))
         if extracted:
             self.save()
+
+    @factory.post_generation
+    def trained(self, create, extracted, **kwargs):
+        # People who act (engineers, approvers) are trained unless the test says trained=False.
+        if extracted is None:
+            extracted = self.groups.filter(name__in=[str(Role.ENGINEER), str(Role.APPROVER)]).exists()
+        if extracted:
+            train(self)
 
 
 class ServiceFactory(factory.django.DjangoModelFactory):
@@ -60,6 +71,19 @@ def grant(user_or_group, action: str, environment) -> None:
 
 def revoke(user_or_group, action: str, environment) -> None:
     remove_perm(f"deployments.{action}_deployment", user_or_group, environment)
+
+
+def train(user, courses=None) -> list:
+    """Complete ``courses`` (default: every active course) through the real service: the quiz with
+    the right answers, then the attestation. Installs the default policy and courses if missing."""
+    install_default_training()
+    attestations = []
+    for course in courses or TrainingCourse.objects.filter(is_active=True).prefetch_related("questions"):
+        answers = {str(q.pk): q.correct_choice for q in course.questions.all()}
+        attestations.append(
+            compliance_services.complete_course(actor=user, course=course, answers=answers, confirmed=True)
+        )
+    return attestations
 
 
 def engineer(environment=None, **kwargs):

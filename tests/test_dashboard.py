@@ -66,13 +66,14 @@ def test_navigation_shows_each_role_only_what_it_can_do(client, people):
 def test_training_and_reports_links_appear_only_when_those_pages_exist(client, people, settings):
     client.force_login(factories.UserFactory(roles=[Role.AUDITOR]))
     page = client.get("/").content.decode()
-    assert "/training-probe/" not in page and "/reports-probe/" not in page
+    assert f'href="{reverse("compliance:my_training")}"' in page
+    assert "/reports-probe/" not in page  # no reports page in this build: no link
     settings.ROOT_URLCONF = "tests.urls_with_compliance_pages"
     page = client.get("/").content.decode()
-    assert 'href="/training-probe/"' in page and 'href="/reports-probe/"' in page
+    assert 'href="/reports-probe/"' in page
     client.force_login(people["engineer"])  # reports are for auditors and administrators
     page = client.get("/").content.decode()
-    assert 'href="/training-probe/"' in page and 'href="/reports-probe/"' not in page
+    assert 'href="/reports-probe/"' not in page
 
 
 def test_pages_need_sign_in(client, awaiting):

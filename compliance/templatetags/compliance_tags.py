@@ -1,0 +1,16 @@
+from django import template
+from django.core.exceptions import PermissionDenied
+
+from compliance import selectors
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def training_compliance(context):
+    """Per-role % of people whose required training is current (administrators and auditors only)."""
+    request = context.get("request")
+    try:
+        return selectors.role_compliance(user=getattr(request, "user", None))
+    except PermissionDenied:
+        return None

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "compliance"
+
+urlpatterns = [
+    path("policy/", views.policy_current, name="policy_current"),
+    path("training/", views.my_training, name="my_training"),
+    path("training/courses/<slug:slug>/", views.course_detail, name="course"),
+    path("training/matrix/", views.matrix, name="matrix"),
+    path("training/matrix.csv", views.matrix_csv, name="matrix_csv"),
+    path("training/matrix/remind/", views.matrix_remind, name="matrix_remind"),
+]

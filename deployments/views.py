@@ -10,7 +10,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
@@ -23,6 +22,11 @@ from . import permissions, policy, selectors, services
 from .choices import Action, Decision, RequestStatus
 
 PAGE_SIZE = 25
+QUEUE_STATUS_CHOICES = [
+    ("", "Awaiting approval"),
+    (RequestStatus.PENDING_CHECKS.value, "Waiting for checks"),
+    ("open", "All open"),
+]
 
 
 def _client_ip(request) -> str | None:
@@ -38,10 +42,8 @@ def _with_progress(requests) -> list:
 
 
 class Window:
-    """A page of a long list without ``COUNT(*)`` (which grows with the table): one row more than
-    shown is fetched to know whether there is a next page."""
-
-    paginator = None
+    """A page of a list without ``COUNT(*)`` (which grows with the table and repeats the list's query):
+    one row more than shown is fetched to know whether there is a next page."""
 
     def __init__(self, queryset, number: str | None, size: int = PAGE_SIZE) -> None:
         self.number = int(number) if (number or "").isdigit() and int(number) > 0 else 1
@@ -53,13 +55,14 @@ class Window:
         self.previous_page_number = self.number - 1
 
 
-def _list_page(request, *, template: str, partial: str, queryset, filters, extra: dict, rows=_with_progress,
-               count: bool = True):
-    """Render a filtered, paginated list, or only its results partial for an htmx refresh."""
-    if count:
-        page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-    else:
-        page = Window(queryset, request.GET.get("page"))
+def _is_refresh(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _list_page(request, *, template: str, partial: str, queryset, filters, extra, rows=_with_progress):
+    """Render a filtered list page by page, or only its results partial for an htmx refresh (which
+    needs neither the filter form's choices nor the page around it)."""
+    page = Window(queryset, request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -68,15 +71,20 @@ def _list_page(request, *, template: str, partial: str, queryset, filters, extra
         "filters": filters,
         "query": query.urlencode(),
         "partial": partial,
-        **extra,
+        **({} if _is_refresh(request) else extra()),
     }
-    response = render(request, partial if request.headers.get("HX-Request") else template, context)
+    response = render(request, partial if _is_refresh(request) else template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 
 
-def _services_of(environments) -> list[str]:
-    return sorted({service for _, service, _ in environments})
+def _filter_choices(user, action, status_choices) -> dict:
+    environments = selectors.filter_environments(user=user, action=action)
+    return {
+        "environments": environments,
+        "services": sorted({service for _, service, _ in environments}),
+        "status_choices": status_choices,
+    }
 
 
 @require_GET
@@ -86,22 +94,13 @@ def queue(request):
     if not has_role(request.user, Role.APPROVER):
         raise PermissionDenied("Only deployment approvers have an approval queue.")
     filters = selectors.ListFilters.from_query(request.GET)
-    environments = selectors.filter_environments(user=request.user, action=permissions.APPROVE)
     return _list_page(
         request,
         template="deployments/queue.html",
         partial="deployments/_queue_results.html",
         queryset=selectors.approver_queue(user=request.user, filters=filters),
         filters=filters,
-        extra={
-            "environments": environments,
-            "services": _services_of(environments),
-            "status_choices": [
-                ("", "Awaiting approval"),
-                (RequestStatus.PENDING_CHECKS.value, "Waiting for checks"),
-                ("open", "All open"),
-            ],
-        },
+        extra=lambda: _filter_choices(request.user, permissions.APPROVE, QUEUE_STATUS_CHOICES),
     )
 
 
@@ -112,19 +111,15 @@ def my_requests(request):
     if not has_role(request.user, Role.ENGINEER):
         raise PermissionDenied("Only engineers request deployments.")
     filters = selectors.ListFilters.from_query(request.GET)
-    environments = selectors.filter_environments(user=request.user, action=permissions.REQUEST)
     return _list_page(
         request,
         template="deployments/my_requests.html",
         partial="deployments/_my_requests_results.html",
         queryset=selectors.my_request_list(user=request.user, filters=filters),
         filters=filters,
-        count=False,
-        extra={
-            "environments": environments,
-            "services": _services_of(environments),
-            "status_choices": [("", "Any status"), ("open", "Open"), *RequestStatus.choices],
-        },
+        extra=lambda: _filter_choices(
+            request.user, permissions.REQUEST, [("", "Any status"), ("open", "Open"), *RequestStatus.choices]
+        ),
     )
 
 
@@ -133,7 +128,6 @@ def my_requests(request):
 def decisions(request):
     """Recent decisions on every request the signed-in person may see."""
     filters = selectors.ListFilters.from_query(request.GET)
-    environments = selectors.filter_environments(user=request.user, action=None)
     return _list_page(
         request,
         template="deployments/decisions.html",
@@ -141,12 +135,7 @@ def decisions(request):
         queryset=selectors.recent_decisions(user=request.user, filters=filters),
         filters=filters,
         rows=list,
-        count=False,
-        extra={
-            "environments": environments,
-            "services": _services_of(environments),
-            "status_choices": [("", "Any decision"), *Decision.choices],
-        },
+        extra=lambda: _filter_choices(request.user, None, [("", "Any decision"), *Decision.choices]),
     )
 
 

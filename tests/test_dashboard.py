@@ -150,9 +150,10 @@ def test_the_queue_paginates(client, people, environment):
         envs.append(services.submit_request(actor=people["engineer"], environment=env, sha=factories.sha(),
                                             ref="main"))
     first = client.get(reverse("deployments:queue"))
-    assert len(first.context["rows"]) == 25 and "Page 1 of 2" in first.content.decode()
+    assert len(first.context["rows"]) == 25 and 'rel="next"' in first.content.decode()
     second = client.get(reverse("deployments:queue"), {"page": 2})
     assert [r.pk for r in second.context["rows"]] == [envs[25].pk, envs[26].pk]
+    assert 'rel="next"' not in second.content.decode() and 'rel="prev"' in second.content.decode()
 
 
 # --- my requests, recent decisions ---------------------------------------------------------------

@@ -171,6 +171,25 @@ def _checks(req) -> list[tuple[str, str, bool]]:
     return rows
 
 
+CHANGE_SET_TEXT = ("base", "head", "compare_url")
+CHANGE_SET_NUMBERS = ("files_changed", "additions", "deletions")
+
+
+def _change_set(raw) -> dict:
+    """The request's change set reduced to the documented shape (see README "Dashboard"): CI data is
+    untrusted, so anything of the wrong type is left out rather than breaking the page."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict = {key: str(raw[key]) for key in CHANGE_SET_TEXT if isinstance(raw.get(key), str) and raw[key]}
+    out.update({key: raw[key] for key in CHANGE_SET_NUMBERS
+                if isinstance(raw.get(key), int) and not isinstance(raw[key], bool)})
+    for key in ("commits", "pull_requests"):
+        items = raw.get(key)
+        if isinstance(items, list):
+            out[key] = [item for item in items if isinstance(item, dict)][:500]
+    return out
+
+
 def _render_request(request, req, *, status: int = 200, error: str = "", form_data=None):
     verdict = services.verdict_for(req, req.approvals.all())
     snapshot = req.policy_snapshot or {}
@@ -178,7 +197,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "req": req,
         "verdict": verdict,
         "checks": _checks(req),
-        "change_set": req.change_set or {},
+        "change_set": _change_set(req.change_set),
         "last_deployment": selectors.last_successful_deployment(req),
         "checklist": list(snapshot.get("impact_checklist", [])),
         "policy_version": snapshot.get("version", 1),

@@ -349,3 +349,30 @@ def test_the_request_page_runs_a_constant_number_of_queries(client, people, subm
         factories.approve(many, person)
     assert DeploymentRequest.objects.get(pk=many.pk).events.count() > 6
     assert _queries(client, reverse("deployments:request_detail", args=[many.pk])) == few
+
+
+def test_untrusted_ci_data_cannot_inject_links_or_break_the_page(client, people, submit):
+    request = submit(
+        source_url="javascript:alert(1)",
+        change_set={"commits": [{"sha": "x", "url": "javascript:alert(2)", "message": "<script>alert(3)</script>"},
+                                "not a dict"],
+                    "pull_requests": "not a list", "files_changed": "many", "additions": 5,
+                    "compare_url": "data:text/html,boom"},
+    )
+    client.force_login(people["approver"])
+    response = client.get(reverse("deployments:request_detail", args=[request.pk]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "javascript:" not in page and "data:text/html" not in page and "<script>alert(3)" not in page
+    assert "&lt;script&gt;alert(3)" in page and "+5" in page
+
+
+def test_chat_webhook_urls_of_each_kind_are_understood():
+    from deployments.notifications import apprise_url, validate_webhook_url
+
+    assert validate_webhook_url("slack", "https://hooks.slack.com/services/T000/B000/abcdefghijkl") is None
+    teams = ("https://prod-00.westus.logic.azure.com:443/workflows/0123456789abcdef/triggers/manual/paths/invoke"
+             "?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=abcdefghijklmnop")
+    assert validate_webhook_url("teams", teams) is None
+    assert apprise_url("json", "https://hooks.example.com/deploys") == "jsons://hooks.example.com/deploys"
+    assert validate_webhook_url("json", "https://hooks.example.com/deploys") is None

@@ -26,3 +26,10 @@ def environment_options(environments, selected):
 @register.simple_tag
 def service_options(services, selected):
     return _options((name, name, name == selected) for name in services)
+
+
+@register.filter
+def http_url(value) -> str:
+    """``value`` if it is an http(s) URL, else "": links from CI data never become ``javascript:`` links."""
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("https://", "http://")) else ""

@@ -129,7 +129,7 @@ def recent_decisions(*, user, filters: ListFilters) -> QuerySet[Approval]:
         queryset = queryset.filter(decision=filters.status)
     return (
         _narrow(queryset, filters, prefix="request__")
-        .select_related("approver", "request__environment__service", "request__requester")
+        .select_related("approver", "request__environment__service")
         .order_by("-created_at", "-id")
     )
 

@@ -230,3 +230,16 @@ def test_the_chat_channel_admin_never_shows_the_url(client, environment):
                 reverse("admin:deployments_chatchannel_change", args=[channel.pk])):
         response = client.get(url)
         assert response.status_code == 200 and "HiddenValue" not in response.content.decode()
+
+
+def test_approvers_granted_through_a_group_are_told(environment, requester, django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Group
+
+    team = Group.objects.create(name="payments approvers")
+    factories.grant(team, "approve", environment)
+    member = factories.approver(username="grace")
+    member.groups.add(team)
+    factories.approver(username="henry")  # the role, but not in the team: not eligible here
+    with django_capture_on_commit_callbacks(execute=True):
+        services.submit_request(actor=requester, environment=environment, sha=factories.sha(), ref="main")
+    assert recipients() == ["grace@example.com"]

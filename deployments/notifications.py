@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -268,48 +268,52 @@ def _send_email(log: NotificationLog, subject: str, body: str) -> None:
 # --- delivery -----------------------------------------------------------------------------------
 
 
+SENDING_TIMEOUT = timedelta(minutes=15)
+
+
 def deliver(*, log_id: int) -> str:
     """Send one claimed notification once. Returns its status; raises ``DeliveryFailed`` to retry.
 
-    The row is locked while sending (``SKIP LOCKED``: a second worker holding the same id skips), so
-    a notification that was sent is never sent again.
+    The row is claimed with a conditional UPDATE (pending → sending) and sent outside any
+    transaction, so a slow chat or mail server never holds a lock that a decision could wait for; a
+    second worker holding the same id finds nothing to claim. A claim older than ``SENDING_TIMEOUT``
+    (a worker that died while sending) may be taken over.
     """
-    error = None
-    with transaction.atomic():
-        log = (
-            NotificationLog.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("request__environment__service", "request__requester", "chat_channel")
-            .filter(pk=log_id)
-            .first()
-        )
-        if log is None or log.status != NotificationStatus.PENDING:
-            return log.status if log else "missing"
-        subject, body = _message(log)
-        try:
-            if log.channel == NotificationChannel.CHAT:
-                _send_chat(log, subject, body)
-            else:
-                _send_email(log, subject, body)
-        except DeliveryFailed as exc:
-            error = str(exc)
-        log.attempts += 1
-        log.last_attempt_at = timezone.now()
-        if error is None:
-            log.status = NotificationStatus.SENT
-            log.sent_at = timezone.now()
-            log.last_error = ""
+    now = timezone.now()
+    claimable = Q(status=NotificationStatus.PENDING) | Q(
+        status=NotificationStatus.SENDING, last_attempt_at__lt=now - SENDING_TIMEOUT
+    )
+    claimed = NotificationLog.objects.filter(claimable, pk=log_id).update(
+        status=NotificationStatus.SENDING, last_attempt_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return NotificationLog.objects.filter(pk=log_id).values_list("status", flat=True).first() or "missing"
+    log = NotificationLog.objects.select_related(
+        "request__environment__service", "request__requester", "chat_channel"
+    ).get(pk=log_id)
+    subject, body = _message(log)
+    try:
+        if log.channel == NotificationChannel.CHAT:
+            _send_chat(log, subject, body)
         else:
-            log.last_error = error[:1000]
-        log.save(update_fields=["attempts", "last_attempt_at", "status", "sent_at", "last_error"])
-    if error is not None:
-        raise DeliveryFailed(error, attempts=log.attempts)
+            _send_email(log, subject, body)
+    except DeliveryFailed as exc:
+        NotificationLog.objects.filter(pk=log_id, status=NotificationStatus.SENDING).update(
+            status=NotificationStatus.PENDING, last_error=str(exc)[:1000]
+        )
+        raise DeliveryFailed(str(exc), attempts=log.attempts) from exc
+    NotificationLog.objects.filter(pk=log_id).update(
+        status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
+    )
     return NotificationStatus.SENT
 
 
 @transaction.atomic
 def give_up(*, log_id: int) -> None:
     """Retries exhausted: mark the notification failed (visible in the admin) and log it."""
-    updated = NotificationLog.objects.filter(pk=log_id, status=NotificationStatus.PENDING).update(
+    updated = NotificationLog.objects.filter(
+        pk=log_id, status__in=(NotificationStatus.PENDING, NotificationStatus.SENDING)
+    ).update(
         status=NotificationStatus.FAILED
     )
     if updated:
@@ -339,14 +343,13 @@ def sweep(*, now: datetime | None = None) -> dict:
     missed = 0
     for pk in never_told.values_list("pk", flat=True):
         missed += len(plan_notifications(request_id=pk, kind=NotificationKind.AWAITING))
-    # Never tried (the enqueue failed), or tried and left behind (a lost retry): longer ago than any backoff.
+    # Never tried (the enqueue failed), tried and left behind longer than any backoff (a lost retry),
+    # or claimed by a worker that died while sending.
+    never_tried = Q(status=NotificationStatus.PENDING, attempts=0, created_at__lte=now - timedelta(minutes=10))
+    lost_retry = Q(status=NotificationStatus.PENDING, attempts__gt=0, last_attempt_at__lte=now - timedelta(hours=2))
+    dead_sender = Q(status=NotificationStatus.SENDING, last_attempt_at__lte=now - SENDING_TIMEOUT)
     stuck = list(
-        NotificationLog.objects.filter(status=NotificationStatus.PENDING)
-        .filter(
-            Q(attempts=0, created_at__lte=now - timedelta(minutes=10))
-            | Q(attempts__gt=0, last_attempt_at__lte=now - timedelta(hours=2))
-        )
-        .values_list("pk", flat=True)[:500]
+        NotificationLog.objects.filter(never_tried | lost_retry | dead_sender).values_list("pk", flat=True)[:500]
     )
     enqueue_deliveries(stuck)
     return {"reminders": reminders, "missed": missed, "re_enqueued": len(stuck)}

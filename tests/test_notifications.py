@@ -243,3 +243,19 @@ def test_approvers_granted_through_a_group_are_told(environment, requester, djan
     with django_capture_on_commit_callbacks(execute=True):
         services.submit_request(actor=requester, environment=environment, sha=factories.sha(), ref="main")
     assert recipients() == ["grace@example.com"]
+
+
+def test_a_notification_is_sent_once_even_when_two_workers_hold_it(submit, approvers):
+    request = submit()  # inside the test transaction: nothing planned yet
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=False):  # plan, but do not enqueue the deliveries
+        log_id = notifications.plan_notifications(request_id=request.pk, kind="awaiting")[0]
+    NotificationLog.objects.filter(pk=log_id).update(status="sending", last_attempt_at=timezone.now())
+    assert notifications.deliver(log_id=log_id) == "sending"  # another worker is sending it
+    assert mail.outbox == []
+    # that worker died: after the claim times out, the notification is taken over and sent once
+    NotificationLog.objects.filter(pk=log_id).update(last_attempt_at=timezone.now() - timedelta(minutes=16))
+    assert notifications.deliver(log_id=log_id) == "sent"
+    assert notifications.deliver(log_id=log_id) == "sent"
+    assert len(mail.outbox) == 1

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('channel', models.CharField(choices=[('email', 'E-mail'), ('chat', 'Chat webhook')], max_length=8)),
                 ('recipient', models.CharField(help_text='An e-mail address, or chat:<channel id>.', max_length=254)),
                 ('period', models.PositiveIntegerField(default=0, help_text='Reminder number (0 for one-off notifications).')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed (retries exhausted)')], db_index=True, default='pending', max_length=8)),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed (retries exhausted)')], db_index=True, default='pending', max_length=8)),
                 ('attempts', models.PositiveSmallIntegerField(default=0)),
                 ('last_error', models.TextField(blank=True, default='')),
                 ('last_attempt_at', models.DateTimeField(blank=True, null=True)),

@@ -225,5 +225,61 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
 
+# --- notifications ------------------------------------------------------------------------------
+from django import forms  # noqa: E402
+
 from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
 from .github import admin as github_admin  # noqa: E402,F401  (the GitHub integration's admin pages)
+from .notification_models import ChatChannel, NotificationLog  # noqa: E402
+
+
+class ChatChannelForm(forms.ModelForm):
+    """The webhook URL is write-only: it is encrypted on save and never displayed again."""
+
+    webhook_url = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Incoming webhook URL (a secret). Leave empty to keep the stored one.",
+    )
+
+    class Meta:
+        model = ChatChannel
+        fields = ["environment", "name", "kind", "is_active"]
+
+    def clean(self):
+        from .notifications import validate_webhook_url
+
+        cleaned = super().clean()
+        url = (cleaned.get("webhook_url") or "").strip()
+        if not url and not self.instance.webhook_url_encrypted:
+            self.add_error("webhook_url", "A webhook URL is required.")
+        elif url and cleaned.get("kind"):
+            problem = validate_webhook_url(cleaned["kind"], url)
+            if problem:
+                self.add_error("webhook_url", problem)
+        return cleaned
+
+    def save(self, commit=True):
+        url = (self.cleaned_data.get("webhook_url") or "").strip()
+        if url:
+            self.instance.set_webhook_url(url)
+        return super().save(commit=commit)
+
+
+@admin.register(ChatChannel)
+class ChatChannelAdmin(admin.ModelAdmin):
+    form = ChatChannelForm
+    list_display = ["name", "environment", "kind", "webhook_hint", "is_active"]
+    list_filter = ["kind", "is_active"]
+    list_select_related = ["environment__service"]
+    readonly_fields = ["webhook_hint", "created_at"]
+    search_fields = ["name", "environment__name", "environment__service__name"]
+
+
+@admin.register(NotificationLog)
+class NotificationLogAdmin(ReadOnlyAdmin):
+    list_display = ["request", "kind", "channel", "recipient", "period", "status", "attempts", "created_at"]
+    list_filter = ["kind", "channel", "status"]
+    list_select_related = ["request__environment__service"]
+    search_fields = ["recipient"]
+    readonly_fields = ["last_error"]

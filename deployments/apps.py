@@ -19,3 +19,8 @@ class DeploymentsConfig(AppConfig):
         from .providers.github import GitHubProvider
 
         providers.register(GitHubProvider())
+
+        from .notifications import schedule_on_transition
+        from .signals import request_transitioned
+
+        request_transitioned.connect(schedule_on_transition, dispatch_uid="deployments.notifications")

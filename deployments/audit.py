@@ -56,3 +56,9 @@ auditlog.register(BranchProtectionRule, m2m_fields={"allowed_push_users", "allow
 auditlog.register(BranchProtectionAudit)
 auditlog.register(MonitoringSignal)
 auditlog.register(GitHubStatusReport)
+
+# Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
+from .notification_models import ChatChannel, NotificationLog  # noqa: E402
+
+auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
+auditlog.register(NotificationLog)

@@ -229,6 +229,8 @@ class DeploymentRequest(models.Model):
         indexes = [
             models.Index(fields=["environment", "status", "created_at"], name="request_env_status_created"),
             models.Index(fields=["status", "expires_at"], name="request_status_expiry"),
+            # "My requests" on the dashboard: one person's requests, newest first.
+            models.Index(fields=["requester", "created_at"], name="request_requester_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -274,6 +276,10 @@ class Approval(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The dashboard's recent-decisions history reads the newest decisions first.
+            models.Index(fields=["created_at", "id"], name="approval_created"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["request", "approver"],
@@ -513,3 +519,6 @@ from .github.models import (  # noqa: E402,F401
     GitHubWebhookRejection,
     MonitoringSignal,
 )
+
+# Notification configuration and log live in their own module; imported here so Django registers them.
+from .notification_models import ChatChannel, NotificationLog  # noqa: E402, F401

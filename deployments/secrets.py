@@ -1,21 +1,23 @@
-"""Secrets the portal must store (webhook signing secrets) are encrypted at rest.
+"""Secrets the portal must store (CI webhook signing secrets, chat webhook URLs) are encrypted at rest.
 
-Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from ``DJANGO_SECRET_KEY``: a database dump
-alone does not reveal them. Rotating ``DJANGO_SECRET_KEY`` makes stored secrets unreadable; set
-them again afterwards (the provider reports "secret cannot be decrypted" until then).
+Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from ``PORTAL_SECRETS_KEY`` (defaults to
+``DJANGO_SECRET_KEY``): a database dump alone does not reveal them. Rotating that key makes stored
+secrets unreadable; set them again afterwards (the provider reports "secret cannot be decrypted").
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
 
 def _fernet() -> Fernet:
-    digest = hashlib.sha256(b"deployment-portal:stored-secrets:" + settings.SECRET_KEY.encode()).digest()
+    material = getattr(settings, "PORTAL_SECRETS_KEY", "") or settings.SECRET_KEY
+    digest = hashlib.sha256(b"deployment-portal/secrets/v1:" + material.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
@@ -31,3 +33,21 @@ def decrypt_secret(ciphertext: str) -> str | None:
         return _fernet().decrypt(ciphertext.encode()).decode()
     except (InvalidToken, ValueError):
         return None
+
+
+def encrypt(value: str) -> str:
+    return _fernet().encrypt(value.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    """Like ``decrypt_secret`` but raising ``ValueError`` with a message people can act on."""
+    clear = decrypt_secret(token)
+    if clear is None:
+        raise ValueError("The stored secret cannot be decrypted with the current key; enter it again.")
+    return clear
+
+
+def hint(url: str) -> str:
+    """Enough to recognise a URL without revealing it: the host and its last four characters."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…{url[-4:]}" if parts.netloc else "…"

@@ -38,3 +38,42 @@ from .github.tasks import (  # noqa: E402,F401  (registers the GitHub integratio
     refresh_pending_checks,
     requeue_stale_deliveries,
 )
+
+# --- notifications ------------------------------------------------------------------------------
+
+NOTIFICATION_MAX_RETRIES = 8
+
+
+@shared_task(name="deployments.notify_request", acks_late=True)
+@as_system_actor
+def notify_request(request_id: int, kind: str, period: int = 0) -> int:
+    from . import notifications
+
+    return len(notifications.plan_notifications(request_id=request_id, kind=kind, period=period))
+
+
+@shared_task(bind=True, name="deployments.deliver_notification", acks_late=True, max_retries=NOTIFICATION_MAX_RETRIES)
+@as_system_actor
+def deliver_notification(self, log_id: int) -> str:
+    """Send one notification; on failure retry with capped exponential backoff and jitter, then give up."""
+    import random
+
+    from . import notifications
+
+    try:
+        return notifications.deliver(log_id=log_id)
+    except notifications.DeliveryFailed as exc:
+        # Counted on the row, so a delivery re-enqueued by the sweep does not start over.
+        if exc.attempts > self.max_retries:
+            notifications.give_up(log_id=log_id)
+            return "failed"
+        countdown = min(3600, 30 * 2 ** (exc.attempts - 1)) + random.uniform(0, 10)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@shared_task(name="deployments.send_notification_reminders", acks_late=True)
+@as_system_actor
+def send_notification_reminders() -> dict:
+    from . import notifications
+
+    return notifications.sweep()

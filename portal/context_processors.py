@@ -12,3 +12,31 @@ def portal(request):
         "is_engineer": has_role(user, Role.ENGINEER),
         "is_auditor": has_role(user, Role.AUDITOR),
     }
+
+
+def _optional_url(name: str) -> str:
+    """The URL of a page another part of the portal may provide, or "" when it is not installed."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return ""
+
+
+def navigation(request):
+    """What the navigation offers the signed-in person: only what their roles let them do."""
+    user = getattr(request, "user", None)
+    if not (user and user.is_authenticated):
+        return {"nav": {}}
+    sees_all = user.is_superuser or has_role(user, Role.AUDITOR) or has_role(user, Role.ADMINISTRATOR)
+    return {
+        "nav": {
+            "queue": has_role(user, Role.APPROVER),
+            "my_requests": has_role(user, Role.ENGINEER),
+            "decisions": True,
+            "training_url": _optional_url("compliance:my_training"),
+            "reports_url": _optional_url("compliance:reports") if sees_all else "",
+            "admin": user.is_staff,
+        }
+    }

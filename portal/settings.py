@@ -139,6 +139,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.portal",
+                "portal.context_processors.navigation",
                 "compliance.context_processors.training",
             ],
         },
@@ -355,4 +356,13 @@ CELERY_BEAT_SCHEDULE["github-refresh-pending-checks"] = {
 }
 CELERY_BEAT_SCHEDULE["github-audit-branch-protection"] = {
     "task": "deployments.github.audit_branch_protection", "schedule": 3600.0,
+}
+# --- Notifications (dashboard) --------------------------------------------------------------
+# Remind eligible approvers of a request still awaiting approval after this many minutes (then every period).
+PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 240)
+# Key material for secrets stored in the database (chat webhook URLs); defaults to the secret key.
+PORTAL_SECRETS_KEY = _secret("PORTAL_SECRETS_KEY", "") or ""
+CELERY_BEAT_SCHEDULE["send-notification-reminders"] = {
+    "task": "deployments.send_notification_reminders",
+    "schedule": 300.0,
 }

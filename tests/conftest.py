@@ -35,3 +35,15 @@ def submit(requester, environment):
 @pytest.fixture
 def postgres():
     require_postgres()
+
+
+@pytest.fixture
+def celery_retries_eagerly():
+    """Eager tasks normally propagate a retry as an exception; let Celery run the retries inline instead,
+    as a worker would (without the countdown)."""
+    from portal.celery import app
+
+    previous = app.conf.task_eager_propagates
+    app.conf.task_eager_propagates = False
+    yield
+    app.conf.task_eager_propagates = previous

@@ -88,3 +88,4 @@ class ImmutableLogEntryAdmin(LogEntryAdmin):
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, ImmutableLogEntryAdmin)
+from . import admin_audit  # noqa: E402, F401  (audit trail, violations, audit reviews)

@@ -8,7 +8,7 @@ class ComplianceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import audit, audit_trail  # noqa: F401  (django-auditlog; hash chain, violations, reviews)
 
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 

@@ -83,3 +83,6 @@ class Suspension(models.Model):
     @property
     def is_active(self) -> bool:
         return self.lifted_at is None
+
+
+from .models_audit import *  # noqa: E402, F401, F403

@@ -6,4 +6,4 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployment authorization"
 
     def ready(self) -> None:
-        from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import audit, detection, monitoring  # noqa: F401  (django-auditlog, violations, monitoring)

@@ -30,3 +30,9 @@ for model in (
     EnvironmentGroupObjectPermission,
 ):
     auditlog.register(model)
+
+# Decision records join the tamper-evidence hash chain (compliance never imports deployments).
+from compliance.audit_chain import register_chained_model  # noqa: E402
+
+for model in (Approval, RequestEvent, Refusal):
+    register_chained_model(model)

@@ -12,3 +12,11 @@ from . import services
 @as_system_actor
 def expire_due_requests() -> int:
     return services.expire_due_requests(actor=system_actor())
+
+
+@shared_task(name="deployments.reconcile_deployments", acks_late=True)
+@as_system_actor
+def reconcile_deployments() -> dict:
+    from . import detection
+
+    return detection.reconcile()

@@ -13,4 +13,5 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("", include("deployments.urls")),
+    path("monitoring/", include("compliance.monitoring_urls")),
 ]

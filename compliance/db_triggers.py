@@ -50,14 +50,14 @@ def installer(*tables: str, with_function: bool = False):
         if schema_editor.connection.vendor != "postgresql":
             return
         if with_function:
-            schema_editor.execute(FUNCTION_SQL)
+            schema_editor.execute(FUNCTION_SQL, params=None)
         for table in tables:
-            schema_editor.execute(install_sql(table))
+            schema_editor.execute(install_sql(table), params=None)
 
     def backward(apps, schema_editor):
         if schema_editor.connection.vendor != "postgresql":
             return
         for table in tables:
-            schema_editor.execute(uninstall_sql(table))
+            schema_editor.execute(uninstall_sql(table), params=None)
 
     return forward, backward

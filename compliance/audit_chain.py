@@ -181,7 +181,7 @@ def request_seal() -> None:
 
 
 def _schedule_after_write(sender, instance, created, **kwargs):
-    if not created:
+    if not created or not settings.PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT:
         return
     # One on_commit hook per transaction is enough.
     if connection.in_atomic_block and any(

@@ -294,6 +294,9 @@ PORTAL_VIOLATION_ACK_HOURS = _positive_int("PORTAL_VIOLATION_ACK_HOURS", 24)
 PORTAL_AUDIT_REVIEW_INTERVAL_DAYS = _positive_int("PORTAL_AUDIT_REVIEW_INTERVAL_DAYS", 30)
 PORTAL_AUDIT_CHAIN_GRACE_MINUTES = _positive_int("PORTAL_AUDIT_CHAIN_GRACE_MINUTES", 10)
 PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS = _positive_int("PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS", 5)
+# Seal shortly after each commit that wrote audit evidence (the minute beat run seals regardless).
+# Off under pytest, where eager tasks would seal inline after every commit; tests turn it on.
+PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = _bool("PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT", not TESTING)
 PORTAL_RECONCILIATION_DAYS = _positive_int("PORTAL_RECONCILIATION_DAYS", 7)
 PORTAL_REQUEST_OVERDUE_HOURS = _positive_int("PORTAL_REQUEST_OVERDUE_HOURS", 8)
 CELERY_BEAT_SCHEDULE.update({

@@ -149,9 +149,10 @@ def test_the_command_can_seal_first(submit, capsys):
     assert "Linked" in out and "Chain intact" in out
 
 
-def test_writes_schedule_one_sealing_after_commit(submit):
+def test_writes_schedule_one_sealing_after_commit(submit, settings):
     from django.core.cache import cache
 
+    settings.PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = True
     submit()
     submit()
     hooks = [func for _, func, _ in connection.run_on_commit if getattr(func, "__name__", "") == "request_seal"]
@@ -222,3 +223,35 @@ def test_postgres_maintenance_setting_is_only_on_under_tests(postgres):
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('portal.audit_maintenance', true)")
         assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_sealers_running_at_once_build_one_valid_chain(postgres, submit, approvers):
+    import threading
+
+    from django.db import connections
+
+    for _ in range(3):
+        factories.approve(submit(), approvers[0], comment="ok")
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def seal():
+        try:
+            barrier.wait(timeout=30)
+            audit_chain.seal_chain(batch_size=7)
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=seal) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    report = audit_chain.verify_chain()
+    assert report.ok, report.summary()
+    assert report.links_checked == ChainLink.objects.count() > 0

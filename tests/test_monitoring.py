@@ -225,3 +225,18 @@ def test_the_review_page_records_a_sign_off_for_administrators_only(client, admi
     page = client.get(url).content.decode()
     assert "Reviews are up to date" in page and "All production approvals" in page
     assert AuditReview.objects.get().signed_off_by == admin_user
+
+
+def test_the_demo_shows_a_violation_and_a_sealed_audit_chain(client):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from compliance.audit_chain import verify_chain
+
+    call_command("load_demo_data")
+    violation = violations.Violation.objects.get()
+    assert violation.kind == "unauthorized_deployment" and violation.severity == "critical"
+    assert verify_chain().ok
+    assert verify_chain().links_checked > 100
+    client.force_login(get_user_model().objects.get(username="frank"))  # the demo auditor
+    assert violation.title in client.get(reverse("monitoring:index")).content.decode()

@@ -22,7 +22,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from auditlog.models import LogEntry
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import receiver
@@ -35,7 +39,15 @@ from compliance.violations import open_violation
 
 from . import permissions, policy
 from .choices import Decision, EventKind, Tier
-from .models import Approval, Execution, FreezeWindow, RequestEvent, Service
+from .models import (
+    Approval,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    Execution,
+    FreezeWindow,
+    RequestEvent,
+    Service,
+)
 from .signals import decision_recorded, execution_recorded
 
 logger = logging.getLogger(__name__)
@@ -212,6 +224,20 @@ def _suspended_at(user, at: datetime) -> Suspension | None:
     )
 
 
+def _lacked_approve_permission(approval: Approval) -> bool:
+    """True when the approver cannot approve there now and the audit log shows no change to any
+    permission grant or group membership since the decision: so they could not approve then either.
+    (After an access change, today's state says nothing about that moment: no conclusion.)"""
+    if permissions.can_act(approval.approver, permissions.APPROVE, approval.request.environment):
+        return False
+    access_models = ContentType.objects.get_for_models(
+        EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission, get_user_model(), Group
+    ).values()
+    return not LogEntry.objects.filter(
+        content_type__in=list(access_models), timestamp__gt=approval.created_at
+    ).exists()
+
+
 def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
     """Re-evaluate a decision against the rules as they stood when it was made.
 
@@ -237,6 +263,11 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
     kind = EventKind.APPROVAL if approval.decision == Decision.APPROVE else EventKind.REJECTION
     if not RequestEvent.objects.filter(request=request, kind=kind, data__approval_id=approval.pk).exists():
         reasons.append("The decision has no timeline event: it was recorded outside the portal's services.")
+    if not live and _lacked_approve_permission(approval):
+        reasons.append(
+            f"The approver did not hold the approver role and approval permission for {environment}, and the "
+            "audit log shows no access change since the decision."
+        )
     lapsed = None
     if live:
         if not permissions.can_act(approver, permissions.APPROVE, environment):

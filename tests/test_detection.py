@@ -180,6 +180,22 @@ def test_a_decision_written_outside_the_gate_by_the_requester_is_caught(environm
     assert detection.reconcile() == {"executions": 0, "decisions": 0}
 
 
+def test_a_decision_by_someone_without_approval_permission_is_caught(environment, submit):
+    engineer = factories.engineer(environment, username="eve")  # may request here, never approve
+    request = submit()
+    Approval.objects.create(request=request, approver=engineer, decision="approve", comment="lgtm")
+    detection.reconcile()
+    reasons = " ".join(Violation.objects.get().evidence["reasons"])
+    assert "did not hold the approver role and approval permission" in reasons
+
+
+def test_no_permission_conclusion_is_drawn_after_an_access_change(environment, submit, approvers):
+    request = submit()
+    factories.approve(request, approvers[0], comment="fine")
+    factories.revoke(approvers[0], "approve", environment)  # revoked after deciding: the decision stands
+    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+
+
 def test_a_decision_by_someone_suspended_at_the_time_is_caught(environment, submit, approvers):
     request = submit()
     factories.approve(request, approvers[0], comment="fine")

@@ -269,3 +269,5 @@ class TrainingReminderAdmin(EvidenceAdmin):
     list_filter = ["kind", "course"]
     search_fields = ["user__username"]
     list_select_related = ["user", "course", "sent_by"]
+
+from . import admin_audit  # noqa: E402, F401  (audit trail, violations, audit reviews)

@@ -16,6 +16,8 @@ class ComplianceConfig(AppConfig):
 
         signals.connect()
 
+        from . import audit_trail  # noqa: F401  (hash chain, violations, reviews)
+
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 
 

@@ -339,3 +339,5 @@ class TrainingReminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} reminder to {self.user} for {self.course} ({self.period})"
+
+from .models_audit import *  # noqa: E402, F401, F403

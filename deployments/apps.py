@@ -24,3 +24,5 @@ class DeploymentsConfig(AppConfig):
         from .signals import request_transitioned
 
         request_transitioned.connect(schedule_on_transition, dispatch_uid="deployments.notifications")
+
+        from . import detection, monitoring  # noqa: F401  (violations, monitoring panels)

@@ -62,3 +62,9 @@ from .notification_models import ChatChannel, NotificationLog  # noqa: E402
 
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 auditlog.register(NotificationLog)
+
+# Decision records join the tamper-evidence hash chain (compliance never imports deployments).
+from compliance.audit_chain import register_chained_model  # noqa: E402
+
+for model in (Approval, RequestEvent, Refusal):
+    register_chained_model(model)

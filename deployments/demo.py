@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
+from compliance.audit_chain import seal_chain
 from compliance.demo import load_training_demo
 from compliance.errors import RuleViolation
 from compliance.roles import Role
@@ -244,6 +245,13 @@ def _requests(users: dict, envs: dict) -> None:
         title="Revert double-charge bug",
     )
 
+    # monitoring: a deployment nobody approved (run by hand from a laptop) becomes a violation
+    services.report_execution(
+        actor=u["ci-bot"], environment=envs["payments-api/production"], sha=demo_sha("p-hotfix"),
+        status=ExecutionStatus.SUCCESS, external_id="run-666",
+        url="https://github.com/acme/payments-api/actions/runs/666",
+    )
+
 
 def load_demo_data() -> dict:
     """Create the demo users, services, environments and requests; returns the demo logins."""
@@ -255,4 +263,5 @@ def load_demo_data() -> dict:
         envs = _environments(users["admin"])
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
+    seal_chain()  # the demo's evidence is linked into the audit chain at once
     return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

@@ -43,7 +43,7 @@ from .models import (
     RequestEvent,
     Service,
 )
-from .signals import decision_recorded, request_transitioned
+from .signals import decision_recorded, execution_recorded, request_transitioned
 
 
 def record_refusal(
@@ -732,6 +732,7 @@ def report_execution(
     execution.authorized = not flag
     execution.flag_reason = flag
     execution.save()
+    execution_recorded.send(sender=Execution, execution=execution)
     if flag or locked is None:
         return execution
     if locked.status == RequestStatus.APPROVED:

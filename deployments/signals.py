@@ -12,3 +12,5 @@ from django.dispatch import Signal
 request_transitioned = Signal()
 # kwargs: approval (an Approval just recorded, inside the transaction)
 decision_recorded = Signal()
+# kwargs: execution (an Execution just saved by services.report_execution, inside the transaction)
+execution_recorded = Signal()

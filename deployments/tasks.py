@@ -77,3 +77,10 @@ def send_notification_reminders() -> dict:
     from . import notifications
 
     return notifications.sweep()
+
+@shared_task(name="deployments.reconcile_deployments", acks_late=True)
+@as_system_actor
+def reconcile_deployments() -> dict:
+    from . import detection
+
+    return detection.reconcile()

@@ -366,3 +366,24 @@ CELERY_BEAT_SCHEDULE["send-notification-reminders"] = {
     "task": "deployments.send_notification_reminders",
     "schedule": 300.0,
 }
+
+# --- Monitoring and audit trail -------------------------------------------------------------
+PORTAL_VIOLATION_ACK_HOURS = _positive_int("PORTAL_VIOLATION_ACK_HOURS", 24)
+PORTAL_AUDIT_REVIEW_INTERVAL_DAYS = _positive_int("PORTAL_AUDIT_REVIEW_INTERVAL_DAYS", 30)
+PORTAL_AUDIT_CHAIN_GRACE_MINUTES = _positive_int("PORTAL_AUDIT_CHAIN_GRACE_MINUTES", 10)
+PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS = _positive_int("PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS", 5)
+# Seal shortly after each commit that wrote audit evidence (the minute beat run seals regardless).
+# Off under pytest, where eager tasks would seal inline after every commit; tests turn it on.
+PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = _bool("PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT", not TESTING)
+PORTAL_RECONCILIATION_DAYS = _positive_int("PORTAL_RECONCILIATION_DAYS", 7)
+PORTAL_REQUEST_OVERDUE_HOURS = _positive_int("PORTAL_REQUEST_OVERDUE_HOURS", 8)
+CELERY_BEAT_SCHEDULE.update({
+    "seal-audit-chain": {"task": "compliance.seal_audit_chain", "schedule": 60.0},
+    "verify-audit-chain": {"task": "compliance.verify_audit_chain", "schedule": 24 * 3600.0},
+    "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
+    "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
+})
+if TESTING and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # The audit tables refuse UPDATE/DELETE/TRUNCATE unless this is on; only the test suite (which
+    # flushes tables and drops test databases) turns it on. Trigger tests turn it off locally.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c portal.audit_maintenance=on"

@@ -18,4 +18,5 @@ urlpatterns = [
     path("webhooks/github/", github_webhook, name="github_webhook"),
     path("", include("deployments.urls")),
     path("", include("compliance.urls")),
+    path("monitoring/", include("compliance.monitoring_urls")),
 ]

@@ -1,0 +1,406 @@
+"""Turning recorded events into violations, as they happen and again by reconciliation.
+
+- ``execution_recorded`` (sent by ``services.report_execution``): a deployment in a protected
+  environment without an approved request, of another sha, after the approval went stale, during
+  a freeze without an emergency approval, or requested by someone whose training has lapsed.
+- ``decision_recorded``: a decision by someone who was not eligible at that moment. The services
+  refuse such decisions, so this "cannot happen" — it is detected anyway (a bug, a row written
+  outside the gate).
+- ``reconcile``: a periodic re-scan of the last N days' executions and decisions that opens what
+  is missing, so a lost event (a crashed worker, a receiver that failed) is still caught.
+- ``report_unauthorized_push`` / ``report_branch_protection_drift``: hooks for the SCM integrations.
+
+Every violation has a dedup key naming its event, so the event path and reconciliation never open
+two violations for the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from auditlog.models import LogEntry
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Q
+from django.dispatch import receiver
+from django.urls import reverse
+from django.utils import timezone
+
+from compliance.gates import acting_refusal
+from compliance.models import Severity, Suspension, Violation, ViolationKind
+from compliance.violations import open_violation
+
+from . import permissions, policy
+from .choices import Decision, EventKind, Tier
+from .models import (
+    Approval,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    Execution,
+    FreezeWindow,
+    RequestEvent,
+    Service,
+)
+from .signals import decision_recorded, execution_recorded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Finding:
+    """One violation a detector wants open: what, how bad, the evidence and a stable dedup key."""
+
+    kind: str
+    severity: str
+    title: str
+    dedup_key: str
+    subject: str = ""
+    evidence: dict = field(default_factory=dict)
+    links: list[dict] = field(default_factory=list)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _url(path: str) -> str:
+    return f"{settings.PORTAL_BASE_URL}{path}"
+
+
+def _severity(environment, *, production: str, other: str) -> str:
+    return production if environment.tier == Tier.PRODUCTION else other
+
+
+def open_findings(findings: list[Finding], *, source: str) -> list[Violation]:
+    return [
+        open_violation(
+            kind=f.kind, severity=f.severity, title=f.title, evidence=f.evidence, dedup_key=f.dedup_key,
+            evidence_links=f.links, subject=f.subject, source=source,
+        )
+        for f in findings
+    ]
+
+
+# --- executions ---------------------------------------------------------------------------------
+
+
+def _execution_evidence(execution: Execution, freeze: FreezeWindow | None) -> dict:
+    request = execution.request
+    return {
+        "environment": str(execution.environment),
+        "tier": execution.environment.tier,
+        "execution": {
+            "id": execution.pk,
+            "sha": execution.sha,
+            "status": execution.status,
+            "external_id": execution.external_id,
+            "url": execution.url,
+            "reported_by": execution.reported_by.username if execution.reported_by else None,
+            "recorded_at": _iso(execution.created_at),
+            "authorized": execution.authorized,
+            "flag_reason": execution.flag_reason,
+        },
+        "request": None if request is None else {
+            "id": request.pk,
+            "sha": request.sha,
+            "ref": request.ref,
+            "status": request.status,
+            "requester": request.requester.username if request.requester else request.requester_login,
+            "decided_at": _iso(request.decided_at),
+            "approval_expires_at": _iso(request.approval_expires_at),
+            "is_emergency": request.is_emergency,
+            "approvers": [a.approver.username for a in request.approvals.all() if a.decision == Decision.APPROVE],
+        },
+        "freeze": None if freeze is None else {
+            "id": freeze.pk, "starts_at": _iso(freeze.starts_at), "ends_at": _iso(freeze.ends_at),
+            "reason": freeze.reason,
+        },
+    }
+
+
+def _execution_links(execution: Execution) -> list[dict]:
+    links = []
+    if execution.url:
+        links.append({"label": "CI run", "url": execution.url})
+    if execution.request_id:
+        links.append({
+            "label": f"Request #{execution.request_id}",
+            "url": _url(reverse("deployments:request_detail", args=[execution.request_id])),
+        })
+    links.append({
+        "label": f"Execution #{execution.pk}",
+        "url": _url(reverse("admin:deployments_execution_change", args=[execution.pk])),
+    })
+    return links
+
+
+def execution_findings(execution: Execution, *, live: bool) -> list[Finding]:
+    """What is wrong with one deployment. ``live``: called at the time of the event, so checks of a
+    person's current standing (training) apply to that moment."""
+    environment = execution.environment
+    if not environment.is_protected:
+        return []
+    at = execution.created_at
+    request = execution.request
+    freeze = FreezeWindow.objects.filter(environment=environment, starts_at__lte=at, ends_at__gt=at).first()
+    event = execution.external_id or f"sha-{execution.sha}"
+    key = f"execution:{environment.pk}:{event}"
+    evidence = _execution_evidence(execution, freeze)
+    links = _execution_links(execution)
+    subject = str(environment)
+    short = execution.sha[:12]
+
+    def finding(kind: str, severity: str, title: str) -> Finding:
+        return Finding(kind, severity, title, f"{key}:{kind}", subject, evidence, links)
+
+    found: list[Finding] = []
+    if execution.flag_reason:
+        critical_or_high = _severity(environment, production=Severity.CRITICAL, other=Severity.HIGH)
+        if request is None:
+            found.append(finding(
+                ViolationKind.UNAUTHORIZED_DEPLOYMENT, critical_or_high,
+                f"{short} deployed to {subject} without an approved request",
+            ))
+        elif request.sha != execution.sha:
+            found.append(finding(
+                ViolationKind.SHA_MISMATCH, critical_or_high,
+                f"{short} deployed to {subject}, but request #{request.pk} approved {request.sha[:12]}",
+            ))
+        elif request.approval_expires_at and at >= request.approval_expires_at:
+            found.append(finding(
+                ViolationKind.STALE_APPROVAL, _severity(environment, production=Severity.HIGH, other=Severity.MEDIUM),
+                f"{short} deployed to {subject} after the approval of request #{request.pk} expired",
+            ))
+        else:
+            found.append(finding(
+                ViolationKind.UNAUTHORIZED_DEPLOYMENT, critical_or_high,
+                f"{short} deployed to {subject}; request #{request.pk} is {request.get_status_display().lower()}",
+            ))
+    elif freeze is not None and (request is None or not request.is_emergency):
+        found.append(finding(
+            ViolationKind.FREEZE_BREACH, _severity(environment, production=Severity.HIGH, other=Severity.MEDIUM),
+            f"{short} deployed to {subject} during a freeze ({freeze.reason}) without an emergency approval",
+        ))
+    if live and request is not None and request.requester is not None:
+        refusal = acting_refusal(user=request.requester, action="request")
+        if refusal is not None and refusal.code != "suspended":
+            lapsed = finding(
+                ViolationKind.LAPSED_TRAINING, _severity(environment, production=Severity.HIGH, other=Severity.MEDIUM),
+                f"{request.requester.username} is not in good standing ({refusal.code}) "
+                f"but their deployment of {short} to {subject} ran",
+            )
+            lapsed.evidence = {**evidence, "person": request.requester.username,
+                               "refusal": {"code": refusal.code, "message": refusal.message}}
+            found.append(lapsed)
+    return found
+
+
+@receiver(execution_recorded, dispatch_uid="deployments.detection.execution")
+def _on_execution_recorded(sender, execution: Execution, **kwargs) -> None:
+    # Inside report_execution's transaction: the violation commits with the execution. A failure
+    # here must not lose the execution; reconciliation opens what was missed.
+    try:
+        with transaction.atomic():
+            open_findings(execution_findings(execution, live=True), source="event")
+    except Exception:
+        logger.exception("Violation detection failed for execution #%s; reconciliation will retry.", execution.pk)
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+def _suspended_at(user, at: datetime) -> Suspension | None:
+    return (
+        Suspension.objects.filter(user=user, scope__in=["all", "approve"], started_at__lte=at)
+        .filter(Q(lifted_at__isnull=True) | Q(lifted_at__gt=at))
+        .first()
+    )
+
+
+def _lacked_approve_permission(approval: Approval) -> bool:
+    """True when the approver cannot approve there now and the audit log shows no change to any
+    permission grant or group membership since the decision: so they could not approve then either.
+    (After an access change, today's state says nothing about that moment: no conclusion.)"""
+    if permissions.can_act(approval.approver, permissions.APPROVE, approval.request.environment):
+        return False
+    access_models = ContentType.objects.get_for_models(
+        EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission, get_user_model(), Group
+    ).values()
+    return not LogEntry.objects.filter(
+        content_type__in=list(access_models), timestamp__gt=approval.created_at
+    ).exists()
+
+
+def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
+    """Re-evaluate a decision against the rules as they stood when it was made.
+
+    Always: separation of duties (requester, change authors), service accounts, a suspension in
+    force at that time, and the decision's timeline event (a decision without one was written
+    outside the gate). ``live`` (at decision time) adds the role + permission and the compliance
+    gates (training) as they are at that moment.
+    """
+    from .services import _identities, facts_for
+
+    request = approval.request
+    approver = approval.approver
+    environment = request.environment
+    reasons: list[str] = []
+    refusal = policy.eligibility_refusal(policy.Person(approver.pk, _identities(approver)), facts_for(request))
+    if refusal is not None:
+        reasons.append(refusal.message)
+    if approver.is_service_account:
+        reasons.append("A service account recorded a decision; service accounts can never approve.")
+    suspension = _suspended_at(approver, approval.created_at)
+    if suspension is not None:
+        reasons.append(f"The approver was suspended at the time (suspension #{suspension.pk}).")
+    kind = EventKind.APPROVAL if approval.decision == Decision.APPROVE else EventKind.REJECTION
+    if not RequestEvent.objects.filter(request=request, kind=kind, data__approval_id=approval.pk).exists():
+        reasons.append("The decision has no timeline event: it was recorded outside the portal's services.")
+    if not live and _lacked_approve_permission(approval):
+        reasons.append(
+            f"The approver did not hold the approver role and approval permission for {environment}, and the "
+            "audit log shows no access change since the decision."
+        )
+    lapsed = None
+    if live:
+        if not permissions.can_act(approver, permissions.APPROVE, environment):
+            reasons.append(f"The approver did not hold the approver role and approval permission for {environment}.")
+        gate = acting_refusal(user=approver, action="approve")
+        if gate is not None and gate.code != "suspended":
+            lapsed = gate
+    key = f"approval:{approval.pk}"
+    evidence = {
+        "approval": {
+            "id": approval.pk, "decision": approval.decision, "approver": approver.username,
+            "decided_at": _iso(approval.created_at), "comment": approval.comment,
+            "policy_version": approval.policy_version, "ip_address": approval.ip_address,
+        },
+        "request": {
+            "id": request.pk, "environment": str(environment), "sha": request.sha,
+            "requester": request.requester.username if request.requester else request.requester_login,
+            "change_authors": request.change_authors,
+        },
+    }
+    links = [
+        {"label": f"Request #{request.pk}", "url": _url(reverse("deployments:request_detail", args=[request.pk]))},
+        {"label": f"Approval #{approval.pk}", "url": _url(reverse("admin:deployments_approval_change",
+                                                                  args=[approval.pk]))},
+    ]
+    found = []
+    if reasons:
+        found.append(Finding(
+            ViolationKind.INELIGIBLE_DECISION, Severity.CRITICAL,
+            f"{approval.get_decision_display()} of request #{request.pk} by ineligible {approver.username}",
+            f"{key}:{ViolationKind.INELIGIBLE_DECISION}", str(environment), {**evidence, "reasons": reasons}, links,
+        ))
+    if lapsed is not None:
+        found.append(Finding(
+            ViolationKind.LAPSED_TRAINING, Severity.HIGH,
+            f"{approver.username} decided on request #{request.pk} while not in good standing ({lapsed.code})",
+            f"{key}:{ViolationKind.LAPSED_TRAINING}", str(environment),
+            {**evidence, "refusal": {"code": lapsed.code, "message": lapsed.message}}, links,
+        ))
+    return found
+
+
+@receiver(decision_recorded, dispatch_uid="deployments.detection.decision")
+def _on_decision_recorded(sender, approval: Approval, **kwargs) -> None:
+    try:
+        with transaction.atomic():
+            open_findings(approval_findings(approval, live=True), source="event")
+    except Exception:
+        logger.exception("Violation detection failed for approval #%s; reconciliation will retry.", approval.pk)
+
+
+# --- reconciliation -----------------------------------------------------------------------------
+
+
+def reconcile(*, days: int | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Re-scan the last ``days`` of executions in protected environments and of decisions; open any
+    violation that is missing. Idempotent (dedup keys); returns how many were newly opened."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days or settings.PORTAL_RECONCILIATION_DAYS)
+    opened = {"executions": 0, "decisions": 0}
+    executions = (
+        Execution.objects.filter(created_at__gte=since, environment__is_protected=True)
+        .select_related("environment__service", "request__requester", "reported_by")
+        .prefetch_related("request__approvals__approver")
+        .order_by("pk")
+    )
+    for execution in executions.iterator(chunk_size=500):
+        for violation in open_findings(execution_findings(execution, live=False), source="reconciliation"):
+            opened["executions"] += violation.created
+    approvals = (
+        Approval.objects.filter(created_at__gte=since)
+        .select_related("approver", "request__environment__service", "request__requester")
+        .order_by("pk")
+    )
+    for approval in approvals.iterator(chunk_size=500):
+        for violation in open_findings(approval_findings(approval, live=False), source="reconciliation"):
+            opened["decisions"] += violation.created
+    return opened
+
+
+# --- hooks for the SCM integrations -------------------------------------------------------------
+
+
+def _service_for(repository: str) -> Service | None:
+    return Service.objects.filter(repository__iexact=repository).first()
+
+
+def report_unauthorized_push(
+    *,
+    repository: str,
+    branch: str,
+    sha: str,
+    pusher_login: str,
+    url: str = "",
+    occurred_at: datetime | None = None,
+    details: dict | None = None,
+    source: str = "github",
+) -> Violation:
+    """A push to a protected branch by someone not authorized to push there (one violation per sha)."""
+    service = _service_for(repository)
+    evidence = {
+        "repository": repository, "branch": branch, "sha": sha, "pusher": pusher_login,
+        "service": service.name if service else None, "occurred_at": _iso(occurred_at), **(details or {}),
+    }
+    return open_violation(
+        kind=ViolationKind.UNAUTHORIZED_PUSH, severity=Severity.HIGH,
+        title=f"{pusher_login} pushed {sha[:12]} to protected {repository}:{branch}",
+        evidence=evidence, dedup_key=f"push:{repository.lower()}:{branch}:{sha}",
+        evidence_links=[{"label": "Commit", "url": url}] if url else [],
+        subject=repository, source=source, detected_at=None,
+    )
+
+
+def report_branch_protection_drift(
+    *,
+    repository: str,
+    branch: str,
+    expected: dict,
+    actual: dict,
+    url: str = "",
+    source: str = "github",
+) -> Violation:
+    """A protected branch whose protection differs from what the policy requires (one violation per
+    distinct drifted state, so a fix and a new drift open a new one)."""
+    state = hashlib.sha256(json.dumps(actual, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    differences = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
+    return open_violation(
+        kind=ViolationKind.BRANCH_PROTECTION_DRIFT,
+        severity=Severity.HIGH if not actual else Severity.MEDIUM,
+        title=f"Branch protection of {repository}:{branch} drifted ({', '.join(differences) or 'removed'})",
+        evidence={"repository": repository, "branch": branch, "expected": expected, "actual": actual,
+                  "differences": differences},
+        dedup_key=f"drift:{repository.lower()}:{branch}:{state}",
+        evidence_links=[{"label": "Branch settings", "url": url}] if url else [],
+        subject=repository, source=source,
+    )

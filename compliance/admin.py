@@ -6,7 +6,7 @@ from django.contrib.auth.forms import UserChangeForm
 
 from . import services
 from .errors import RuleViolation
-from .models import Suspension, User
+from .models import ReportExport, Suspension, User
 
 admin.site.site_header = "Deployment authorization portal"
 admin.site.site_title = "Deployment authorization"
@@ -88,3 +88,22 @@ class ImmutableLogEntryAdmin(LogEntryAdmin):
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, ImmutableLogEntryAdmin)
+
+
+@admin.register(ReportExport)
+class ReportExportAdmin(admin.ModelAdmin):
+    """Who exported which report: evidence, read-only for everyone."""
+
+    list_display = ["created_at", "user", "report", "format", "channel", "filters", "ip_address"]
+    list_filter = ["format", "channel", "report"]
+    search_fields = ["user__username", "report"]
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

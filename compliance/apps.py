@@ -9,6 +9,7 @@ class ComplianceConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from .reports import builtin  # noqa: F401  (registers the report-exports report)
 
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 

@@ -8,7 +8,7 @@ from auditlog.context import set_actor
 from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 
-from .models import Suspension, User
+from .models import ReportExport, Suspension, User
 
 # Group membership and direct permissions are access grants: record their changes.
 auditlog.register(
@@ -18,6 +18,7 @@ auditlog.register(
 )
 auditlog.register(Group, m2m_fields={"permissions"})
 auditlog.register(Suspension)
+auditlog.register(ReportExport)
 
 
 def as_system_actor(func):

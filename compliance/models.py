@@ -83,3 +83,6 @@ class Suspension(models.Model):
     @property
     def is_active(self) -> bool:
         return self.lifted_at is None
+
+
+from .reports.models import ReportExport  # noqa: E402,F401  (export evidence lives with the reports)

@@ -48,6 +48,7 @@ EVIDENCE_MODELS = {
     "deployments.refusal",
     "deployments.execution",
     "compliance.suspension",
+    "compliance.reportexport",
 }
 READ_ONLY_FOR_ADMINS = {"auditlog.logentry", "auth.permission", "contenttypes.contenttype"}
 PORTAL_APPS = ("deployments", "compliance", "auditlog", "auth", "django_celery_beat", "axes")

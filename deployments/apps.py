@@ -7,3 +7,4 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import audit  # noqa: F401  (registers models with django-auditlog)
+        from . import reports as _reports  # noqa: F401  (registers the deployment reports)

@@ -13,4 +13,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("", include("deployments.urls")),
+    # Auditor reports: namespace "reports" (index "reports:index"), API under "reports_api".
+    path("reports/", include("compliance.reports.urls")),
+    path("api/v1/reports/", include("compliance.reports.api_urls")),
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -41,6 +43,7 @@ class ReportListApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadReports]
     content_negotiation_class = FormatIsAFileType
 
+    @extend_schema(operation_id="reports_list", responses={200: OpenApiTypes.OBJECT}, summary="Reports you may export")
     def get(self, request):
         return Response(
             [
@@ -61,6 +64,18 @@ class ReportExportApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadReports]
     content_negotiation_class = FormatIsAFileType
 
+    @extend_schema(
+        operation_id="reports_export",
+        summary="One report, streamed as JSON (an array of rows) or CSV",
+        parameters=[
+            OpenApiParameter("format", str, enum=list(API_FORMATS), default="json"),
+            OpenApiParameter("from", OpenApiTypes.DATE, description="First day of the period (UTC), inclusive"),
+            OpenApiParameter("to", OpenApiTypes.DATE, description="Last day of the period (UTC), inclusive"),
+            OpenApiParameter("service", str),
+            OpenApiParameter("environment", str),
+        ],
+        responses={200: OpenApiTypes.BINARY},
+    )
     def get(self, request, slug: str):
         report = registry.get(slug)
         if report is None:

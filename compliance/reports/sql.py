@@ -74,5 +74,5 @@ def string_agg(expression, delimiter: str, order_by: Sequence[str] = ()):
     if connection.vendor == "postgresql":
         from django.contrib.postgres.aggregates import StringAgg
 
-        return StringAgg(expression, delimiter=Value(delimiter), order_by=tuple(order_by), output_field=TextField())
+        return StringAgg(expression, delimiter=delimiter, order_by=tuple(order_by), output_field=TextField())
     return GroupConcat(expression, delimiter)

@@ -28,7 +28,6 @@ from compliance.reports.sql import IsoTimestamp, JsonArrayLength, string_agg
 from compliance.roles import Role
 
 from .models import (
-    Approval,
     DeploymentRequest,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -59,23 +58,31 @@ def _in_scope(queryset: QuerySet, filters: Filters, environment_path: str = "env
 
 
 def approvers_text():
-    """A subquery: every decision on the outer request as ``carol approve at 2026-…Z: comment``, joined."""
+    """An aggregate over the request's decisions: ``carol approve at 2026-…Z: comment | dave …``.
+
+    Aggregated in the outer query (GROUP BY the request) rather than in a correlated subquery: the
+    join lets PostgreSQL merge-join the decisions on the request id and memoize the approver's name,
+    where a per-request subquery makes it scan the user table once per decision (25x slower on the
+    benchmark data).
+    """
     entry = Concat(
-        "approver__username",
+        "approvals__approver__username",
         Value(" "),
-        "decision",
+        "approvals__decision",
         Value(" at "),
-        IsoTimestamp("created_at"),
-        Case(When(comment="", then=Value("")), default=Concat(Value(": "), "comment"), output_field=TextField()),
+        IsoTimestamp("approvals__created_at"),
+        Case(
+            When(approvals__comment="", then=Value("")),
+            default=Concat(Value(": "), "approvals__comment"),
+            output_field=TextField(),
+        ),
         output_field=TextField(),
     )
-    return Subquery(
-        Approval.objects.filter(request=OuterRef("pk"))
-        .order_by()
-        .values("request")
-        .annotate(text=string_agg(entry, APPROVAL_DELIMITER, order_by=("created_at", "id")))
-        .values("text")[:1],
-        output_field=TextField(),
+    return string_agg(
+        entry,
+        APPROVAL_DELIMITER,
+        order_by=("approvals__created_at", "approvals__id"),
+        filter=Q(approvals__id__isnull=False),
     )
 
 

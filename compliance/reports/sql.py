@@ -64,15 +64,18 @@ class GroupConcat(Aggregate):
         super().__init__(expression, Value(delimiter), **extra)
 
 
-def string_agg(expression, delimiter: str, order_by: Sequence[str] = ()):
+def string_agg(expression, delimiter: str, order_by: Sequence[str] = (), filter=None):
     """Join text values of a group with ``delimiter``, in ``order_by`` order.
 
     PostgreSQL uses ``STRING_AGG(... ORDER BY ...)``. SQLite (development and the quick test run)
-    uses ``group_concat``, which joins in scan order — the primary-key order of the rows of one
-    parent when grouped through its foreign-key index, i.e. creation order.
+    uses ``group_concat``, which joins in scan order (in practice the rows' primary-key order, i.e.
+    creation order). ``filter`` is a ``Q`` restricting the aggregated rows (e.g. skip the NULL row
+    a LEFT JOIN yields for a parent without children).
     """
     if connection.vendor == "postgresql":
         from django.contrib.postgres.aggregates import StringAgg
 
-        return StringAgg(expression, delimiter=delimiter, order_by=tuple(order_by), output_field=TextField())
-    return GroupConcat(expression, delimiter)
+        return StringAgg(
+            expression, delimiter=delimiter, order_by=tuple(order_by), filter=filter, output_field=TextField()
+        )
+    return GroupConcat(expression, delimiter, filter=filter)

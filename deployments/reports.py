@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from auditlog.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, TextField, Value, When
-from django.db.models.functions import Concat
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, TextField, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Concat
 
 from compliance.models import Suspension
 from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
-from compliance.reports.sql import IsoTimestamp, JsonArrayLength, string_agg
+from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
 from compliance.roles import Role
 
 from .models import (
@@ -132,12 +133,12 @@ _AUTHORIZATION_LOG_FIELDS = (
     "source",
     "sha",
     "ref",
-    "checks",
+    "checks_text",
     "commit_count",
-    "change_authors",
+    "change_authors_text",
     "approvals_text",
-    "policy_snapshot__version",
-    "policy_snapshot__required_approvals",
+    "policy_version",
+    "required_approvals",
     "status",
     "decided_at_text",
     "execution_status",
@@ -157,7 +158,11 @@ def authorization_log_queryset(filters: Filters) -> QuerySet:
         queryset.annotate(
             requested_at=IsoTimestamp("created_at"),
             decided_at_text=IsoTimestamp("decided_at"),
+            checks_text=JsonObjectText("checks"),
             commit_count=JsonArrayLength("change_set", "commits"),
+            change_authors_text=JsonArrayText("change_authors"),
+            policy_version=Cast(KT("policy_snapshot__version"), IntegerField()),
+            required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
             approvals_text=approvers_text(),
             execution_status=_latest_execution("status"),
             deployed_sha=_latest_execution("sha"),
@@ -168,20 +173,10 @@ def authorization_log_queryset(filters: Filters) -> QuerySet:
     )
 
 
-def checks_summary(checks) -> str:
-    if not isinstance(checks, dict) or not checks:
-        return ""
-    return ", ".join(f"{name}={state}" for name, state in sorted(checks.items()))
-
-
 def authorization_log_rows(filters: Filters) -> Iterator[dict]:
     keys = [column.key for column in AUTHORIZATION_LOG_COLUMNS]
     for values in authorization_log_queryset(filters).iterator(chunk_size=CHUNK_SIZE):
-        row = dict(zip(keys, values, strict=True))
-        row["checks"] = checks_summary(row["checks"])
-        authors = row["change_authors"]
-        row["change_authors"] = "; ".join(authors) if isinstance(authors, list) else ""
-        yield row
+        yield dict(zip(keys, values, strict=True))
 
 
 AUTHORIZATION_LOG = Report(

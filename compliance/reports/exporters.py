@@ -28,7 +28,7 @@ from . import registry
 from .registry import Filters, Report
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = frozenset(("=", "+", "-", "@", "\t", "\r"))
 CHUNK_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, minus the header row
 
@@ -66,7 +66,15 @@ def neutralise(text: str) -> str:
 
 
 def _cells(row: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [neutralise(cell_text(row.get(key))) for key in keys]
+    """``neutralise(cell_text(value))`` for each column, inlined: this runs once per cell of every export."""
+    cells = []
+    for key in keys:
+        value = row.get(key)
+        text = value if value.__class__ is str else cell_text(value)
+        if text and text[0] in FORMULA_PREFIXES:
+            text = "'" + text
+        cells.append(text)
+    return cells
 
 
 class _Line:
@@ -160,7 +168,7 @@ def write_xlsx(report: Report, filters: Filters, path: str) -> int:
         },
     )
     try:
-        sheet = workbook.add_worksheet(report.title[:31])
+        sheet = workbook.add_worksheet("".join(ch for ch in report.title if ch not in "[]:*?/\\")[:31] or "Report")
         bold = workbook.add_format({"bold": True})
         sheet.write_row(0, 0, report.labels, bold)
         sheet.freeze_panes(1, 0)

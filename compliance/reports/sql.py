@@ -79,3 +79,50 @@ def string_agg(expression, delimiter: str, order_by: Sequence[str] = (), filter=
             expression, delimiter=delimiter, order_by=tuple(order_by), filter=filter, output_field=TextField()
         )
     return GroupConcat(expression, delimiter, filter=filter)
+
+
+# In the four functions below ``sql`` is the column reference Django compiled, never user input.
+
+
+class JsonObjectText(Func):
+    """A flat JSON object as ``key=value, key=value`` text (keys sorted), formatted by the database."""
+
+    output_field = TextField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(SELECT group_concat(k || '=' || v, ', ') FROM (SELECT key AS k, value AS v "  # noqa: S608  (sql is Django's compiled column)
+            f"FROM json_each(CASE WHEN json_type({sql}) = 'object' THEN {sql} END) ORDER BY key))",
+            (*params, *params),
+        )
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(SELECT string_agg(key || '=' || value, ', ' ORDER BY key) FROM jsonb_each_text("  # noqa: S608  (sql is Django's compiled column)
+            f"CASE WHEN jsonb_typeof({sql}) = 'object' THEN {sql} END))",
+            (*params, *params),
+        )
+
+
+class JsonArrayText(Func):
+    """A JSON array of strings as ``a; b; c`` text (in array order), formatted by the database."""
+
+    output_field = TextField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            "(SELECT group_concat(value, '; ') FROM json_each("  # noqa: S608  (sql is Django's compiled column)
+            f"CASE WHEN json_type({sql}) = 'array' THEN {sql} END))",
+            (*params, *params),
+        )
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(SELECT string_agg(value, '; ' ORDER BY ordinality) FROM jsonb_array_elements_text("  # noqa: S608  (sql is Django's compiled column)
+            f"CASE WHEN jsonb_typeof({sql}) = 'array' THEN {sql} END) WITH ORDINALITY)",
+            (*params, *params),
+        )

@@ -63,8 +63,8 @@ def approvers_text():
 
     Aggregated in the outer query (GROUP BY the request) rather than in a correlated subquery: the
     join lets PostgreSQL merge-join the decisions on the request id and memoize the approver's name,
-    where a per-request subquery makes it scan the user table once per decision (25x slower on the
-    benchmark data).
+    where a per-request subquery makes it scan the user table once per decision (measured on the
+    benchmark data: about 8x slower on 20,000 requests).
     """
     entry = Concat(
         "approvals__approver__username",

@@ -271,3 +271,23 @@ class TrainingReminderAdmin(EvidenceAdmin):
     list_select_related = ["user", "course", "sent_by"]
 
 from . import admin_audit  # noqa: E402, F401  (audit trail, violations, audit reviews)
+from .models import ReportExport  # noqa: E402
+
+
+@admin.register(ReportExport)
+class ReportExportAdmin(admin.ModelAdmin):
+    """Who exported which report: evidence, read-only for everyone."""
+
+    list_display = ["created_at", "user", "report", "format", "channel", "filters", "ip_address"]
+    list_filter = ["format", "channel", "report"]
+    search_fields = ["user__username", "report"]
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -17,6 +17,7 @@ class ComplianceConfig(AppConfig):
         signals.connect()
 
         from . import audit_trail  # noqa: F401  (hash chain, violations, reviews)
+        from .reports import builtin  # noqa: F401  (registers the report-exports report)
 
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 

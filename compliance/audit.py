@@ -14,6 +14,7 @@ from .models import (
     PolicyDocument,
     QuizAttempt,
     QuizQuestion,
+    ReportExport,
     RoleAssignment,
     Suspension,
     TrainingCourse,
@@ -40,6 +41,7 @@ for _model in (
     TrainingReminder,
 ):
     auditlog.register(_model)
+auditlog.register(ReportExport)
 
 
 def as_system_actor(func):

@@ -341,3 +341,4 @@ class TrainingReminder(models.Model):
         return f"{self.get_kind_display()} reminder to {self.user} for {self.course} ({self.period})"
 
 from .models_audit import *  # noqa: E402, F401, F403
+from .reports.models import ReportExport  # noqa: E402,F401  (export evidence lives with the reports)

@@ -53,6 +53,7 @@ EVIDENCE_MODELS = {
     "compliance.roleassignment",
     "compliance.trainingreminder",
     "compliance.policydocument",
+    "compliance.reportexport",
 }
 READ_ONLY_FOR_ADMINS = {"auditlog.logentry", "auth.permission", "contenttypes.contenttype"}
 PORTAL_APPS = ("deployments", "compliance", "auditlog", "auth", "django_celery_beat", "axes")

@@ -26,3 +26,4 @@ class DeploymentsConfig(AppConfig):
         request_transitioned.connect(schedule_on_transition, dispatch_uid="deployments.notifications")
 
         from . import detection, monitoring  # noqa: F401  (violations, monitoring panels)
+        from . import reports as _reports  # noqa: F401  (registers the deployment reports)

@@ -36,7 +36,7 @@ def navigation(request):
             "my_requests": has_role(user, Role.ENGINEER),
             "decisions": True,
             "training_url": _optional_url("compliance:my_training"),
-            "reports_url": _optional_url("compliance:reports") if sees_all else "",
+            "reports_url": _optional_url("reports:index") if sees_all else "",
             "admin": user.is_staff,
         }
     }

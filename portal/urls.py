@@ -7,6 +7,8 @@ from deployments.github.webhooks import github_webhook
 from . import health, views
 
 urlpatterns = [
+    # before the general API include, which answers 404 for every path it does not know
+    path("api/v1/reports/", include("compliance.reports.api_urls")),
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -19,4 +21,6 @@ urlpatterns = [
     path("", include("deployments.urls")),
     path("", include("compliance.urls")),
     path("monitoring/", include("compliance.monitoring_urls")),
+    # Auditor reports: namespace "reports" (index "reports:index"), API under "reports_api".
+    path("reports/", include("compliance.reports.urls")),
 ]

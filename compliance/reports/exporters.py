@@ -1,0 +1,306 @@
+"""Turn a report's rows into files: CSV and JSON streamed, XLSX and PDF via a temporary file, and the
+evidence bundle (a ZIP of every report plus a manifest of SHA-256 hashes).
+
+Nothing here holds a whole report in memory: rows are consumed as the report's generator yields
+them and written out in chunks.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import islice
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from . import registry
+from .registry import Filters, Report
+
+# A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = frozenset(("=", "+", "-", "@", "\t", "\r"))
+CHUNK_BYTES = 64 * 1024
+XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, minus the header row
+
+
+def pdf_row_limit() -> int:
+    return int(getattr(settings, "PORTAL_REPORT_PDF_MAX_ROWS", 1000))
+
+
+def cell_text(value: Any) -> str:
+    """A value as the text an export shows: booleans as yes/no, times in ISO 8601, lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        if timezone.is_aware(value):
+            value = value.astimezone(timezone.get_current_timezone())
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "; ".join(cell_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, cls=DjangoJSONEncoder)
+    return str(value)
+
+
+def neutralise(text: str) -> str:
+    """Prefix a single quote to text a spreadsheet would run as a formula (OWASP CSV injection)."""
+    if text and text[0] in FORMULA_PREFIXES:
+        return "'" + text
+    return text
+
+
+def _cells(row: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """``neutralise(cell_text(value))`` for each column, inlined: this runs once per cell of every export."""
+    cells = []
+    for key in keys:
+        value = row.get(key)
+        text = value if value.__class__ is str else cell_text(value)
+        if text and text[0] in FORMULA_PREFIXES:
+            text = "'" + text
+        cells.append(text)
+    return cells
+
+
+class _Line:
+    """A write-only file for ``csv.writer`` that returns what was written."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def csv_chunks(report: Report, filters: Filters) -> Iterator[str]:
+    """The report as CSV text in chunks of about 64 KB: a header row of labels, then every row."""
+    writer = csv.writer(_Line())
+    keys = report.keys
+    buffer = [writer.writerow(report.labels)]
+    size = 0
+    for row in report.iter_rows(filters):
+        line = writer.writerow(_cells(row, keys))
+        buffer.append(line)
+        size += len(line)
+        if size >= CHUNK_BYTES:
+            yield "".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer)
+
+
+def csv_bytes(report: Report, filters: Filters) -> Iterator[bytes]:
+    """UTF-8 with a byte-order mark, so spreadsheets open accented names correctly."""
+    yield "\ufeff".encode()
+    for chunk in csv_chunks(report, filters):
+        yield chunk.encode("utf-8")
+
+
+# --- JSON -----------------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return cell_text(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def json_chunks(report: Report, filters: Filters) -> Iterator[str]:
+    """The report as one JSON array of row objects (keys are the column keys), streamed."""
+    encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+    keys = report.keys
+    buffer = ["["]
+    size = 0
+    first = True
+    for row in report.iter_rows(filters):
+        text = encoder.encode({key: _json_value(row.get(key)) for key in keys})
+        buffer.append(text if first else ",\n" + text)
+        first = False
+        size += len(text)
+        if size >= CHUNK_BYTES:
+            yield "".join(buffer)
+            buffer, size = [], 0
+    buffer.append("]\n")
+    yield "".join(buffer)
+
+
+def json_bytes(report: Report, filters: Filters) -> Iterator[bytes]:
+    for chunk in json_chunks(report, filters):
+        yield chunk.encode("utf-8")
+
+
+# --- XLSX -----------------------------------------------------------------------------------------
+
+
+def write_xlsx(report: Report, filters: Filters, path: str) -> int:
+    """Write the report to an .xlsx file at ``path`` in constant memory; returns the row count.
+
+    Strings are written as strings (never formulas or links), so a cell starting with ``=`` is
+    shown, not evaluated.
+    """
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(
+        path,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            "tmpdir": tempfile.gettempdir(),
+        },
+    )
+    try:
+        sheet = workbook.add_worksheet("".join(ch for ch in report.title if ch not in "[]:*?/\\")[:31] or "Report")
+        bold = workbook.add_format({"bold": True})
+        sheet.write_row(0, 0, report.labels, bold)
+        sheet.freeze_panes(1, 0)
+        keys = report.keys
+        count = 0
+        truncated = False
+        for row in report.iter_rows(filters):
+            if count >= XLSX_MAX_ROWS:
+                truncated = True
+                break
+            count += 1
+            for col, key in enumerate(keys):
+                value = row.get(key)
+                if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+                    sheet.write_number(count, col, value)
+                else:
+                    sheet.write_string(count, col, cell_text(value))
+        notes = workbook.add_worksheet("About")
+        notes.write_string(0, 0, f"{report.title} — {filters.describe()}")
+        notes.write_string(1, 0, f"Generated {timezone.now().isoformat()}; {count} rows.")
+        if truncated:
+            notes.write_string(2, 0, "Truncated at Excel's row limit: use the CSV or JSON export for every row.")
+    finally:
+        workbook.close()
+    return count
+
+
+# --- PDF ------------------------------------------------------------------------------------------
+
+
+def refuse_external_urls(url: str, *args, **kwargs):
+    """WeasyPrint URL fetcher: only inline ``data:`` URLs; a report never reaches out to the network."""
+    if url.startswith("data:"):
+        from weasyprint import default_url_fetcher
+
+        return default_url_fetcher(url, *args, **kwargs)
+    raise ValueError(f"External resources are disabled in report PDFs (refused {url[:100]!r}).")
+
+
+def html_to_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    return HTML(string=html, base_url=None, url_fetcher=refuse_external_urls).write_pdf()
+
+
+def pdf_bytes(report: Report, filters: Filters, *, generated_by: str = "") -> bytes:
+    """The first ``PORTAL_REPORT_PDF_MAX_ROWS`` rows as a landscape PDF, with a note when there are more."""
+    limit = pdf_row_limit()
+    keys = report.keys
+    fetched = list(islice(report.iter_rows(filters), limit + 1))
+    truncated = len(fetched) > limit
+    rows = [[cell_text(row.get(key)) for key in keys] for row in fetched[:limit]]
+    html = render_to_string(
+        "reports/report_pdf.html",
+        {
+            "report": report,
+            "filters": filters,
+            "rows": rows,
+            "row_limit": limit,
+            "truncated": truncated,
+            "generated_at": timezone.now(),
+            "generated_by": generated_by,
+        },
+    )
+    return html_to_pdf(html)
+
+
+# --- the evidence bundle --------------------------------------------------------------------------
+
+
+class _HashingWriter:
+    """Writes through to a ZIP member while hashing and counting the bytes."""
+
+    def __init__(self, target: IO[bytes]):
+        self.target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write_all(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.sha256.update(chunk)
+            self.size += len(chunk)
+            self.target.write(chunk)
+
+
+def write_bundle(
+    target: IO[bytes], *, filters: Filters, generated_by: str, reports: list[Report] | None = None
+) -> dict:
+    """Write a ZIP of every report (CSV and JSON) plus ``manifest.json`` to ``target``; return the manifest.
+
+    The manifest lists each file with its SHA-256 and size, the filters, the generation time, who
+    generated it, and the head of the tamper-evident audit chain (None until that chain exists).
+    """
+    reports = registry.all_reports() if reports is None else reports
+    files = []
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for report in reports:
+            for extension, producer in (("csv", csv_bytes), ("json", json_bytes)):
+                name = f"{report.slug}.{extension}"
+                with archive.open(name, "w", force_zip64=True) as member:
+                    writer = _HashingWriter(member)
+                    writer.write_all(producer(report, filters))
+                files.append(
+                    {
+                        "name": name,
+                        "report": report.slug,
+                        "title": report.title,
+                        "format": extension,
+                        "bytes": writer.size,
+                        "sha256": writer.sha256.hexdigest(),
+                    }
+                )
+        manifest = {
+            "kind": "deployment-authorization-evidence-bundle",
+            "generated_at": timezone.now().isoformat(),
+            "generated_by": generated_by,
+            "filters": filters.as_dict(),
+            "audit_chain_head": registry.audit_chain_head(),
+            "files": files,
+        }
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, cls=DjangoJSONEncoder))
+    return manifest
+
+
+def temporary_path(suffix: str) -> str:
+    handle, path = tempfile.mkstemp(prefix="portal-report-", suffix=suffix)
+    os.close(handle)
+    return path
+
+
+def open_and_unlink(path: str) -> IO[bytes]:
+    """Open a finished temporary file for reading and remove its name; the data lives until closed."""
+    handle = open(path, "rb")  # noqa: SIM115  (closed by the FileResponse that streams it)
+    os.unlink(path)
+    return handle

@@ -1,0 +1,504 @@
+"""The deployment reports auditors export, registered with ``compliance.reports`` from ``ready()``.
+
+Each report streams: one query per section, read with ``.iterator(chunk_size=...)`` from
+``values_list()`` with every join, aggregate and timestamp format done in SQL, so an export of a
+million requests keeps memory flat and does a little dict-building per row in Python.
+
+- Deployment authorization log: every request in the period and what became of it.
+- Separation-of-duties exceptions: emergency and freeze requests, self-approval and change-author
+  refusals, flagged executions.
+- Access review: who can request or approve where now (grants to groups expanded to people), and
+  the grants, revocations and role changes of the period from the audit log.
+- Refusals log: every refused action in the period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from auditlog.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, TextField, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Concat
+
+from compliance.models import Suspension
+from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
+from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
+from compliance.roles import Role
+
+from .models import (
+    DeploymentRequest,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    Execution,
+    Refusal,
+)
+
+CHUNK_SIZE = 2000
+APPROVAL_DELIMITER = " | "
+CODENAME_ACTIONS = {"request_deployment": "request", "approve_deployment": "approve"}
+SOD_REFUSAL_CODES = ("self_approval", "change_author")
+
+
+def _in_period(queryset: QuerySet, filters: Filters, field: str = "created_at") -> QuerySet:
+    if filters.start:
+        queryset = queryset.filter(**{f"{field}__gte": filters.start})
+    if filters.end:
+        queryset = queryset.filter(**{f"{field}__lt": filters.end})
+    return queryset
+
+
+def _in_scope(queryset: QuerySet, filters: Filters, environment_path: str = "environment") -> QuerySet:
+    if filters.service:
+        queryset = queryset.filter(**{f"{environment_path}__service__name": filters.service})
+    if filters.environment:
+        queryset = queryset.filter(**{f"{environment_path}__name": filters.environment})
+    return queryset
+
+
+def approvers_text():
+    """An aggregate over the request's decisions: ``carol approve at 2026-…Z: comment | dave …``.
+
+    Aggregated in the outer query (GROUP BY the request) rather than in a correlated subquery: the
+    join lets PostgreSQL merge-join the decisions on the request id and memoize the approver's name,
+    where a per-request subquery makes it scan the user table once per decision (measured on the
+    benchmark data: about 8x slower on 20,000 requests).
+    """
+    entry = Concat(
+        "approvals__approver__username",
+        Value(" "),
+        "approvals__decision",
+        Value(" at "),
+        IsoTimestamp("approvals__created_at"),
+        Case(
+            When(approvals__comment="", then=Value("")),
+            default=Concat(Value(": "), "approvals__comment"),
+            output_field=TextField(),
+        ),
+        output_field=TextField(),
+    )
+    return string_agg(
+        entry,
+        APPROVAL_DELIMITER,
+        order_by=("approvals__created_at", "approvals__id"),
+        filter=Q(approvals__id__isnull=False),
+    )
+
+
+def _latest_execution(field: str):
+    return Subquery(
+        Execution.objects.filter(request=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1]
+    )
+
+
+# --- deployment authorization log -----------------------------------------------------------------
+
+AUTHORIZATION_LOG_COLUMNS = (
+    Column("request_id", "Request"),
+    Column("requested_at", "Requested at (UTC)"),
+    Column("service", "Service"),
+    Column("environment", "Environment"),
+    Column("tier", "Tier"),
+    Column("requester", "Requester"),
+    Column("requester_login", "CI identity"),
+    Column("source", "Source"),
+    Column("sha", "Commit sha"),
+    Column("ref", "Ref"),
+    Column("checks", "Checks"),
+    Column("commit_count", "Commits"),
+    Column("change_authors", "Change authors"),
+    Column("approvals", "Decisions (who, when, comment)"),
+    Column("policy_version", "Policy version"),
+    Column("required_approvals", "Approvals required"),
+    Column("status", "Decision / status"),
+    Column("decided_at", "Decided at (UTC)"),
+    Column("execution_status", "Execution"),
+    Column("deployed_sha", "Deployed sha"),
+    Column("emergency", "Emergency"),
+    Column("during_freeze", "During freeze"),
+    Column("flagged", "Flagged for review"),
+    Column("unauthorized", "Unauthorized execution"),
+)
+
+_AUTHORIZATION_LOG_FIELDS = (
+    "pk",
+    "requested_at",
+    "environment__service__name",
+    "environment__name",
+    "environment__tier",
+    "requester__username",
+    "requester_login",
+    "source",
+    "sha",
+    "ref",
+    "checks_text",
+    "commit_count",
+    "change_authors_text",
+    "approvals_text",
+    "policy_version",
+    "required_approvals",
+    "status",
+    "decided_at_text",
+    "execution_status",
+    "deployed_sha",
+    "is_emergency",
+    "during_freeze",
+    "flagged_for_review",
+    "has_unauthorized_execution",
+)
+
+
+def authorization_log_queryset(filters: Filters) -> QuerySet:
+    """ONE query: requests in the period with their environment, service, requester, decisions
+    (aggregated), latest execution and flags. The benchmark times this same query with ``COPY``."""
+    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters)
+    return (
+        queryset.annotate(
+            requested_at=IsoTimestamp("created_at"),
+            decided_at_text=IsoTimestamp("decided_at"),
+            checks_text=JsonObjectText("checks"),
+            commit_count=JsonArrayLength("change_set", "commits"),
+            change_authors_text=JsonArrayText("change_authors"),
+            policy_version=Cast(KT("policy_snapshot__version"), IntegerField()),
+            required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
+            approvals_text=approvers_text(),
+            execution_status=_latest_execution("status"),
+            deployed_sha=_latest_execution("sha"),
+            has_unauthorized_execution=Exists(Execution.objects.filter(request=OuterRef("pk"), authorized=False)),
+        )
+        .order_by("created_at", "id")
+        .values_list(*_AUTHORIZATION_LOG_FIELDS)
+    )
+
+
+def authorization_log_rows(filters: Filters) -> Iterator[dict]:
+    keys = [column.key for column in AUTHORIZATION_LOG_COLUMNS]
+    for values in authorization_log_queryset(filters).iterator(chunk_size=CHUNK_SIZE):
+        yield dict(zip(keys, values, strict=True))
+
+
+AUTHORIZATION_LOG = Report(
+    slug="deployment-authorization-log",
+    title="Deployment authorization log",
+    description=(
+        "Every deployment request created in the period: who asked for which commit, the checks, the "
+        "change set, every decision with its time and comment, the policy version that applied, the "
+        "outcome, what the CI actually deployed, and the emergency, freeze, review and unauthorized flags."
+    ),
+    columns=AUTHORIZATION_LOG_COLUMNS,
+    rows=authorization_log_rows,
+    order=10,
+)
+
+
+# --- separation-of-duties exceptions --------------------------------------------------------------
+
+SOD_COLUMNS = (
+    Column("occurred_at", "When (UTC)"),
+    Column("kind", "Exception"),
+    Column("request_id", "Request"),
+    Column("service", "Service"),
+    Column("environment", "Environment"),
+    Column("person", "Person"),
+    Column("code", "Code"),
+    Column("detail", "Detail"),
+    Column("approvals", "Decisions"),
+    Column("status", "Status"),
+)
+
+
+def _emergency_rows(filters: Filters) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters).filter(
+        Q(is_emergency=True) | Q(during_freeze=True)
+    )
+    rows = (
+        queryset.annotate(at=IsoTimestamp("created_at"), approvals_text=approvers_text())
+        .order_by("created_at", "id")
+        .values_list(
+            "at", "pk", "environment__service__name", "environment__name", "requester__username",
+            "is_emergency", "during_freeze", "emergency_justification", "approvals_text", "status",
+        )
+    )
+    for at, pk, service, environment, person, emergency, freeze, justification, approvals, status in rows.iterator(
+        chunk_size=CHUNK_SIZE
+    ):
+        kind = "emergency request during a freeze" if emergency and freeze else (
+            "emergency request" if emergency else "request during a freeze"
+        )
+        yield {
+            "occurred_at": at, "kind": kind, "request_id": pk, "service": service, "environment": environment,
+            "person": person, "code": "emergency" if emergency else "freeze", "detail": justification,
+            "approvals": approvals, "status": status,
+        }
+
+
+def _sod_refusal_rows(filters: Filters) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(Refusal.objects.filter(code__in=SOD_REFUSAL_CODES), filters), filters)
+    rows = (
+        queryset.annotate(at=IsoTimestamp("created_at"))
+        .order_by("created_at", "id")
+        .values_list(
+            "at", "request_id", "environment__service__name", "environment__name", "actor__username",
+            "code", "message", "request__status",
+        )
+    )
+    for at, request_id, service, environment, person, code, message, status in rows.iterator(chunk_size=CHUNK_SIZE):
+        yield {
+            "occurred_at": at, "kind": f"refused: {code.replace('_', '-')}", "request_id": request_id,
+            "service": service, "environment": environment, "person": person, "code": code, "detail": message,
+            "approvals": "", "status": status,
+        }
+
+
+def _flagged_execution_rows(filters: Filters) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(Execution.objects.exclude(flag_reason=""), filters), filters)
+    rows = (
+        queryset.annotate(at=IsoTimestamp("created_at"))
+        .order_by("created_at", "id")
+        .values_list(
+            "at", "request_id", "environment__service__name", "environment__name", "reported_by__username",
+            "authorized", "sha", "flag_reason", "status",
+        )
+    )
+    for at, request_id, service, environment, person, authorized, sha, reason, status in rows.iterator(
+        chunk_size=CHUNK_SIZE
+    ):
+        yield {
+            "occurred_at": at, "kind": "flagged execution", "request_id": request_id, "service": service,
+            "environment": environment, "person": person, "code": "authorized" if authorized else "unauthorized",
+            "detail": f"{sha}: {reason}", "approvals": "", "status": status,
+        }
+
+
+def sod_exception_rows(filters: Filters) -> Iterator[dict]:
+    """Three sections, each in time order: emergency/freeze requests, refusals, flagged executions."""
+    yield from _emergency_rows(filters)
+    yield from _sod_refusal_rows(filters)
+    yield from _flagged_execution_rows(filters)
+
+
+SOD_EXCEPTIONS = Report(
+    slug="separation-of-duties-exceptions",
+    title="Separation-of-duties exceptions",
+    description=(
+        "Emergency requests and requests during a freeze (with their justification and decisions), "
+        "refused self-approvals and change-author approvals, and executions the portal flagged "
+        "(unauthorized, a different sha, a stale approval)."
+    ),
+    columns=SOD_COLUMNS,
+    rows=sod_exception_rows,
+    order=20,
+)
+
+
+# --- access review --------------------------------------------------------------------------------
+
+ACCESS_COLUMNS = (
+    Column("section", "Section"),
+    Column("occurred_at", "When (UTC)"),
+    Column("service", "Service"),
+    Column("environment", "Environment"),
+    Column("permission", "Permission"),
+    Column("grantee", "Granted to"),
+    Column("person", "Person"),
+    Column("change", "Change"),
+    Column("effective", "Can act now"),
+    Column("actor", "Changed by"),
+    Column("detail", "Detail"),
+)
+
+
+def _role_exists(user_ref: str, role: Role):
+    memberships = get_user_model().groups.through.objects
+    return Exists(memberships.filter(user_id=OuterRef(user_ref), group__name=str(role)))
+
+
+def _suspended(user_ref: str):
+    return Exists(Suspension.objects.filter(user_id=OuterRef(user_ref), lifted_at__isnull=True))
+
+
+def _effective(codename: str, active: bool, service_account: bool, engineer: bool, approver: bool,
+               suspended: bool) -> tuple[bool, str]:
+    """Whether a grant lets the person act now, and why not (mirrors ``permissions.environments_for``)."""
+    if not active:
+        return False, "account inactive"
+    if codename == "approve_deployment":
+        if service_account:
+            return False, "service accounts never approve"
+        if not approver:
+            return False, f"not in {Role.APPROVER}"
+    elif codename == "request_deployment" and not (service_account or engineer):
+        return False, f"not in {Role.ENGINEER}"
+    if suspended:
+        return False, "suspended"
+    return True, ""
+
+
+def _current_grant_rows(filters: Filters) -> Iterator[dict]:
+    direct = _in_scope(EnvironmentUserObjectPermission.objects.all(), filters, "content_object").annotate(
+        engineer=_role_exists("user_id", Role.ENGINEER),
+        approver=_role_exists("user_id", Role.APPROVER),
+        suspended=_suspended("user_id"),
+    ).order_by("content_object__service__name", "content_object__name", "permission__codename", "user__username")
+    for service, environment, codename, username, active, service_account, engineer, approver, suspended in (
+        direct.values_list(
+            "content_object__service__name", "content_object__name", "permission__codename", "user__username",
+            "user__is_active", "user__is_service_account", "engineer", "approver", "suspended",
+        ).iterator(chunk_size=CHUNK_SIZE)
+    ):
+        effective, why = _effective(codename, active, service_account, engineer, approver, suspended)
+        yield {
+            "section": "current", "occurred_at": "", "service": service, "environment": environment,
+            "permission": CODENAME_ACTIONS.get(codename, codename), "grantee": username, "person": username,
+            "change": "held directly", "effective": effective, "actor": "", "detail": why,
+        }
+    # Group grants, one row per member: through the membership table, so nobody is hidden in a group.
+    memberships = get_user_model().groups.through.objects.filter(
+        group__environmentgroupobjectpermission__isnull=False
+    )
+    grant = "group__environmentgroupobjectpermission__"
+    if filters.service:
+        memberships = memberships.filter(**{f"{grant}content_object__service__name": filters.service})
+    if filters.environment:
+        memberships = memberships.filter(**{f"{grant}content_object__name": filters.environment})
+    via_group = memberships.annotate(
+        engineer=_role_exists("user_id", Role.ENGINEER),
+        approver=_role_exists("user_id", Role.APPROVER),
+        suspended=_suspended("user_id"),
+    ).order_by(
+        f"{grant}content_object__service__name", f"{grant}content_object__name", f"{grant}permission__codename",
+        "group__name", "user__username",
+    )
+    for service, environment, codename, group, username, active, service_account, engineer, approver, suspended in (
+        via_group.values_list(
+            f"{grant}content_object__service__name", f"{grant}content_object__name", f"{grant}permission__codename",
+            "group__name", "user__username", "user__is_active", "user__is_service_account",
+            "engineer", "approver", "suspended",
+        ).iterator(chunk_size=CHUNK_SIZE)
+    ):
+        effective, why = _effective(codename, active, service_account, engineer, approver, suspended)
+        yield {
+            "section": "current", "occurred_at": "", "service": service, "environment": environment,
+            "permission": CODENAME_ACTIONS.get(codename, codename), "grantee": f"group {group}",
+            "person": username, "change": "held through group", "effective": effective, "actor": "", "detail": why,
+        }
+
+
+_GRANT_CHANGES = {
+    LogEntry.Action.CREATE: "granted",
+    LogEntry.Action.DELETE: "revoked",
+    LogEntry.Action.UPDATE: "changed",
+}
+
+
+def _change_rows(filters: Filters) -> Iterator[dict]:
+    """Grants and revocations (auditlog entries of the permission rows) and group-membership changes."""
+    user_ct = ContentType.objects.get_for_model(get_user_model())
+    grant_cts = ContentType.objects.get_for_models(EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission)
+    group_ct_id = grant_cts[EnvironmentGroupObjectPermission].pk
+    entries = _in_period(
+        LogEntry.objects.filter(
+            Q(content_type__in=list(grant_cts.values())) | Q(content_type=user_ct, changes__has_key="groups")
+        ),
+        filters,
+        "timestamp",
+    )
+    rows = (
+        entries.annotate(at=IsoTimestamp("timestamp"))
+        .order_by("timestamp", "id")
+        .values_list("at", "action", "content_type_id", "object_repr", "changes", "actor__username")
+    )
+    for at, action, content_type_id, representation, changes, actor in rows.iterator(chunk_size=CHUNK_SIZE):
+        if content_type_id == user_ct.pk:
+            groups = (changes or {}).get("groups") or {}
+            operation = "added to group" if groups.get("operation") == "add" else "removed from group"
+            for group in groups.get("objects") or ():
+                yield {
+                    "section": "change", "occurred_at": at, "service": "", "environment": "",
+                    "permission": f"role/group {group}", "grantee": f"group {group}", "person": representation,
+                    "change": operation, "effective": None, "actor": actor or "", "detail": "",
+                }
+            continue
+        # guardian's text for a grant: "<service>/<environment> | <user or group> | <codename>"
+        target, _, rest = representation.partition(" | ")
+        grantee, _, codename = rest.rpartition(" | ")
+        service, _, environment = target.partition("/")
+        if (filters.service and service != filters.service) or (
+            filters.environment and environment != filters.environment
+        ):
+            continue
+        is_group = content_type_id == group_ct_id
+        yield {
+            "section": "change", "occurred_at": at, "service": service, "environment": environment,
+            "permission": CODENAME_ACTIONS.get(codename, codename),
+            "grantee": f"group {grantee}" if is_group else grantee, "person": "" if is_group else grantee,
+            "change": _GRANT_CHANGES.get(action, str(action)), "effective": None, "actor": actor or "",
+            "detail": "",
+        }
+
+
+def access_review_rows(filters: Filters) -> Iterator[dict]:
+    yield from _current_grant_rows(filters)
+    yield from _change_rows(filters)
+
+
+ACCESS_REVIEW = Report(
+    slug="access-review",
+    title="Access review",
+    description=(
+        "Who can request or approve deployments where, now: every per-environment grant to a person or a "
+        "group (groups expanded to their members) and whether the role, account and suspensions let them "
+        "act; then every grant, revocation and group-membership change in the period, from the audit log. "
+        "Training gates are in the training compliance report."
+    ),
+    columns=ACCESS_COLUMNS,
+    rows=access_review_rows,
+    order=30,
+)
+
+
+# --- refusals log ---------------------------------------------------------------------------------
+
+REFUSAL_COLUMNS = (
+    Column("occurred_at", "When (UTC)"),
+    Column("code", "Code"),
+    Column("action", "Action"),
+    Column("actor", "Person"),
+    Column("service", "Service"),
+    Column("environment", "Environment"),
+    Column("request_id", "Request"),
+    Column("message", "Message"),
+    Column("ip_address", "IP address"),
+)
+
+
+def refusal_rows(filters: Filters) -> Iterator[dict]:
+    keys = [column.key for column in REFUSAL_COLUMNS]
+    queryset = _in_scope(_in_period(Refusal.objects.all(), filters), filters)
+    rows = (
+        queryset.annotate(at=IsoTimestamp("created_at"))
+        .order_by("created_at", "id")
+        .values_list(
+            "at", "code", "action", "actor__username", "environment__service__name", "environment__name",
+            "request_id", "message", "ip_address",
+        )
+    )
+    for values in rows.iterator(chunk_size=CHUNK_SIZE):
+        yield dict(zip(keys, values, strict=True))
+
+
+REFUSALS = Report(
+    slug="refusals",
+    title="Refusals log",
+    description="Every action the portal refused in the period, with the rule (code) that refused it.",
+    columns=REFUSAL_COLUMNS,
+    rows=refusal_rows,
+    filters=frozenset({PERIOD, SERVICE, "environment"}),
+    order=40,
+)
+
+
+for _report in (AUTHORIZATION_LOG, SOD_EXCEPTIONS, ACCESS_REVIEW, REFUSALS):
+    register(_report)

@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 
 from . import services, training
+from .admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from .choices import SuspensionTrigger
 from .errors import RuleViolation
 from .models import (
@@ -125,17 +126,8 @@ class SuspensionAdmin(admin.ModelAdmin):
                 self.message_user(request, exc.message, messages.ERROR)
 
 
-class ImmutableLogEntryAdmin(LogEntryAdmin):
+class ImmutableLogEntryAdmin(ReadOnlyAdminMixin, LogEntryAdmin):
     """Audit entries are browsable, never editable or deletable, by anyone."""
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
 
 
 admin.site.unregister(LogEntry)
@@ -145,17 +137,8 @@ admin.site.register(LogEntry, ImmutableLogEntryAdmin)
 # --- policy documents and training ------------------------------------------------------------------
 
 
-class EvidenceAdmin(admin.ModelAdmin):
+class EvidenceAdmin(ReadOnlyAdmin):
     """Training evidence: viewable, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class PolicyDocumentForm(forms.ModelForm):
@@ -275,19 +258,10 @@ from .models import ReportExport  # noqa: E402
 
 
 @admin.register(ReportExport)
-class ReportExportAdmin(admin.ModelAdmin):
+class ReportExportAdmin(ReadOnlyAdmin):
     """Who exported which report: evidence, read-only for everyone."""
 
     list_display = ["created_at", "user", "report", "format", "channel", "filters", "ip_address"]
     list_filter = ["format", "channel", "report"]
     search_fields = ["user__username", "report"]
     list_select_related = ["user"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -5,18 +5,8 @@ Violations are handled (and audit reviews signed off) on the monitoring pages, t
 
 from django.contrib import admin
 
+from .admin_base import ReadOnlyAdmin
 from .models_audit import AuditReview, ChainLink, Violation, ViolationEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ChainLink)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from guardian.admin import GuardedModelAdmin
 
+from compliance.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
 
 from . import services
@@ -22,19 +23,6 @@ from .models import (
     RequestEvent,
     Service,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Evidence: viewable by those with the view permission, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class EnvironmentInline(admin.TabularInline):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from compliance.admin_base import ReadOnlyAdmin
 from compliance.roles import Role, has_role
 
 from . import branch_protection, events
@@ -18,23 +19,12 @@ from .models import (
 )
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 def _is_administrator(user) -> bool:
     return user.is_superuser or has_role(user, Role.ADMINISTRATOR)
 
 
 @admin.register(GitHubWebhookDelivery)
-class GitHubWebhookDeliveryAdmin(_ReadOnly):
+class GitHubWebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "event", "action", "repository", "state", "attempts", "request", "delivery_id"]
     list_filter = ["state", "event"]
     search_fields = ["delivery_id", "repository", "state_reason"]
@@ -76,7 +66,7 @@ class GitHubWebhookDeliveryAdmin(_ReadOnly):
 
 
 @admin.register(GitHubWebhookRejection)
-class GitHubWebhookRejectionAdmin(_ReadOnly):
+class GitHubWebhookRejectionAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "reason", "status_code", "event", "delivery_id", "remote_addr", "content_length"]
     list_filter = ["reason", "status_code"]
     search_fields = ["delivery_id", "remote_addr"]
@@ -112,7 +102,7 @@ class BranchProtectionRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(BranchProtectionAudit)
-class BranchProtectionAuditAdmin(_ReadOnly):
+class BranchProtectionAuditAdmin(ReadOnlyAdmin):
     list_display = ["checked_at", "rule", "branch", "outcome"]
     list_filter = ["outcome"]
     search_fields = ["branch", "rule__service__repository"]
@@ -120,7 +110,7 @@ class BranchProtectionAuditAdmin(_ReadOnly):
 
 
 @admin.register(MonitoringSignal)
-class MonitoringSignalAdmin(_ReadOnly):
+class MonitoringSignalAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "repository", "branch", "actor_login", "summary"]
     list_filter = ["kind"]
     search_fields = ["repository", "branch", "actor_login", "summary"]
@@ -128,7 +118,7 @@ class MonitoringSignalAdmin(_ReadOnly):
 
 
 @admin.register(GitHubStatusReport)
-class GitHubStatusReportAdmin(_ReadOnly):
+class GitHubStatusReportAdmin(ReadOnlyAdmin):
     list_display = ["sent_at", "request", "status_code", "comment"]
     search_fields = ["comment"]
     list_select_related = ["request__environment__service"]

@@ -17,7 +17,10 @@ class ComplianceConfig(AppConfig):
         signals.connect()
 
         from . import audit_trail  # noqa: F401  (hash chain, violations, reviews)
-        from .reports import builtin  # noqa: F401  (registers the report-exports report)
+        from .reports import (
+            builtin,  # noqa: F401  (registers the report-exports report)
+            oversight,  # noqa: F401  (training, violations and audit-review reports)
+        )
 
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 

@@ -283,13 +283,9 @@ def training_matrix(*, user, status_filter: str | None = None, now: datetime | N
     return {"lines": lines, "courses": courses, "filter": status_filter, "now": now}
 
 
-def role_compliance(*, user, now: datetime | None = None) -> list[dict]:
-    """Per role: how many people hold it and the percentage whose required training is current."""
-    if not can_view_matrix(user):
-        raise PermissionDenied("Only administrators and auditors see compliance figures.")
-    now = now or timezone.now()
+def _role_totals(lines: list[MatrixLine]) -> list[dict]:
     totals = {str(r): [0, 0] for r in Role}
-    for line in _matrix_lines(now):
+    for line in lines:
         for role in line.roles:
             totals[role][0] += 1
             if line.compliant and line.suspension is None:
@@ -298,3 +294,23 @@ def role_compliance(*, user, now: datetime | None = None) -> list[dict]:
         {"role": role, "people": people, "compliant": ok, "percent": round(100 * ok / people) if people else None}
         for role, (people, ok) in totals.items()
     ]
+
+
+def role_compliance(*, user, now: datetime | None = None) -> list[dict]:
+    """Per role: how many people hold it and the percentage whose required training is current."""
+    if not can_view_matrix(user):
+        raise PermissionDenied("Only administrators and auditors see compliance figures.")
+    return _role_totals(_matrix_lines(now or timezone.now()))
+
+
+def training_overview(*, user, now: datetime | None = None, limit: int = 15) -> dict:
+    """Per-role compliance and the people who may not act (lapsed training or suspended), for the
+    monitoring page: a fixed number of queries whatever the number of people."""
+    if not can_view_matrix(user):
+        raise PermissionDenied("Only administrators and auditors see compliance figures.")
+    now = now or timezone.now()
+    lines = _matrix_lines(now)
+    blocked = [line for line in lines if not line.compliant or line.suspension is not None]
+    for line in blocked:
+        line.lapsed = [row for row in line.rows if not row.standing.allows_acting]
+    return {"roles": _role_totals(lines), "blocked": blocked[:limit], "blocked_count": len(blocked)}

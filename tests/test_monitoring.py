@@ -67,7 +67,7 @@ def test_the_page_shows_every_panel_with_real_numbers(client, admin_user, enviro
     client.force_login(admin_user)
     html = client.get(reverse("monitoring:index")).content.decode()
     for title in ["Deployments today and this week", "Pending and overdue requests", "Open violations by age",
-                  "Branch protection drift", "Audit-log reviews and audit chain"]:
+                  "Branch protection drift", "Audit-log reviews and audit chain", "Training compliance per role"]:
         assert title in html
     assert "4 deployments (4 succeeded), <span class=\"flag\">2 unauthorized</span>" in html
     assert "Failed deliveries" in html and "No failed delivery." in html  # the outbox panel, empty here
@@ -85,8 +85,9 @@ def test_the_page_runs_a_constant_number_of_queries(client, admin_user, environm
     with CaptureQueriesContext(connection) as large:
         assert client.get(url).status_code == 200
     assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
-    # panels plus the base template (navigation, training banner) and the failed-deliveries panel
-    assert len(small) <= 22, len(small)
+    # panels (the training panel works out every role-holder's standing in ~7 queries) plus the base
+    # template (navigation, training banner)
+    assert len(small) <= 30, len(small)
 
 
 def test_open_violations_are_bucketed_by_age(environment, admin_user):

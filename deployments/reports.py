@@ -29,6 +29,7 @@ from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText,
 from compliance.roles import Role
 
 from .models import (
+    DecisionDelivery,
     DeploymentRequest,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -93,6 +94,27 @@ def _latest_execution(field: str):
     )
 
 
+def _latest_delivery():
+    """The latest decision delivery to CI: ``github approved delivered at 2026-…Z (1 attempt)``."""
+    text = Concat(
+        "provider", Value(" "), "decision", Value(" "), "status",
+        Case(
+            When(delivered_at__isnull=False, then=Concat(Value(" at "), IsoTimestamp("delivered_at"))),
+            When(failed_at__isnull=False, then=Concat(Value(" at "), IsoTimestamp("failed_at"))),
+            default=Value(""),
+            output_field=TextField(),
+        ),
+        Value(" ("), Cast("attempts", TextField()), Value(" attempt(s))"),
+        output_field=TextField(),
+    )
+    return Subquery(
+        DecisionDelivery.objects.filter(request=OuterRef("pk"))
+        .order_by("-created_at", "-id")
+        .annotate(text=text)
+        .values("text")[:1]
+    )
+
+
 # --- deployment authorization log -----------------------------------------------------------------
 
 AUTHORIZATION_LOG_COLUMNS = (
@@ -114,6 +136,7 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("required_approvals", "Approvals required"),
     Column("status", "Decision / status"),
     Column("decided_at", "Decided at (UTC)"),
+    Column("delivery", "Decision delivered to CI"),
     Column("execution_status", "Execution"),
     Column("deployed_sha", "Deployed sha"),
     Column("emergency", "Emergency"),
@@ -141,6 +164,7 @@ _AUTHORIZATION_LOG_FIELDS = (
     "required_approvals",
     "status",
     "decided_at_text",
+    "delivery_text",
     "execution_status",
     "deployed_sha",
     "is_emergency",
@@ -164,6 +188,7 @@ def authorization_log_queryset(filters: Filters) -> QuerySet:
             policy_version=Cast(KT("policy_snapshot__version"), IntegerField()),
             required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
             approvals_text=approvers_text(),
+            delivery_text=_latest_delivery(),
             execution_status=_latest_execution("status"),
             deployed_sha=_latest_execution("sha"),
             has_unauthorized_execution=Exists(Execution.objects.filter(request=OuterRef("pk"), authorized=False)),

@@ -28,7 +28,7 @@ from compliance.roles import Role
 from deployments import reports as deployment_reports
 from deployments import services
 from deployments.choices import ExecutionStatus, RequestStatus
-from deployments.models import Approval, DeploymentRequest, FreezeWindow
+from deployments.models import Approval, DecisionDelivery, DeploymentRequest, FreezeWindow
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +138,7 @@ def test_the_authorization_log_holds_every_request_with_its_decisions_and_execut
         "required_approvals": 2,
         "status": RequestStatus.DEPLOYED,
         "decided_at": iso(r1.decided_at),
+        "delivery": None,  # no CI provider targets this request
         "execution_status": "success",
         "deployed_sha": factories.sha("other"),
         "emergency": False,
@@ -153,6 +154,21 @@ def test_the_authorization_log_holds_every_request_with_its_decisions_and_execut
     third = log[2]
     assert (third["emergency"], third["during_freeze"], third["flagged"]) == (True, True, True)
     assert third["status"] == RequestStatus.AWAITING_APPROVAL and third["approvals"] is None
+
+
+def test_the_authorization_log_shows_the_latest_decision_delivery_to_ci(world):
+    r1, r2 = world["r1"], world["r2"]
+    now = timezone.now()
+    DecisionDelivery.objects.create(request=r1, provider="webhook", decision="approved", status="failed",
+                                    attempts=8, failed_at=now - timedelta(minutes=5), next_attempt_at=now)
+    delivered = DecisionDelivery.objects.create(request=r1, provider="github", decision="approved",
+                                                status="delivered", attempts=2, delivered_at=now,
+                                                next_attempt_at=now)
+    DecisionDelivery.objects.create(request=r2, provider="github", decision="rejected", status="pending",
+                                    next_attempt_at=now)
+    by_id = {row["request_id"]: row["delivery"] for row in rows(AUTH_LOG)}
+    assert by_id[r1.pk] == f"github approved delivered at {iso(delivered.delivered_at)} (2 attempt(s))"
+    assert by_id[r2.pk] == "github rejected pending (0 attempt(s))"
 
 
 def test_the_authorization_log_filters_by_period_service_and_environment(world):

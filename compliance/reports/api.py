@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
-from rest_framework import permissions
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
@@ -38,12 +39,41 @@ class FormatIsAFileType(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+REPORT_INFO = inline_serializer(
+    name="ReportInfo",
+    many=True,
+    fields={
+        "slug": serializers.CharField(),
+        "title": serializers.CharField(),
+        "description": serializers.CharField(),
+        "columns": serializers.ListField(child=serializers.DictField(child=serializers.CharField())),
+        "filters": serializers.ListField(child=serializers.ChoiceField(choices=sorted(registry.ALL_FILTERS))),
+        "url": serializers.URLField(),
+    },
+)
+
+REPORT_ROWS = {"type": "array", "items": {"type": "object", "additionalProperties": True},
+               "description": "One object per row, keyed by the report's column keys."}
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("format", str, enum=list(API_FORMATS), default="json",
+                     description="json: a streamed array of row objects; csv: a streamed CSV file."),
+    OpenApiParameter("from", OpenApiTypes.DATE, description="First day of the period (UTC, inclusive)."),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="Last day of the period (UTC, inclusive)."),
+    OpenApiParameter("service", str, description="Service name (reports that do not support it ignore it)."),
+    OpenApiParameter("environment", str, description="Environment name (ignored where not supported)."),
+]
+
+
 class ReportListApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadReports]
     content_negotiation_class = FormatIsAFileType
 
-    # File downloads (CSV/JSON streams) documented in docs/reports.md, not in the JSON API schema.
-    @extend_schema(exclude=True)
+    @extend_schema(
+        tags=["reports"],
+        summary="Every auditor report: its columns, filters and download URL (auditors and administrators)",
+        responses={200: REPORT_INFO},
+    )
     def get(self, request):
         return Response(
             [
@@ -64,7 +94,15 @@ class ReportExportApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadReports]
     content_negotiation_class = FormatIsAFileType
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        tags=["reports"],
+        summary="One report for a period, as JSON or CSV (auditors and administrators; every download is recorded)",
+        parameters=FILTER_PARAMETERS,
+        responses={
+            (200, "application/json"): OpenApiResponse(REPORT_ROWS),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row of labels."),
+        },
+    )
     def get(self, request, slug: str):
         report = registry.get(slug)
         if report is None:

@@ -15,10 +15,13 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from compliance.audit_chain import seal_chain
+from compliance.audit_reviews import record_audit_review
 from compliance.demo import load_training_demo
 from compliance.errors import RuleViolation
+from compliance.models import Violation, ViolationKind, ViolationStatus
 from compliance.roles import Role
 from compliance.services import system_actor
+from compliance.violations import transition_violation
 
 from . import services
 from .choices import CIProvider, ExecutionStatus, RequestSource, Tier
@@ -250,6 +253,19 @@ def _requests(users: dict, envs: dict) -> None:
         actor=u["ci-bot"], environment=envs["payments-api/production"], sha=demo_sha("p-hotfix"),
         status=ExecutionStatus.SUCCESS, external_id="run-666",
         url="https://github.com/acme/payments-api/actions/runs/666",
+    )
+    # ... which the administrator is investigating, and last month's audit-log review is signed off
+    violation = Violation.objects.filter(kind=ViolationKind.UNAUTHORIZED_DEPLOYMENT).order_by("pk").first()
+    if violation is not None:
+        transition_violation(
+            actor=u["admin"], violation=violation, to_status=ViolationStatus.INVESTIGATING,
+            notes="Asked the payments team who started run-666 and why it bypassed the portal.",
+        )
+    last_month_end = timezone.localdate().replace(day=1) - timedelta(days=1)
+    record_audit_review(
+        actor=u["admin"], period_start=last_month_end.replace(day=1), period_end=last_month_end,
+        scope="All production approvals, refusals, permission grants and role changes.",
+        findings="No exceptions. One grant to a departed engineer was revoked on the spot.",
     )
 
 

@@ -242,3 +242,6 @@ def test_the_demo_shows_a_violation_and_a_sealed_audit_chain(client):
     assert verify_chain().links_checked > 100
     client.force_login(get_user_model().objects.get(username="frank"))  # the demo auditor
     assert violation.title in client.get(reverse("monitoring:index")).content.decode()
+    # The administrator has started investigating it, and last month's audit-log review is signed off.
+    assert violation.status == ViolationStatus.INVESTIGATING and violation.owner.username == "admin"
+    assert AuditReview.objects.get().findings.startswith("No exceptions.")

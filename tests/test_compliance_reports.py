@@ -259,3 +259,30 @@ def test_the_monitoring_page_shows_training_compliance_per_role_and_who_may_not_
     assert "<td>Administrators</td><td>1</td><td>0</td>" in html  # ada has not done hers yet
     assert "3 people may not act" in html
     assert "never completed" in html and "suspended since" in html
+
+
+@pytest.mark.parametrize("slug", ["training-compliance", "violations", "audit-reviews"])
+def test_each_compliance_report_opens_in_its_readers(client, auditor, people, administrator, slug):
+    """XLSX in openpyxl, PDF in pypdf, JSON in json: the same rows the registry yields."""
+    import openpyxl
+    import pypdf
+
+    handled = open_one("readers")
+    violations.transition_violation(actor=administrator, violation=handled, to_status=ViolationStatus.INVESTIGATING,
+                                    notes="Reading the deploy log.")
+    record_audit_review(actor=administrator, period_start=timezone.localdate() - timedelta(days=9),
+                        period_end=timezone.localdate() - timedelta(days=2), scope="Approvals", findings="None.")
+    expected = rows(slug)
+    client.force_login(auditor)
+    body = b"".join(client.get(reverse("reports:export", args=[slug, "json"])).streaming_content)
+    assert json.loads(body) == json.loads(json.dumps(expected, default=str))
+    response = client.get(reverse("reports:export", args=[slug, "xlsx"]))
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content)), read_only=True).worksheets[0]
+    table = list(sheet.iter_rows(values_only=True))
+    assert list(table[0]) == list(registry.get(slug).labels) and len(table) == len(expected) + 1
+    response = client.get(reverse("reports:export", args=[slug, "pdf"]))
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(response.content)).pages)
+    assert registry.get(slug).title in text
+    marker = {"training-compliance": "never completed", "violations": "Reading the deploy log.",
+              "audit-reviews": "Approvals"}[slug]
+    assert marker in text.replace("\n", " ")

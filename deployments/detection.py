@@ -8,6 +8,9 @@
   outside the gate).
 - ``reconcile``: a periodic re-scan of the last N days' executions and decisions that opens what
   is missing, so a lost event (a crashed worker, a receiver that failed) is still caught.
+- ``missed_event``: executions recorded inside it were found by reconciling with the CI system
+  (e.g. ``deployments.github.reconciliation`` when a GitHub webhook was lost), not reported by their
+  event; their violations say so (source "reconciliation", ``evidence["missed_event"]``).
 - ``report_unauthorized_push`` / ``report_branch_protection_drift``: hooks for the SCM integrations.
 
 Every violation has a dedup key naming its event, so the event path and reconciliation never open
@@ -19,6 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -202,13 +208,43 @@ def execution_findings(execution: Execution, *, live: bool) -> list[Finding]:
     return found
 
 
+@dataclass
+class MissedEvent:
+    """A deployment the portal learned of by reconciling with the CI system, not from its event."""
+
+    evidence: dict
+    violations: list[Violation] = field(default_factory=list)
+
+
+_missed_event: ContextVar[MissedEvent | None] = ContextVar("deployments_detection_missed_event", default=None)
+
+
+@contextmanager
+def missed_event(evidence: dict) -> Iterator[MissedEvent]:
+    """Executions recorded inside this block were caught by reconciliation: the violations they open
+    get source "reconciliation" and ``evidence["missed_event"]``, and are collected on the result."""
+    caught = MissedEvent(evidence)
+    token = _missed_event.set(caught)
+    try:
+        yield caught
+    finally:
+        _missed_event.reset(token)
+
+
 @receiver(execution_recorded, dispatch_uid="deployments.detection.execution")
 def _on_execution_recorded(sender, execution: Execution, **kwargs) -> None:
     # Inside report_execution's transaction: the violation commits with the execution. A failure
     # here must not lose the execution; reconciliation opens what was missed.
+    missed = _missed_event.get()
     try:
         with transaction.atomic():
-            open_findings(execution_findings(execution, live=True), source="event")
+            findings = execution_findings(execution, live=True)
+            if missed is None:
+                open_findings(findings, source="event")
+                return
+            for finding in findings:
+                finding.evidence = {**finding.evidence, "missed_event": missed.evidence}
+            missed.violations.extend(open_findings(findings, source="reconciliation"))
     except Exception:
         logger.exception("Violation detection failed for execution #%s; reconciliation will retry.", execution.pk)
 

@@ -1,11 +1,15 @@
 """Thin Celery tasks: load, call a service as the system actor, own the retry policy."""
 
+import logging
+
 from celery import shared_task
 
 from compliance.audit import as_system_actor
 from compliance.services import system_actor
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)
@@ -78,9 +82,20 @@ def send_notification_reminders() -> dict:
 
     return notifications.sweep()
 
+
 @shared_task(name="deployments.reconcile_deployments", acks_late=True)
 @as_system_actor
 def reconcile_deployments() -> dict:
+    """Ask GitHub for deployments whose webhook never arrived (only when the GitHub App is
+    configured), then re-scan the portal's own executions and decisions. The local counts stay at the
+    top level; ``github`` says what GitHub reconciliation did, or why it was skipped. A failure of
+    the GitHub part never stops the local re-scan."""
     from . import detection
+    from .github import reconciliation
 
-    return detection.reconcile()
+    try:
+        github = reconciliation.reconcile_github_deployments()
+    except Exception as exc:  # the local re-scan must still run; the next run retries GitHub
+        logger.exception("GitHub reconciliation failed")
+        github = {"configured": True, "failed": type(exc).__name__}
+    return {**detection.reconcile(), "github": github}

@@ -8,6 +8,9 @@ It implements GitHub's documented paths, methods, status codes, headers and JSON
 - ``GET /repos/{owner}/{repo}/compare/{base}...{head}``
 - ``GET /repos/{owner}/{repo}/branches``, ``GET|PUT .../branches/{branch}/protection``
 - ``POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule``
+- ``GET /repos/{owner}/{repo}/deployments`` (filters ``sha``, ``ref``, ``task``, ``environment``; newest
+  first; ``per_page``/``page`` with a ``Link`` header), ``GET .../deployments/{id}`` and
+  ``GET .../deployments/{id}/statuses`` (newest first, paginated the same way)
 
 Every call is recorded; installation calls must carry a token the fake issued for that
 installation, App calls a valid JWT. ``faults`` queues answers to give before the normal one.
@@ -15,6 +18,7 @@ installation, App calls a valid JWT. ``faults`` queues answers to give before th
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -22,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import jwt
 from werkzeug import Request, Response
@@ -67,6 +71,28 @@ def _error(status: int, message: str, headers=None) -> Response:
     return _json({"message": message, "documentation_url": "https://docs.github.com/rest"}, status, headers)
 
 
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _user(login: str) -> dict:
+    bot = login.endswith("[bot]")
+    return {"login": login, "id": 583231 if not bot else 41898282, "type": "Bot" if bot else "User"}
+
+
+def _page_params(request: Request) -> tuple[int, int]:
+    """GitHub's ``per_page`` (default 30, at most 100) and ``page`` (default 1)."""
+    try:
+        per_page = min(100, max(1, int(request.args.get("per_page", 30))))
+    except ValueError:
+        per_page = 30
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        page = 1
+    return per_page, page
+
+
 class FakeGitHub:
     def __init__(self, httpserver, public_key, *, app_id: str = APP_ID):
         self.public_key = public_key
@@ -84,6 +110,10 @@ class FakeGitHub:
         self.faults: dict[str, list[tuple[int, dict]]] = {}
         # repository → environment name → {"can_admins_bypass": bool, "app_ids": [ids of protection-rule apps]}
         self.environments: dict[str, dict[str, dict]] = {}
+        # repository → deployments (GitHub's deployment objects); (repository, id) → statuses, oldest first
+        self.deployments: dict[str, list[dict]] = {}
+        self.deployment_statuses: dict[tuple[str, int], list[dict]] = {}
+        self._ids = itertools.count(1)
         self.token_lifetime = timedelta(hours=1)
         httpserver.expect_request(re.compile(r"^/.*")).respond_with_handler(self)
 
@@ -98,8 +128,79 @@ class FakeGitHub:
 
     def fail(self, key: str, *answers: tuple[int, dict]) -> None:
         """Queue answers for ``key`` ("token", "callback", "status-report", "check-runs",
-        "compare", "protection")."""
+        "compare", "protection", "deployments", "deployment-statuses"; the last two also per
+        repository: "deployments:owner/repo", "deployment-statuses:owner/repo")."""
         self.faults.setdefault(key, []).extend(answers)
+
+    def deploy(
+        self,
+        repository: str,
+        environment: str,
+        sha: str,
+        *states: str,
+        at: datetime,
+        deployment_id: int | None = None,
+        ref: str = "main",
+        creator: str = "octocat",
+        task: str = "deploy",
+    ) -> dict:
+        """A deployment created at ``at`` (as GitHub Actions or the API creates one), then one status
+        per state in ``states``, a minute apart, each set by GitHub Actions."""
+        deployment_id = deployment_id or 9_000_000 + next(self._ids)
+        base = f"{self.url}/repos/{repository}/deployments/{deployment_id}"
+        deployment = {
+            "url": base,
+            "id": deployment_id,
+            "node_id": f"DE_kwDOJq1ebM{deployment_id}",
+            "sha": sha,
+            "ref": ref,
+            "task": task,
+            "payload": {},
+            "original_environment": environment,
+            "environment": environment,
+            "description": None,
+            "creator": _user(creator),
+            "created_at": _timestamp(at),
+            "updated_at": _timestamp(at),
+            "statuses_url": f"{base}/statuses",
+            "repository_url": f"{self.url}/repos/{repository}",
+            "transient_environment": False,
+            "production_environment": environment == "production",
+            "performed_via_github_app": None,
+        }
+        self.deployments.setdefault(repository, []).append(deployment)
+        self.deployment_statuses[(repository, deployment_id)] = []
+        for i, state in enumerate(states, start=1):
+            self.add_status(repository, deployment_id, state, at=at + timedelta(minutes=i))
+        return deployment
+
+    def add_status(self, repository: str, deployment_id: int, state: str, *, at: datetime | None = None) -> dict:
+        """A deployment status as GitHub Actions sets it (``log_url`` is the job's page)."""
+        deployment = next(d for d in self.deployments[repository] if d["id"] == deployment_id)
+        statuses = self.deployment_statuses[(repository, deployment_id)]
+        at = at or datetime.now(UTC)
+        status_id = 7_000_000 + next(self._ids)
+        job = f"https://github.com/{repository}/actions/runs/{deployment_id}/job/{status_id}"
+        status = {
+            "url": f"{deployment['url']}/statuses/{status_id}",
+            "id": status_id,
+            "node_id": f"DES_kwDOJq1ebM{status_id}",
+            "state": state,
+            "creator": _user("github-actions[bot]"),
+            "description": "",
+            "environment": deployment["environment"],
+            "target_url": job,
+            "created_at": _timestamp(at),
+            "updated_at": _timestamp(at),
+            "deployment_url": deployment["url"],
+            "repository_url": deployment["repository_url"],
+            "environment_url": "",
+            "log_url": job,
+            "performed_via_github_app": None,
+        }
+        statuses.append(status)
+        deployment["updated_at"] = status["updated_at"]
+        return status
 
     def calls_to(self, pattern: str, method: str | None = None) -> list[Call]:
         return [c for c in self.calls if re.search(pattern, c.path) and (method is None or c.method == method)]
@@ -301,6 +402,26 @@ class FakeGitHub:
                 return _json(self.protection[(repository, branch)])
             if method == "PUT":
                 return self._put_protection(repository, branch, body)
+        if rest == "deployments" and method == "GET":
+            return (
+                self._fault(f"deployments:{repository}")
+                or self._fault("deployments")
+                or self._list_deployments(request, repository)
+            )
+        m = re.fullmatch(r"deployments/(\d+)(/statuses)?", rest)
+        if m and method == "GET":
+            fault = m.group(2) and (
+                self._fault(f"deployment-statuses:{repository}") or self._fault("deployment-statuses")
+            )
+            if fault:
+                return fault
+            deployment_id = int(m.group(1))
+            if (repository, deployment_id) not in self.deployment_statuses:
+                return _error(404, "Not Found")
+            if not m.group(2):
+                return _json(next(d for d in self.deployments[repository] if d["id"] == deployment_id))
+            newest_first = list(reversed(self.deployment_statuses[(repository, deployment_id)]))
+            return self._paginated(request, f"/repos/{repository}/{rest}", newest_first, {})
         m = re.fullmatch(r"actions/runs/(\d+)/deployment_protection_rule", rest)
         if m and method == "POST":
             fault = self._fault("callback" if isinstance(body, dict) and "state" in body else "status-report")
@@ -308,6 +429,30 @@ class FakeGitHub:
                 return fault
             return self._review(repository, int(m.group(1)), body)
         return _error(404, "Not Found")
+
+    def _list_deployments(self, request: Request, repository: str) -> Response:
+        """Filtered by ``sha``, ``ref``, ``task`` and ``environment`` (exact), newest first."""
+        filters = {k: request.args[k] for k in ("sha", "ref", "task", "environment") if k in request.args}
+        found = [d for d in self.deployments.get(repository, []) if all(d[k] == v for k, v in filters.items())]
+        found.sort(key=lambda d: (d["created_at"], d["id"]), reverse=True)
+        return self._paginated(request, f"/repos/{repository}/deployments", found, filters)
+
+    def _paginated(self, request: Request, path: str, items: list, filters: dict) -> Response:
+        """One page of ``items`` with GitHub's ``Link`` header (next/last, and prev/first after page 1)."""
+        per_page, page = _page_params(request)
+        last = max(1, -(-len(items) // per_page))
+
+        def link(number: int, rel: str) -> str:
+            return f'<{self.url}{path}?{urlencode({**filters, "per_page": per_page, "page": number})}>; rel="{rel}"'
+
+        links = []
+        if page > 1:
+            links += [link(page - 1, "prev"), link(1, "first")]
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        return _json(
+            items[(page - 1) * per_page : page * per_page], headers={"Link": ", ".join(links)} if links else {}
+        )
 
     def _put_protection(self, repository: str, branch: str, body) -> Response:
         required = ("required_status_checks", "enforce_admins", "required_pull_request_reviews", "restrictions")

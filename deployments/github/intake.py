@@ -357,6 +357,10 @@ def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> 
     state = _str(status_obj.get("state"), "deployment_status.state")
     if state == "inactive":
         raise Outcome(DeliveryState.IGNORED, "An inactive status only marks an older deployment as replaced.")
+    if state == "waiting":
+        # The job waits for its protection rules, the portal's own approval among them: nothing has
+        # run. Recording it as an execution would flag every deployment still awaiting approval.
+        raise Outcome(DeliveryState.IGNORED, "The deployment is waiting for its protection rules; nothing ran yet.")
     if state not in DEPLOYMENT_STATES:
         raise Malformed(f"unknown deployment state {state!r}")
     deployment_id = _int(deployment.get("id"), "deployment.id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
+from compliance.models import Violation
 from compliance.services import suspend_user
 from deployments import services
 from deployments.choices import ExecutionStatus, RequestSource, RequestStatus
@@ -344,6 +345,19 @@ def test_other_deployment_states_map_sensibly(
 ):
     delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status", status_payload(github, state))
     assert delivery.state == expected
+
+
+def test_a_deployment_waiting_for_the_portals_approval_is_not_an_execution(
+    client, github, production, octocat, django_capture_on_commit_callbacks
+):
+    prepare_github(github)
+    deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
+    payload = status_payload(github, "waiting")
+    delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status", payload)
+    assert delivery.state == DeliveryState.IGNORED and "waiting for its protection rules" in delivery.state_reason
+    assert not Execution.objects.exists()
+    assert not Violation.objects.exists()  # no false alarm for a deployment still awaiting approval
+    assert DeploymentRequest.objects.get().status == RequestStatus.AWAITING_APPROVAL
 
 
 def test_a_status_for_an_unconfigured_environment_is_kept_as_unconfigured(

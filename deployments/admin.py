@@ -208,7 +208,7 @@ class RefusalAdmin(ReadOnlyAdmin):
 
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "environment", "sha", "status", "authorized", "request", "flag_reason"]
+    list_display = ["created_at", "started_at", "environment", "sha", "status", "authorized", "request", "flag_reason"]
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]

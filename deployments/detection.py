@@ -109,6 +109,7 @@ def _execution_evidence(execution: Execution, freeze: FreezeWindow | None) -> di
             "external_id": execution.external_id,
             "url": execution.url,
             "reported_by": execution.reported_by.username if execution.reported_by else None,
+            "started_at": _iso(execution.started_at or execution.created_at),
             "recorded_at": _iso(execution.created_at),
             "authorized": execution.authorized,
             "flag_reason": execution.flag_reason,
@@ -153,7 +154,7 @@ def execution_findings(execution: Execution, *, live: bool) -> list[Finding]:
     environment = execution.environment
     if not environment.is_protected:
         return []
-    at = execution.created_at
+    at = execution.started_at or execution.created_at
     request = execution.request
     freeze = FreezeWindow.objects.filter(environment=environment, starts_at__lte=at, ends_at__gt=at).first()
     event = execution.external_id or f"sha-{execution.sha}"

@@ -358,6 +358,11 @@ class Execution(models.Model):
         default=False, help_text="An approved, unexpired request for this sha authorized it."
     )
     flag_reason = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the deployment started: when it was reported, or, for a deployment found later by "
+        "reconciling with the CI system, when that system says it started. Authorization is judged at this time.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -674,12 +674,16 @@ def report_execution(
     external_id: str = "",
     url: str = "",
     ip_address: str | None = None,
+    started_at: datetime | None = None,
 ) -> Execution:
     """Record what the CI actually did and move the authorizing request along.
 
     An execution is *authorized* when it runs the sha of a request that is approved (and whose
-    approval has not gone stale) or already deploying. Anything else is recorded with a flag
-    reason for monitoring; it is never silently dropped.
+    approval had not gone stale when it started) or already deploying. Anything else is recorded
+    with a flag reason for monitoring; it is never silently dropped.
+
+    ``started_at``: when the CI system says the deployment started, for a deployment learned of
+    late (reconciliation after a lost webhook); never later than now. Default: now.
     """
     if status not in ExecutionStatus.values:
         raise RuleViolation("invalid_status", f"Unknown execution status {status!r}.", status_code=400)
@@ -688,6 +692,8 @@ def report_execution(
             "invalid_sha", "The deployed sha must be 40 lowercase hexadecimal characters.", status_code=400
         )
     now = timezone.now()
+    if started_at is not None:
+        now = min(started_at, now)
     if request is None:
         # Link to the request that authorized this sha, if there is one.
         request = (
@@ -713,7 +719,11 @@ def report_execution(
             .first()
         )
     if execution is None:
-        execution = Execution(environment=environment, sha=sha, external_id=external_id, reported_by=actor)
+        execution = Execution(
+            environment=environment, sha=sha, external_id=external_id, reported_by=actor, started_at=now
+        )
+    elif execution.started_at is None:
+        execution.started_at = now
     execution.status = status
     execution.url = url or execution.url
     execution.sha = sha
@@ -727,6 +737,10 @@ def report_execution(
         if locked.approval_expires_at and now >= locked.approval_expires_at:
             flag = "The approval had gone stale before the deployment started."
             _expire_locked(locked, actor=actor, reason="The approval went stale: the deployment did not start in time.")
+    elif locked.status == RequestStatus.EXPIRED and locked.approval_expires_at and now < locked.approval_expires_at:
+        # Approved and started in time, but the start was learned of late (the approval lapsed
+        # meanwhile): authorized; the request keeps its final state.
+        pass
     elif locked.status not in (RequestStatus.DEPLOYING, RequestStatus.DEPLOYED, RequestStatus.FAILED):
         flag = f"The request is {locked.get_status_display().lower()}, not approved."
     execution.authorized = not flag

@@ -87,6 +87,15 @@ def deciding_status(statuses: list[dict]) -> dict | None:
     return started[0]
 
 
+def started_at(statuses: list[dict]) -> datetime | None:
+    """When the deployment started running: the oldest status (``statuses`` newest first) past
+    ``waiting``. Authorization is judged at that time, not when reconciliation found it."""
+    times = [_created_at(s) for s in statuses if isinstance(s, dict) and s.get("state") in DEPLOYMENT_STATES
+             and s["state"] not in (WAITING, "inactive")]
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
 def _created_at(deployment: dict) -> datetime | None:
     try:
         return datetime.fromisoformat(str(deployment["created_at"]).replace("Z", "+00:00"))
@@ -164,7 +173,9 @@ def _https(*candidates) -> str:
     return next((u for u in candidates if isinstance(u, str) and u.startswith("https://")), "")
 
 
-def record_missed_deployment(environment: Environment, repository: str, deployment: dict, status: dict) -> list | None:
+def record_missed_deployment(
+    environment: Environment, repository: str, deployment: dict, status: dict, started: datetime | None = None
+) -> list | None:
     """Record one deployment the webhook missed; the violations it opened, or None when another
     path recorded it meanwhile."""
     deployment_id = deployment["id"]
@@ -188,6 +199,7 @@ def record_missed_deployment(environment: Environment, repository: str, deployme
                     request=request,
                     external_id=external_id(deployment_id),
                     url=_https(status.get("log_url"), status.get("target_url"))[:500],
+                    started_at=started or _created_at(deployment),
                 )
     except RuleViolation as exc:
         # The refusal the service recorded was rolled back with this block: keep it as evidence.
@@ -218,7 +230,9 @@ def reconcile_environment(
                 counts["not_started"] += 1
                 continue
             try:
-                violations = record_missed_deployment(environment, repository, deployment, status)
+                violations = record_missed_deployment(
+                    environment, repository, deployment, status, started=started_at(statuses)
+                )
             except RuleViolation as exc:
                 counts["refused"] += 1
                 logger.warning(

@@ -205,6 +205,69 @@ def test_an_approved_deployment_during_a_freeze_is_a_freeze_breach(github, appro
     assert violation.kind == ViolationKind.FREEZE_BREACH and violation.source == "reconciliation"
 
 
+# --- judged at the time it started, not when it was found -----------------------------------------
+
+
+def test_a_deployment_that_started_before_its_approval_lapsed_is_authorized(github, approved_request):
+    # Approved, deployed 30 minutes ago; the webhook was lost, the approval lapsed 5 minutes ago and
+    # the portal's expiry job expired the request (it never heard the deployment start).
+    DeploymentRequest.objects.filter(pk=approved_request.pk).update(approval_expires_at=ago(minutes=5))
+    assert services.expire_due_requests(actor=None) == 1
+    github.deploy(REPOSITORY, "production", SHA, "waiting", "in_progress", "success", at=ago(minutes=30),
+                  deployment_id=DEPLOYMENT_ID)
+
+    reconciliation.reconcile_github_deployments()
+
+    execution = Execution.objects.get()
+    assert execution.authorized and not execution.flag_reason
+    assert ago(minutes=30) < execution.started_at < ago(minutes=28)  # the in_progress status, not "now"
+    assert not Violation.objects.exists()
+    approved_request.refresh_from_db()
+    assert approved_request.status == RequestStatus.EXPIRED  # a final state stays final
+
+
+def test_a_deployment_that_started_after_its_approval_lapsed_is_a_stale_approval(github, approved_request):
+    DeploymentRequest.objects.filter(pk=approved_request.pk).update(approval_expires_at=ago(minutes=20))
+    github.deploy(REPOSITORY, "production", SHA, "waiting", "in_progress", at=ago(minutes=10),
+                  deployment_id=DEPLOYMENT_ID)
+
+    reconciliation.reconcile_github_deployments()
+
+    violation = Violation.objects.get()
+    assert violation.kind == ViolationKind.STALE_APPROVAL and violation.source == "reconciliation"
+    assert not Execution.objects.get().authorized
+
+
+def test_a_freeze_that_began_after_the_deployment_started_is_no_breach(github, approved_request, production):
+    FreezeWindow.objects.create(environment=production, starts_at=ago(minutes=10),
+                                ends_at=timezone.now() + timedelta(hours=3), reason="Quarter-end close")
+    github.deploy(REPOSITORY, "production", SHA, "waiting", "in_progress", "success", at=ago(minutes=40),
+                  deployment_id=DEPLOYMENT_ID)
+
+    reconciliation.reconcile_github_deployments()
+
+    assert Execution.objects.get().authorized
+    assert not Violation.objects.exists()
+
+
+def test_started_at_is_the_oldest_status_past_waiting():
+    statuses = [  # newest first, as GitHub lists them
+        {"state": "success", "created_at": "2026-11-20T10:05:00Z"},
+        {"state": "in_progress", "created_at": "2026-11-20T10:02:00Z"},
+        {"state": "waiting", "created_at": "2026-11-20T09:00:00Z"},
+    ]
+    assert reconciliation.started_at(statuses).isoformat() == "2026-11-20T10:02:00+00:00"
+    assert reconciliation.started_at([{"state": "waiting", "created_at": "2026-11-20T09:00:00Z"}]) is None
+    assert reconciliation.started_at([{"state": "success", "created_at": "not a time"}]) is None
+
+
+def test_a_start_time_in_the_future_is_not_believed(production):
+    bot = factories.UserFactory(username="ci-bot", is_service_account=True)
+    execution = services.report_execution(actor=bot, environment=production, sha=SHA, status=ExecutionStatus.SUCCESS,
+                                          started_at=timezone.now() + timedelta(days=1))
+    assert execution.started_at <= timezone.now()
+
+
 # --- what counts as a deployment ------------------------------------------------------------------
 
 

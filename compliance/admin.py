@@ -46,7 +46,24 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("CI identities", {"fields": ["github_login", "gitlab_username", "is_service_account"]}),
     )
-    actions = ["send_training_reminders"]
+    actions = ["send_training_reminders", "deactivate"]
+
+    def has_delete_permission(self, request, obj=None):
+        # People are deactivated, never deleted: their approvals, requests and audit entries name
+        # them, and the audit trail is append-only (deleting would rewrite its actor columns).
+        return False
+
+    @admin.action(description="Deactivate the selected people (they can no longer sign in or act)",
+                  permissions=["change"])
+    def deactivate(self, request, queryset):
+        count = 0
+        for person in queryset.filter(is_active=True).exclude(pk=request.user.pk):
+            person.is_active = False
+            person.save(update_fields=["is_active"])  # saved one by one so django-auditlog records each
+            count += 1
+        if queryset.filter(pk=request.user.pk).exists():
+            self.message_user(request, "You cannot deactivate yourself.", messages.WARNING)
+        self.message_user(request, f"{count} person(s) deactivated.", messages.SUCCESS)
 
     @admin.action(description="Send training reminders to the selected people", permissions=["change"])
     def send_training_reminders(self, request, queryset):

@@ -56,3 +56,25 @@ def test_an_administrator_in_the_group_can_grant_environment_permissions(client,
     client.force_login(admin_user)
     assert client.get(reverse("admin:deployments_environmentuserobjectpermission_add")).status_code == 200
     assert client.get(reverse("admin:deployments_approvalpolicy_changelist")).status_code == 200
+
+
+def test_people_are_deactivated_never_deleted(client, db):
+    from auditlog.models import LogEntry
+
+    boss = factories.UserFactory(username="boss", is_superuser=True, is_staff=True)
+    leaver = factories.engineer(username="leaver")
+    client.force_login(boss)
+    assert client.get(reverse("admin:compliance_user_delete", args=[leaver.pk])).status_code == 403
+    changelist = reverse("admin:compliance_user_changelist")
+    client.post(changelist, {"action": "delete_selected", "_selected_action": [leaver.pk]})
+    assert type(leaver).objects.filter(pk=leaver.pk).exists()  # no bulk delete either
+    response = client.post(changelist, {"action": "deactivate", "_selected_action": [leaver.pk, boss.pk]},
+                           follow=True)
+    assert response.status_code == 200
+    leaver.refresh_from_db()
+    boss.refresh_from_db()
+    assert leaver.is_active is False and boss.is_active is True  # nobody locks themselves out
+    messages = [str(m) for m in response.context["messages"]]
+    assert "1 person(s) deactivated." in messages and "You cannot deactivate yourself." in messages
+    change = LogEntry.objects.filter(object_pk=str(leaver.pk), changes__has_key="is_active").latest("timestamp")
+    assert change.actor == boss and [str(v) for v in change.changes["is_active"]] == ["True", "False"]

@@ -25,7 +25,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from pgdb import ensure_database  # bench/ is the script's directory, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portal_bench_reports"
@@ -65,18 +67,6 @@ def _rss_kb() -> int:
 
 
 # --- loading --------------------------------------------------------------------------------------
-
-
-def _ensure_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit((parts.scheme.replace("postgres", "postgresql", 1) if parts.scheme == "postgres"
-                        else parts.scheme, parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def load(rows: int, reload: bool) -> None:
@@ -247,7 +237,7 @@ def main() -> None:
         return
     if not 1 <= args.rows <= 5_000_000 or not 1 <= args.runs <= 10:
         raise SystemExit("--rows must be 1..5,000,000 and --runs 1..10")
-    _ensure_database(args.database_url)
+    ensure_database(args.database_url)
     _setup_django(args.database_url)
     load(args.rows, args.reload)
     print("query:", report_sql()[:200].replace("\n", " "), "...", flush=True)

@@ -223,6 +223,10 @@ def main() -> int:
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         print("warning: this benchmark is meant for PostgreSQL (set DATABASE_URL=postgres://...)", file=sys.stderr)
+    else:
+        from pgdb import ensure_database  # bench/ is the script's directory, first on sys.path
+
+        ensure_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0)
     if args.reseed:
         wipe()

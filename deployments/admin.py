@@ -19,6 +19,7 @@ from .models import (
     EnvironmentUserObjectPermission,
     Execution,
     FreezeWindow,
+    ReconciliationRun,
     Refusal,
     RequestEvent,
     Service,
@@ -212,6 +213,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "finished_at", "opened", "github_configured", "github_recorded", "error"]
+    list_filter = ["github_configured"]
+
 
 # --- notifications ------------------------------------------------------------------------------
 from django import forms  # noqa: E402

@@ -515,6 +515,33 @@ class IdempotencyKey(models.Model):
         return f"Idempotency key {self.key[:20]} of {self.user_id}"
 
 
+class ReconciliationRun(models.Model):
+    """One run of the periodic reconciliation: what it re-checked, what it opened, what failed.
+
+    The monitoring page shows the last runs, so administrators see that the safety net for lost
+    events is working (and which repositories GitHub could not be asked about).
+    """
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    opened = models.PositiveIntegerField(default=0, help_text="Violations opened by this run.")
+    github_configured = models.BooleanField(default=False)
+    github_recorded = models.PositiveIntegerField(default=0, help_text="Deployments whose webhook was missed.")
+    failed_repositories = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="", help_text="Why the run (or its GitHub part) failed.")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Reconciliation at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def ok(self) -> bool:
+        return self.finished_at is not None and not self.error and not self.failed_repositories
+
+
 # The GitHub integration's models live in their own module (deliveries, branch protection, signals).
 from .github.models import (  # noqa: E402,F401
     BranchProtectionAudit,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from compliance.monitoring import Panel, register_panel
 
 from .choices import OPEN_STATUSES, ExecutionStatus
-from .models import DeploymentRequest, Execution
+from .models import DeploymentRequest, Execution, ReconciliationRun
 
 
 def _start_of_day(now: datetime) -> datetime:
@@ -68,9 +68,26 @@ def failed_deliveries_context(*, user, now: datetime) -> dict:
     return {"count": failed.count(), "deliveries": list(failed.order_by("-pk")[:15])}
 
 
+RECONCILIATION_STALE_AFTER = timedelta(hours=1)  # the job runs every 15 minutes
+
+
+def reconciliation_context(*, user, now: datetime) -> dict:
+    """The last reconciliation runs: is the safety net for lost events running, and can it reach GitHub?"""
+    runs = list(ReconciliationRun.objects.order_by("-started_at", "-id")[:5])
+    last_ok = next((run for run in runs if run.ok), None)
+    if last_ok is None:  # look further back (one query, bounded)
+        older = ReconciliationRun.objects.filter(finished_at__isnull=False, error="").order_by("-started_at", "-id")
+        last_ok = next((run for run in older[:200] if run.ok), None)
+    stale = last_ok is None or last_ok.started_at < now - RECONCILIATION_STALE_AFTER
+    return {"runs": runs, "last_ok": last_ok, "stale": stale,
+            "stale_after_minutes": int(RECONCILIATION_STALE_AFTER.total_seconds() // 60)}
+
+
 register_panel(Panel("deployments", "Deployments today and this week", "monitoring/panels/deployments.html",
                      deployments_context, order=10))
 register_panel(Panel("requests", "Pending and overdue requests", "monitoring/panels/requests.html",
                      requests_context, order=20))
+register_panel(Panel("reconciliation", "Reconciliation (lost events caught)", "monitoring/panels/reconciliation.html",
+                     reconciliation_context, order=45))
 register_panel(Panel("failed-deliveries", "Failed deliveries", "monitoring/panels/deliveries.html",
                      failed_deliveries_context, order=40, requires_models=(DELIVERY_MODEL,)))

@@ -7,14 +7,16 @@ from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import Violation, ViolationKind
+from compliance.roles import Role
 from deployments import services
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
 from deployments.github import reconciliation
 from deployments.github.models import DeliveryState, GitHubWebhookDelivery
-from deployments.models import DeploymentRequest, Execution, FreezeWindow
+from deployments.models import DeploymentRequest, Execution, FreezeWindow, ReconciliationRun
 from tests import factories
 from tests.github.conftest import REPOSITORY, SHA, prepare_github, protection_payload, send
 from tests.github_fake import fixture
@@ -462,6 +464,9 @@ def test_the_periodic_task_runs_the_github_and_the_local_reconciliation(github, 
     assert Violation.objects.count() == 2
     assert set(Violation.objects.values_list("source", flat=True)) == {"reconciliation"}
     assert Violation.objects.filter(evidence__missed_event__github__deployment_id=96).exists()
+    run = ReconciliationRun.objects.get()  # kept for the monitoring page
+    assert (run.opened, run.github_configured, run.github_recorded, run.ok) == (2, True, 1, True)
+    assert run.finished_at >= run.started_at and run.result == result
 
 
 def test_the_periodic_task_skips_github_quietly_when_the_app_is_not_configured(github, production, settings):
@@ -484,3 +489,24 @@ def test_the_periodic_task_still_rescans_locally_when_github_reconciliation_cras
     result = reconcile_deployments.delay().get()
     assert result["github"] == {"configured": True, "failed": "RuntimeError"}
     assert (result["executions"], result["decisions"]) == (0, 0)
+    run = ReconciliationRun.objects.get()
+    assert not run.ok and run.error == "GitHub reconciliation failed: RuntimeError"
+
+
+def test_the_monitoring_page_shows_whether_reconciliation_runs_and_reaches_github(client, github, production):
+    from deployments.tasks import reconcile_deployments
+
+    admin_user = factories.UserFactory(username="ada", roles=[Role.ADMINISTRATOR])
+    client.force_login(admin_user)
+    html = client.get(reverse("monitoring:index")).content.decode()
+    assert "No successful reconciliation in the last 60 minutes" in html  # it never ran
+
+    github.fail(f"deployments:{REPOSITORY}", (500, {"message": "Server Error"}))
+    reconcile_deployments.delay().get()
+    html = client.get(reverse("monitoring:index")).content.decode()
+    assert f"GitHub could not be asked about {REPOSITORY}" in html
+    assert "No successful reconciliation" in html
+
+    reconcile_deployments.delay().get()  # GitHub answers again
+    html = client.get(reverse("monitoring:index")).content.decode()
+    assert "Last successful run" in html and "No successful reconciliation" not in html

@@ -44,11 +44,7 @@ SOD_REFUSAL_CODES = ("self_approval", "change_author")
 
 
 def _in_period(queryset: QuerySet, filters: Filters, field: str = "created_at") -> QuerySet:
-    if filters.start:
-        queryset = queryset.filter(**{f"{field}__gte": filters.start})
-    if filters.end:
-        queryset = queryset.filter(**{f"{field}__lt": filters.end})
-    return queryset
+    return filters.in_period(queryset, field)
 
 
 def _in_scope(queryset: QuerySet, filters: Filters, environment_path: str = "environment") -> QuerySet:

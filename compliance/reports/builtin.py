@@ -20,11 +20,7 @@ EXPORT_COLUMNS = (
 
 
 def export_rows(filters: Filters) -> Iterator[dict]:
-    queryset = ReportExport.objects.all()
-    if filters.start:
-        queryset = queryset.filter(created_at__gte=filters.start)
-    if filters.end:
-        queryset = queryset.filter(created_at__lt=filters.end)
+    queryset = filters.in_period(ReportExport.objects.all())
     rows = (
         queryset.order_by("created_at", "id")
         .annotate(exported_at=IsoTimestamp("created_at"))

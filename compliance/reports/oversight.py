@@ -33,14 +33,6 @@ PEOPLE_BATCH = 500
 STEP_DELIMITER = " | "
 
 
-def _in_period(queryset, filters: Filters, field: str):
-    if filters.start:
-        queryset = queryset.filter(**{f"{field}__gte": filters.start})
-    if filters.end:
-        queryset = queryset.filter(**{f"{field}__lt": filters.end})
-    return queryset
-
-
 def _iso(moment) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
 
@@ -105,7 +97,7 @@ def _standing_rows() -> Iterator[dict]:
 
 def _attestation_rows(filters: Filters) -> Iterator[dict]:
     rows = (
-        _in_period(Attestation.objects.all(), filters, "attested_at")
+        filters.in_period(Attestation.objects.all(), "attested_at")
         .annotate(at=IsoTimestamp("attested_at"), until=IsoTimestamp("expires_at"))
         .order_by("attested_at", "id")
         .values_list("user__username", "course__title", "at", "until", "policy_version", "policy_sha256",
@@ -122,7 +114,7 @@ def _attestation_rows(filters: Filters) -> Iterator[dict]:
 def _suspension_rows(filters: Filters) -> Iterator[dict]:
     """Suspensions started, and suspensions lifted, in the period (one row each)."""
     for field, section in (("started_at", "suspension started"), ("lifted_at", "suspension lifted")):
-        queryset = _in_period(Suspension.objects.filter(**{f"{field}__isnull": False}), filters, field)
+        queryset = filters.in_period(Suspension.objects.filter(**{f"{field}__isnull": False}), field)
         rows = (
             queryset.annotate(at=IsoTimestamp(field))
             .order_by(field, "id")
@@ -214,7 +206,7 @@ def _handling_text():
 def violation_rows(filters: Filters) -> Iterator[dict]:
     keys = [column.key for column in VIOLATION_COLUMNS]
     rows = (
-        _in_period(Violation.objects.all(), filters, "detected_at")
+        filters.in_period(Violation.objects.all(), "detected_at")
         .annotate(
             detected=IsoTimestamp("detected_at"),
             deadline=IsoTimestamp("ack_deadline"),

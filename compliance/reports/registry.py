@@ -59,6 +59,14 @@ class Filters:
             return None
         return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone())
 
+    def in_period(self, queryset, field: str = "created_at"):
+        """``queryset`` limited to rows whose ``field`` lies in the period (start inclusive, end exclusive)."""
+        if self.start:
+            queryset = queryset.filter(**{f"{field}__gte": self.start})
+        if self.end:
+            queryset = queryset.filter(**{f"{field}__lt": self.end})
+        return queryset
+
     def as_dict(self) -> dict[str, str]:
         return {
             "from": self.date_from.isoformat() if self.date_from else "",

@@ -190,17 +190,23 @@ class GitHubClient:
         return response
 
     def get_json(self, path: str, *, params: dict | None = None) -> Any:
+        return self.get_response_and_json(path, params=params)[1]
+
+    def get_response_and_json(self, path: str, *, params: dict | None = None) -> tuple[requests.Response, Any]:
+        """GET ``path`` (a path or a full API URL, e.g. a ``Link`` header's next page): the response
+        (for its headers) and its JSON body; any answer but 200 with JSON is a ``GitHubError``."""
         response = self.request("GET", path, params=params)
+        shown = path.removeprefix(self.base_url)
         if response.status_code != 200:
             raise GitHubError(
-                f"GET {path} answered HTTP {response.status_code}: {_message(response)}",
+                f"GET {shown} answered HTTP {response.status_code}: {_message(response)}",
                 status_code=response.status_code,
                 response=response,
             )
         try:
-            return response.json()
+            return response, response.json()
         except ValueError:
-            raise GitHubError(f"GET {path} answered with a body that is not JSON.") from None
+            raise GitHubError(f"GET {shown} answered with a body that is not JSON.") from None
 
     # --- the endpoints the portal uses ---------------------------------------------------
     def check_runs(self, repository: str, ref: str, *, max_pages: int = 10) -> list[dict]:

@@ -54,7 +54,7 @@ from compliance.errors import RuleViolation
 from .. import detection, services
 from ..choices import Action, CIProvider
 from ..models import DeploymentRequest, Environment, Execution
-from .client import GitHubClient, GitHubError, _message, installation_for_repository
+from .client import GitHubClient, GitHubError, installation_for_repository
 from .common import github_account
 from .intake import DEPLOYMENT_STATES
 
@@ -103,20 +103,6 @@ def _created_at(deployment: dict) -> datetime | None:
         return None
 
 
-def _get(client: GitHubClient, url: str, params: dict | None):
-    response = client.request("GET", url, params=params)
-    if response.status_code != 200:
-        raise GitHubError(
-            f"GET {url.removeprefix(client.base_url)} answered HTTP {response.status_code}: {_message(response)}",
-            status_code=response.status_code,
-            response=response,
-        )
-    try:
-        return response, response.json()
-    except ValueError:
-        raise GitHubError(f"GET {url.removeprefix(client.base_url)} answered with a body that is not JSON.") from None
-
-
 def deployments_in_window(
     client: GitHubClient, repository: str, environment: str, *, since: datetime
 ) -> Iterator[list[dict]]:
@@ -125,7 +111,7 @@ def deployments_in_window(
     url = f"repos/{repository}/deployments"
     params: dict | None = {"environment": environment, "per_page": PAGE_SIZE}
     for _ in range(MAX_PAGES):
-        response, batch = _get(client, url, params)
+        response, batch = client.get_response_and_json(url, params=params)
         if not isinstance(batch, list):
             raise GitHubError(f"GET /{url} answered with a body that is not a list.")
         recent, reached_older = [], False

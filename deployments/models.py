@@ -368,6 +368,14 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "external_id"],
+                condition=~Q(external_id=""),
+                name="execution_one_per_external_id",
+                violation_error_message="This CI run is already recorded for this environment.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.environment} @ {self.sha[:12]} ({self.get_status_display()})"

@@ -662,6 +662,30 @@ EXECUTION_FINISHED = {
 }
 
 
+def _save_new_execution(execution: Execution) -> Execution:
+    """Insert a CI run; when the same run was inserted meanwhile (its webhook and reconciliation at
+    the same moment, two webhook deliveries), update that row instead: one run, one execution."""
+    try:
+        with transaction.atomic():
+            execution.save()
+        return execution
+    except IntegrityError:
+        existing = (
+            Execution.objects.select_for_update(no_key=True, of=("self",))
+            .filter(environment=execution.environment, external_id=execution.external_id)
+            .first()
+        )
+        if existing is None:
+            raise
+    for field in ("status", "sha", "authorized", "flag_reason"):
+        setattr(existing, field, getattr(execution, field))
+    existing.url = execution.url or existing.url
+    existing.request = execution.request or existing.request
+    existing.started_at = existing.started_at or execution.started_at
+    existing.save()
+    return existing
+
+
 @_records_refusals(Action.EXECUTE)
 @transaction.atomic
 def report_execution(
@@ -745,7 +769,10 @@ def report_execution(
         flag = f"The request is {locked.get_status_display().lower()}, not approved."
     execution.authorized = not flag
     execution.flag_reason = flag
-    execution.save()
+    if execution.pk is None and external_id:
+        execution = _save_new_execution(execution)
+    else:
+        execution.save()
     execution_recorded.send(sender=Execution, execution=execution)
     if flag or locked is None:
         return execution

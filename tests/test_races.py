@@ -88,3 +88,23 @@ def test_approve_racing_reject_ends_in_exactly_one_final_state(postgres):
         assert final_events == 1
         outcomes.add(request.status)
     assert DeploymentRequest.objects.filter(environment=environment).count() == 30
+
+
+def test_the_same_ci_run_reported_at_once_is_one_execution(postgres):
+    """A webhook and reconciliation (or two deliveries of one webhook) record the same run at once."""
+    from deployments.choices import ExecutionStatus
+    from deployments.models import Execution
+
+    environment = factories.make_environment(name="race-runs")
+    bot = factories.UserFactory(username="ci-bot", is_service_account=True)
+    for round_number in range(20):
+        run = f"github-deployment-{round_number}"
+        sha = factories.sha(f"run-{round_number}")
+        results, errors = _run_at_once([
+            (lambda s=status: services.report_execution(actor=bot, environment=environment, sha=sha, status=s,
+                                                        external_id=run))
+            for status in (ExecutionStatus.IN_PROGRESS, ExecutionStatus.SUCCESS, ExecutionStatus.SUCCESS)
+        ])
+        assert not errors, (round_number, errors)
+        assert Execution.objects.filter(environment=environment, external_id=run).count() == 1, round_number
+        assert len({execution.pk for execution in results}) == 1

@@ -52,7 +52,7 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 
 from .. import detection, services
-from ..choices import Action, CIProvider
+from ..choices import Action, CIProvider, ExecutionStatus
 from ..models import DeploymentRequest, Environment, Execution
 from .client import GitHubClient, GitHubError, installation_for_repository
 from .common import github_account
@@ -194,19 +194,60 @@ def record_missed_deployment(
     return caught.violations
 
 
+UNFINISHED = {ExecutionStatus.QUEUED, ExecutionStatus.IN_PROGRESS}
+
+
+def catch_up(
+    client: GitHubClient, repository: str, environment: Environment, deployment: dict, recorded: str, *, counts: dict
+) -> None:
+    """A deployment the portal saw start but never saw finish (its later webhooks were lost): record
+    how it ended, as its webhook would have, so its request moves on to deployed or failed."""
+    statuses = client.get_json(
+        f"repos/{repository}/deployments/{deployment['id']}/statuses", params={"per_page": PAGE_SIZE}
+    )
+    status = deciding_status(statuses if isinstance(statuses, list) else [])
+    if status is None or DEPLOYMENT_STATES[status["state"]] == recorded:
+        return
+    request = DeploymentRequest.objects.filter(
+        environment=environment, external_ids__github_deployment_id=deployment["id"]
+    ).first()
+    sha = deployment.get("sha") if isinstance(deployment.get("sha"), str) else ""
+    try:
+        services.report_execution(
+            actor=github_account(),
+            environment=environment,
+            sha=sha,
+            status=DEPLOYMENT_STATES[status["state"]],
+            request=request,
+            external_id=external_id(deployment["id"]),
+            url=_https(status.get("log_url"), status.get("target_url"))[:500],
+        )
+    except RuleViolation as exc:
+        counts["refused"] += 1
+        logger.warning("GitHub deployment %s of %s to %s not updated (%s): %s",
+                       deployment["id"], repository, environment.name, exc.code, exc.message)
+        return
+    counts["updated"] += 1
+    logger.warning("GitHub deployment %s of %s to %s: recorded %s, which no webhook reported.",
+                   deployment["id"], repository, environment.name, status["state"])
+
+
 def reconcile_environment(
     client: GitHubClient, repository: str, environment: Environment, *, since: datetime, counts: dict
 ) -> None:
     for page in deployments_in_window(client, repository, environment.name, since=since):
-        known = set(
-            Execution.objects.filter(external_id__in=[external_id(d["id"]) for d in page]).values_list(
-                "external_id", flat=True
-            )
+        known = dict(
+            Execution.objects.filter(
+                environment=environment, external_id__in=[external_id(d["id"]) for d in page]
+            ).values_list("external_id", "status")
         )
         for deployment in page:
             counts["deployments"] += 1
-            if external_id(deployment["id"]) in known:
+            recorded_status = known.get(external_id(deployment["id"]))
+            if recorded_status is not None:
                 counts["known"] += 1
+                if recorded_status in UNFINISHED:
+                    catch_up(client, repository, environment, deployment, recorded_status, counts=counts)
                 continue
             statuses = client.get_json(
                 f"repos/{repository}/deployments/{deployment['id']}/statuses", params={"per_page": PAGE_SIZE}
@@ -285,6 +326,7 @@ def reconcile_github_deployments(
         "deployments": 0,
         "known": 0,
         "recorded": 0,
+        "updated": 0,
         "not_started": 0,
         "refused": 0,
         "violations": 0,

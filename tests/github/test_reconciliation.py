@@ -140,6 +140,32 @@ def test_a_deployment_whose_webhook_was_processed_is_left_alone(
     assert list(Violation.objects.all()) == [violation]
 
 
+def test_a_deployment_whose_finishing_webhook_was_lost_is_caught_up(
+    client, github, approved_request, django_capture_on_commit_callbacks
+):
+    # The in_progress webhook arrived; the success one was lost: the request hangs in "deploying".
+    payload = fixture("deployment_status.created", api_url=github.url)
+    payload["deployment_status"]["state"] = "in_progress"
+    deliver(client, django_capture_on_commit_callbacks, "deployment_status", payload)
+    approved_request.refresh_from_db()
+    assert approved_request.status == RequestStatus.DEPLOYING
+    github.deploy(REPOSITORY, "production", SHA, "waiting", "in_progress", "success", at=ago(minutes=20),
+                  deployment_id=DEPLOYMENT_ID)
+
+    result = reconciliation.reconcile_github_deployments()
+
+    assert (result["known"], result["updated"], result["recorded"], result["violations"]) == (1, 1, 0, 0)
+    execution = Execution.objects.get()
+    assert execution.status == ExecutionStatus.SUCCESS and execution.authorized
+    approved_request.refresh_from_db()
+    assert approved_request.status == RequestStatus.DEPLOYED
+    assert not Violation.objects.exists()
+    # Finished now: the next run does not read its statuses again.
+    calls = len(status_calls(github, DEPLOYMENT_ID))
+    assert reconciliation.reconcile_github_deployments()["updated"] == 0
+    assert len(status_calls(github, DEPLOYMENT_ID)) == calls
+
+
 # --- deployments of approved requests ------------------------------------------------------------
 
 

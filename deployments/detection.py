@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -383,6 +383,72 @@ def reconcile(*, days: int | None = None, now: datetime | None = None) -> dict[s
         for violation in open_findings(approval_findings(approval, live=False), source="reconciliation"):
             opened["decisions"] += violation.created
     return opened
+
+
+# --- reconciliation runs ------------------------------------------------------------------------
+
+BLIND_AFTER_RUNS = 4  # runs every 15 minutes: an hour without a clean run
+BLIND_ALERT_EVERY = timedelta(hours=24)
+
+
+def run_reconciliation(*, github: Callable[[], dict]) -> dict:
+    """One periodic run: ``github()`` (the CI-side reconciliation), then the local re-scan, kept as a
+    ``ReconciliationRun``. A failing CI side never stops the local re-scan; when no run has been
+    clean for ``BLIND_AFTER_RUNS`` runs in a row the administrators are alerted (once a day at most)."""
+    from .models import ReconciliationRun
+
+    run = ReconciliationRun.objects.create(started_at=timezone.now())
+    error = ""
+    try:
+        ci = github()
+    except Exception as exc:  # the local re-scan must still run; the next run retries
+        logger.exception("GitHub reconciliation failed")
+        ci = {"configured": True, "failed": type(exc).__name__}
+        error = f"GitHub reconciliation failed: {type(exc).__name__}"
+    try:
+        local = reconcile()
+    except Exception as exc:
+        failure = "; ".join(filter(None, [error, f"Local re-scan failed: {type(exc).__name__}"]))
+        ReconciliationRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), error=failure)
+        _alert_if_blind()
+        raise
+    result = {**local, "github": ci}
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        finished_at=timezone.now(),
+        opened=sum(local.values()) + int(ci.get("violations", 0) or 0),
+        github_configured=bool(ci.get("configured")),
+        github_recorded=int(ci.get("recorded", 0) or 0),
+        failed_repositories=list(ci.get("failed_repositories", [])),
+        error=error,
+        result=result,
+    )
+    _alert_if_blind()
+    return result
+
+
+def _alert_if_blind(now: datetime | None = None) -> bool:
+    """E-mail the administrators when the last ``BLIND_AFTER_RUNS`` runs all failed somewhere: lost
+    events may be going unnoticed. Claimed on the newest run, so it is sent once a day at most."""
+    from .github.common import alert_administrators
+    from .models import ReconciliationRun
+
+    now = now or timezone.now()
+    recent = list(ReconciliationRun.objects.filter(finished_at__isnull=False)[:BLIND_AFTER_RUNS])
+    if len(recent) < BLIND_AFTER_RUNS or any(run.ok for run in recent):
+        return False
+    if ReconciliationRun.objects.filter(alerted_at__gte=now - BLIND_ALERT_EVERY).exists():
+        return False
+    if not ReconciliationRun.objects.filter(pk=recent[0].pk, alerted_at__isnull=True).update(alerted_at=now):
+        return False
+    problems = sorted({problem for run in recent for problem in [run.error, *run.failed_repositories] if problem})
+    alert_administrators(
+        f"Reconciliation has failed {BLIND_AFTER_RUNS} times in a row",
+        "The periodic reconciliation that catches lost webhooks and events has not completed cleanly since "
+        f"{recent[-1].started_at:%Y-%m-%d %H:%M} UTC. Until it does, a deployment whose event was lost goes "
+        "unnoticed.\n\nProblems:\n" + "\n".join(f"- {p}" for p in problems)
+        + f"\n\n{_url(reverse('monitoring:index'))}\n",
+    )
+    return True
 
 
 # --- hooks for the SCM integrations -------------------------------------------------------------

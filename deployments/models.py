@@ -538,6 +538,9 @@ class ReconciliationRun(models.Model):
     failed_repositories = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="", help_text="Why the run (or its GitHub part) failed.")
     result = models.JSONField(default=dict, blank=True)
+    alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When administrators were alerted that reconciliation keeps failing."
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -90,34 +90,7 @@ def reconcile_deployments() -> dict:
     configured), then re-scan the portal's own executions and decisions. The local counts stay at the
     top level; ``github`` says what GitHub reconciliation did, or why it was skipped. A failure of
     the GitHub part never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
-    from django.utils import timezone
-
     from . import detection
     from .github import reconciliation
-    from .models import ReconciliationRun
 
-    run = ReconciliationRun.objects.create(started_at=timezone.now())
-    error = ""
-    try:
-        github = reconciliation.reconcile_github_deployments()
-    except Exception as exc:  # the local re-scan must still run; the next run retries GitHub
-        logger.exception("GitHub reconciliation failed")
-        github = {"configured": True, "failed": type(exc).__name__}
-        error = f"GitHub reconciliation failed: {type(exc).__name__}"
-    try:
-        local = detection.reconcile()
-    except Exception as exc:
-        failure = "; ".join(filter(None, [error, f"Local re-scan failed: {type(exc).__name__}"]))
-        ReconciliationRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), error=failure)
-        raise
-    result = {**local, "github": github}
-    ReconciliationRun.objects.filter(pk=run.pk).update(
-        finished_at=timezone.now(),
-        opened=sum(local.values()) + int(github.get("violations", 0) or 0),
-        github_configured=bool(github.get("configured")),
-        github_recorded=int(github.get("recorded", 0) or 0),
-        failed_repositories=list(github.get("failed_repositories", [])),
-        error=error,
-        result=result,
-    )
-    return result
+    return detection.run_reconciliation(github=reconciliation.reconcile_github_deployments)

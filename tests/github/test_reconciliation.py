@@ -536,3 +536,38 @@ def test_the_monitoring_page_shows_whether_reconciliation_runs_and_reaches_githu
     reconcile_deployments.delay().get()  # GitHub answers again
     html = client.get(reverse("monitoring:index")).content.decode()
     assert "Last successful run" in html and "No successful reconciliation" not in html
+
+
+def test_administrators_are_alerted_once_when_reconciliation_keeps_failing(
+    github, production, mailoutbox, django_capture_on_commit_callbacks
+):
+    from deployments.tasks import reconcile_deployments
+
+    factories.UserFactory(username="ada", roles=[Role.ADMINISTRATOR], email="ada@example.com")
+    github.fail(f"deployments:{REPOSITORY}", *[(502, {"message": "Bad Gateway"})] * 6)
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            reconcile_deployments.delay().get()
+    assert mailoutbox == []  # three failures: not yet an hour
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_deployments.delay().get()
+    (mail,) = mailoutbox
+    assert mail.to == ["ada@example.com"] and "failed 4 times in a row" in mail.subject
+    assert REPOSITORY in mail.body and "/monitoring/" in mail.body
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_deployments.delay().get()  # still failing: no second e-mail the same day
+    assert len(mailoutbox) == 1
+    assert ReconciliationRun.objects.filter(alerted_at__isnull=False).count() == 1
+
+
+def test_one_clean_run_among_the_last_four_means_no_alert(github, production, mailoutbox,
+                                                          django_capture_on_commit_callbacks):
+    from deployments.tasks import reconcile_deployments
+
+    factories.UserFactory(username="ada", roles=[Role.ADMINISTRATOR], email="ada@example.com")
+    github.fail(f"deployments:{REPOSITORY}", *[(502, {"message": "Bad Gateway"})] * 3)
+    for _ in range(4):  # three failures, then GitHub answers again
+        with django_capture_on_commit_callbacks(execute=True):
+            reconcile_deployments.delay().get()
+    assert [run.ok for run in ReconciliationRun.objects.all()] == [True, False, False, False]
+    assert mailoutbox == []

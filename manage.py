@@ -1,10 +1,19 @@
 #!/usr/bin/env python
 import os
+import secrets
 import sys
+
+# Commands that only read the models and migrations: they never sign, serve or store anything, so
+# they run without the deployment's secret key (a throw-away one is used for this process only).
+OFFLINE_COMMANDS = {"makemigrations", "showmigrations", "sqlmigrate"}
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    if len(sys.argv) > 1 and sys.argv[1] in OFFLINE_COMMANDS and not (
+        os.environ.get("DJANGO_SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY_FILE")
+    ):
+        os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -112,15 +112,11 @@ def audit_trail_context(*, user, now: datetime) -> dict:
     return {"review": review_status(today=timezone.localdate(now)), "chain_head": head}
 
 
-def training_context(*, user, now: datetime) -> dict:
-    return training_overview(user=user, now=now)
-
-
 register_panel(Panel("open-violations", "Open violations by age", "monitoring/panels/violations.html",
                      open_violations_context, order=30))
 register_panel(Panel("branch-drift", "Branch protection drift", "monitoring/panels/drift.html",
                      branch_drift_context, order=60))
 register_panel(Panel("training", "Training compliance per role", "monitoring/panels/training.html",
-                     training_context, order=50))
+                     training_overview, order=50))
 register_panel(Panel("audit-trail", "Audit-log reviews and audit chain", "monitoring/panels/audit_trail.html",
                      audit_trail_context, order=80))

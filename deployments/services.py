@@ -662,30 +662,6 @@ EXECUTION_FINISHED = {
 }
 
 
-def _save_new_execution(execution: Execution) -> Execution:
-    """Insert a CI run; when the same run was inserted meanwhile (its webhook and reconciliation at
-    the same moment, two webhook deliveries), update that row instead: one run, one execution."""
-    try:
-        with transaction.atomic():
-            execution.save()
-        return execution
-    except IntegrityError:
-        existing = (
-            Execution.objects.select_for_update(no_key=True, of=("self",))
-            .filter(environment=execution.environment, external_id=execution.external_id)
-            .first()
-        )
-        if existing is None:
-            raise
-    for field in ("status", "sha", "authorized", "flag_reason"):
-        setattr(existing, field, getattr(execution, field))
-    existing.url = execution.url or existing.url
-    existing.request = execution.request or existing.request
-    existing.started_at = existing.started_at or execution.started_at
-    existing.save()
-    return existing
-
-
 @_records_refusals(Action.EXECUTE)
 @transaction.atomic
 def report_execution(
@@ -735,23 +711,6 @@ def report_execution(
             .first()
         )
     locked = _lock(request) if request is not None else None
-    execution = None
-    if external_id:
-        execution = (
-            Execution.objects.select_for_update(no_key=True, of=("self",))
-            .filter(environment=environment, external_id=external_id)
-            .first()
-        )
-    if execution is None:
-        execution = Execution(
-            environment=environment, sha=sha, external_id=external_id, reported_by=actor, started_at=now
-        )
-    elif execution.started_at is None:
-        execution.started_at = now
-    execution.status = status
-    execution.url = url or execution.url
-    execution.sha = sha
-    execution.request = locked or execution.request
     flag = ""
     if locked is None:
         flag = "No deployment request authorizes this execution."
@@ -767,11 +726,23 @@ def report_execution(
         pass
     elif locked.status not in (RequestStatus.DEPLOYING, RequestStatus.DEPLOYED, RequestStatus.FAILED):
         flag = f"The request is {locked.get_status_display().lower()}, not approved."
-    execution.authorized = not flag
-    execution.flag_reason = flag
-    if execution.pk is None and external_id:
-        execution = _save_new_execution(execution)
+    fields = {"sha": sha, "status": status, "authorized": not flag, "flag_reason": flag}
+    new = {**fields, "url": url, "request": locked, "reported_by": actor, "started_at": now}
+    if external_id:
+        # One CI run, one execution: a report racing another for the same run (its webhook and
+        # reconciliation, a redelivery) hits the unique constraint, and get_or_create then locks and
+        # updates the row that won.
+        execution, created = Execution.objects.select_for_update(no_key=True, of=("self",)).get_or_create(
+            environment=environment, external_id=external_id, defaults=new
+        )
     else:
+        execution, created = Execution.objects.create(environment=environment, **new), True
+    if not created:
+        for field, value in fields.items():
+            setattr(execution, field, value)
+        execution.url = url or execution.url
+        execution.request = locked or execution.request
+        execution.started_at = execution.started_at or now
         execution.save()
     execution_recorded.send(sender=Execution, execution=execution)
     if flag or locked is None:

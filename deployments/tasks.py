@@ -1,15 +1,11 @@
 """Thin Celery tasks: load, call a service as the system actor, own the retry policy."""
 
-import logging
-
 from celery import shared_task
 
 from compliance.audit import as_system_actor
 from compliance.services import system_actor
 
 from . import services
-
-logger = logging.getLogger(__name__)
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)

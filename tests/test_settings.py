@@ -60,3 +60,11 @@ def test_a_secret_may_come_from_a_file(tmp_path):
     env = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_SECRET_KEY"}
     result = manage("check", "--deploy", "--fail-level", "WARNING", env={**env, "DJANGO_SECRET_KEY_FILE": str(secret)})
     assert result.returncode == 0, result.stderr
+
+
+def test_migration_commands_need_no_secret_key_but_everything_else_does():
+    offline = manage("makemigrations", "--check", "--dry-run", env={})
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "No changes detected" in offline.stdout
+    serving = manage("check", env={})
+    assert serving.returncode != 0 and "DJANGO_SECRET_KEY" in serving.stderr.strip().splitlines()[-1]

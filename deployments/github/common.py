@@ -82,6 +82,11 @@ def _int(value, what: str) -> int:
     return value
 
 
+def https_url(*candidates) -> str:
+    """The first candidate that is an https URL (links from GitHub payloads), or ""."""
+    return next((u for u in candidates if isinstance(u, str) and u.startswith("https://")), "")
+
+
 def find_service(repository: str) -> Service | None:
     return Service.objects.filter(repository__iexact=repository).order_by("pk").first()
 

@@ -26,6 +26,7 @@ from .common import (
     find_environment,
     find_service,
     github_account,
+    https_url,
     map_user,
 )
 from .models import DeliveryState, GitHubWebhookDelivery
@@ -375,19 +376,9 @@ def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> 
     request = DeploymentRequest.objects.filter(
         environment=environment, external_ids__github_deployment_id=deployment_id
     ).first()
-    url = next(
-        (
-            u
-            for u in (
-                status_obj.get("target_url"),
-                status_obj.get("log_url"),
-                (payload.get("workflow_run") or {}).get("html_url")
-                if isinstance(payload.get("workflow_run"), dict)
-                else None,
-            )
-            if isinstance(u, str) and u.startswith("https://")
-        ),
-        "",
+    run = payload.get("workflow_run")
+    url = https_url(
+        status_obj.get("target_url"), status_obj.get("log_url"), run.get("html_url") if isinstance(run, dict) else None
     )
     try:
         execution = services.report_execution(

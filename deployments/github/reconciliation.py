@@ -55,7 +55,7 @@ from .. import detection, services
 from ..choices import Action, CIProvider, ExecutionStatus
 from ..models import DeploymentRequest, Environment, Execution
 from .client import GitHubClient, GitHubError, installation_for_repository
-from .common import github_account
+from .common import github_account, https_url
 from .intake import DEPLOYMENT_STATES
 
 logger = logging.getLogger(__name__)
@@ -155,8 +155,30 @@ def _evidence(repository: str, deployment: dict, status: dict) -> dict:
     }
 
 
-def _https(*candidates) -> str:
-    return next((u for u in candidates if isinstance(u, str) and u.startswith("https://")), "")
+def _statuses(client: GitHubClient, repository: str, deployment_id: int) -> list:
+    """A deployment's statuses, newest first (anything but a list counts as none)."""
+    statuses = client.get_json(
+        f"repos/{repository}/deployments/{deployment_id}/statuses", params={"per_page": PAGE_SIZE}
+    )
+    return statuses if isinstance(statuses, list) else []
+
+
+def _report(environment: Environment, deployment: dict, status: dict, *, actor, **extra):
+    """Record ``deployment`` as its ``deployment_status`` webhook would have (same service call)."""
+    sha = deployment.get("sha") if isinstance(deployment.get("sha"), str) else ""
+    request = DeploymentRequest.objects.filter(
+        environment=environment, external_ids__github_deployment_id=deployment["id"]
+    ).first()
+    return services.report_execution(
+        actor=actor,
+        environment=environment,
+        sha=sha,
+        status=DEPLOYMENT_STATES[status["state"]],
+        request=request,
+        external_id=external_id(deployment["id"]),
+        url=https_url(status.get("log_url"), status.get("target_url"))[:500],
+        **extra,
+    )
 
 
 def record_missed_deployment(
@@ -165,10 +187,6 @@ def record_missed_deployment(
     """Record one deployment the webhook missed; the violations it opened, or None when another
     path recorded it meanwhile."""
     deployment_id = deployment["id"]
-    sha = deployment.get("sha") if isinstance(deployment.get("sha"), str) else ""
-    request = DeploymentRequest.objects.filter(
-        environment=environment, external_ids__github_deployment_id=deployment_id
-    ).first()
     account = github_account()
     try:
         with transaction.atomic():
@@ -177,16 +195,8 @@ def record_missed_deployment(
             if Execution.objects.filter(external_id=external_id(deployment_id)).exists():
                 return None
             with detection.missed_event(_evidence(repository, deployment, status)) as caught:
-                services.report_execution(
-                    actor=account,
-                    environment=environment,
-                    sha=sha,
-                    status=DEPLOYMENT_STATES[status["state"]],
-                    request=request,
-                    external_id=external_id(deployment_id),
-                    url=_https(status.get("log_url"), status.get("target_url"))[:500],
-                    started_at=started or _created_at(deployment),
-                )
+                _report(environment, deployment, status, actor=account,
+                        started_at=started or _created_at(deployment))
     except RuleViolation as exc:
         # The refusal the service recorded was rolled back with this block: keep it as evidence.
         services.record_refusal(actor=account, action=Action.EXECUTE, violation=exc, environment=environment)
@@ -202,26 +212,11 @@ def catch_up(
 ) -> None:
     """A deployment the portal saw start but never saw finish (its later webhooks were lost): record
     how it ended, as its webhook would have, so its request moves on to deployed or failed."""
-    statuses = client.get_json(
-        f"repos/{repository}/deployments/{deployment['id']}/statuses", params={"per_page": PAGE_SIZE}
-    )
-    status = deciding_status(statuses if isinstance(statuses, list) else [])
+    status = deciding_status(_statuses(client, repository, deployment["id"]))
     if status is None or DEPLOYMENT_STATES[status["state"]] == recorded:
         return
-    request = DeploymentRequest.objects.filter(
-        environment=environment, external_ids__github_deployment_id=deployment["id"]
-    ).first()
-    sha = deployment.get("sha") if isinstance(deployment.get("sha"), str) else ""
     try:
-        services.report_execution(
-            actor=github_account(),
-            environment=environment,
-            sha=sha,
-            status=DEPLOYMENT_STATES[status["state"]],
-            request=request,
-            external_id=external_id(deployment["id"]),
-            url=_https(status.get("log_url"), status.get("target_url"))[:500],
-        )
+        _report(environment, deployment, status, actor=github_account())
     except RuleViolation as exc:
         counts["refused"] += 1
         logger.warning("GitHub deployment %s of %s to %s not updated (%s): %s",
@@ -249,10 +244,8 @@ def reconcile_environment(
                 if recorded_status in UNFINISHED:
                     catch_up(client, repository, environment, deployment, recorded_status, counts=counts)
                 continue
-            statuses = client.get_json(
-                f"repos/{repository}/deployments/{deployment['id']}/statuses", params={"per_page": PAGE_SIZE}
-            )
-            status = deciding_status(statuses if isinstance(statuses, list) else [])
+            statuses = _statuses(client, repository, deployment["id"])
+            status = deciding_status(statuses)
             if status is None:
                 counts["not_started"] += 1
                 continue

@@ -60,6 +60,7 @@ class ViolationKind(models.TextChoices):
     BRANCH_PROTECTION_DRIFT = "branch_protection_drift", "Branch protection drifted from the policy"
     INELIGIBLE_DECISION = "ineligible_decision", "Decision by an ineligible person"
     LAPSED_TRAINING = "lapsed_training", "Person with lapsed training still acting"
+    EXECUTION_CONFLICT = "execution_conflict", "CI run re-reported with another sha"
 
 
 class Severity(models.TextChoices):

@@ -51,6 +51,11 @@ class RequestSource(models.TextChoices):
     JENKINS = "jenkins", "Jenkins"
 
 
+class UnverifiedIdentity(models.TextChoices):
+    REFUSE = "refuse", "Refuse approval"
+    FLAG = "flag", "Allow approval, flag for review"
+
+
 class Decision(models.TextChoices):
     APPROVE = "approve", "Approve"
     REJECT = "reject", "Reject"

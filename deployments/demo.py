@@ -104,7 +104,14 @@ def _approve(env_checklist_request, approver):
 
 def _requests(users: dict, envs: dict) -> None:
     u = users
-    sub = services.submit_request
+
+    def sub(*, checks=None, **kwargs):
+        # People request; CI reports the checks (production counts only checks CI reported).
+        request = services.submit_request(**kwargs)
+        if checks:
+            request = services.record_checks(actor=u["ci-bot"], request=request, checks=checks)
+        return request
+
     main, rel = "refs/heads/main", "refs/heads/release/2026.11"
 
     # payments-api/staging: superseded, then deployed
@@ -207,15 +214,18 @@ def _requests(users: dict, envs: dict) -> None:
 
     # web-frontend/production: failed deployment, an expired request, and an approved one
     env = envs["web-frontend/production"]
-    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0"), ref=main, checks=ALL_CHECKS, title="Header redesign")
+    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0"), ref=main, checks=ALL_CHECKS, title="Header redesign",
+            change_authors=["bob"])
     _approve(r, u["carol"])
     _approve(r, u["erin"])
     services.report_execution(
         actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.FAILURE, external_id="run-201", request=r
     )
-    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w5"), ref=main, checks=ALL_CHECKS, title="Cookie banner")
+    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w5"), ref=main, checks=ALL_CHECKS, title="Cookie banner",
+            change_authors=["bob"])
     services._expire_if_due(r.pk, actor=system_actor(), now=r.expires_at + timedelta(seconds=1))
-    r = sub(actor=u["alice"], environment=env, sha=demo_sha("w6"), ref=main, checks=ALL_CHECKS, title="Footer links")
+    r = sub(actor=u["alice"], environment=env, sha=demo_sha("w6"), ref=main, checks=ALL_CHECKS, title="Footer links",
+            change_authors=["alice"])
     _approve(r, u["dave"])
     _approve(r, u["erin"])
 
@@ -246,6 +256,7 @@ def _requests(users: dict, envs: dict) -> None:
         is_emergency=True,
         justification="Invoices are double-charged since the last release; this reverts the faulty change.",
         title="Revert double-charge bug",
+        change_authors=["bob"],
     )
 
     # monitoring: a deployment nobody approved (run by hand from a laptop) becomes a violation

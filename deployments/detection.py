@@ -54,7 +54,7 @@ from .models import (
     RequestEvent,
     Service,
 )
-from .signals import decision_recorded, execution_recorded
+from .signals import decision_recorded, execution_conflict_reported, execution_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +248,34 @@ def _on_execution_recorded(sender, execution: Execution, **kwargs) -> None:
             missed.violations.extend(open_findings(findings, source="reconciliation"))
     except Exception:
         logger.exception("Violation detection failed for execution #%s; reconciliation will retry.", execution.pk)
+
+
+@receiver(execution_conflict_reported, dispatch_uid="deployments.detection.execution_conflict")
+def _on_execution_conflict(sender, execution_id: int, reported_sha: str, actor=None, **kwargs) -> None:
+    """A CI run was re-reported with another sha: someone (or something) tried to rewrite what a
+    deployment was. The refusal is kept by the service; this opens the violation to investigate."""
+    execution = Execution.objects.select_related("environment__service", "request", "reported_by").get(
+        pk=execution_id
+    )
+    environment = execution.environment
+    evidence = {
+        **_execution_evidence(execution, None),
+        "conflicting_report": {
+            "sha": reported_sha,
+            "reported_by": getattr(actor, "username", None),
+            "at": _iso(timezone.now()),
+        },
+    }
+    open_violation(
+        kind=ViolationKind.EXECUTION_CONFLICT,
+        severity=_severity(environment, production=Severity.CRITICAL, other=Severity.HIGH),
+        title=f"CI run {execution.external_id} of {environment} re-reported with {reported_sha[:12]} "
+        f"(recorded {execution.sha[:12]})",
+        evidence=evidence,
+        dedup_key=f"execution-conflict:{execution.pk}:{reported_sha}",
+        evidence_links=_execution_links(execution),
+        subject=str(environment),
+    )
 
 
 # --- decisions ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .choices import (
     RequestSource,
     RequestStatus,
     Tier,
+    UnverifiedIdentity,
 )
 
 repository_validator = RegexValidator(
@@ -140,6 +141,16 @@ class ApprovalPolicy(models.Model):
         default=1, help_text="Extra approvals an emergency request needs during a freeze."
     )
     impact_checklist = models.JSONField(default=default_checklist, blank=True)
+    unverified_identity = models.CharField(
+        max_length=8, choices=UnverifiedIdentity.choices, default=UnverifiedIdentity.FLAG,
+        help_text="When the requester or (with change authors excluded) the change authors cannot be matched to "
+        "portal people: refuse approval, or allow it and flag the request for review. Production defaults to refuse.",
+    )
+    trusted_checks_only = models.BooleanField(
+        default=False,
+        help_text="Required checks count only when reported by a CI service account or an integration, never by the "
+        "requesting person. On by default for production.",
+    )
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -207,6 +218,10 @@ class DeploymentRequest(models.Model):
     )
     change_set = models.JSONField(default=dict, blank=True)
     checks = models.JSONField(default=dict, blank=True, help_text="Check name → state.")
+    check_provenance = models.JSONField(
+        default=dict, blank=True,
+        help_text="Check name → who reported its latest result: {by, service_account, at}.",
+    )
     policy_snapshot = models.JSONField(default=dict, blank=True)
     is_emergency = models.BooleanField(default=False)
     emergency_justification = models.TextField(blank=True, default="")

@@ -18,6 +18,8 @@ from .choices import PASSING_CHECK_STATES, CheckState, Decision
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 REF_PREFIXES = ("refs/heads/", "refs/tags/")
 MIN_JUSTIFICATION_LENGTH = 20
+UNVERIFIED_REFUSE = "refuse"
+UNVERIFIED_FLAG = "flag"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class PolicyRules:
     emergency_extra_approvals: int = 1
     impact_checklist: tuple[str, ...] = ()
     version: int = 1
+    # What happens when the requester or the change authors cannot be identified: "refuse" approval
+    # (production's default) or "flag" — approvals allowed, the request flagged for review.
+    unverified_identity: str = "refuse"
+    # Required checks count only when a CI service account or an integration reported them.
+    trusted_checks_only: bool = False
 
     @classmethod
     def from_snapshot(cls, data: Mapping) -> PolicyRules:
@@ -46,6 +53,9 @@ class PolicyRules:
             emergency_extra_approvals=int(data.get("emergency_extra_approvals", 1)),
             impact_checklist=tuple(data.get("impact_checklist", ())),
             version=int(data.get("version", 1)),
+            # Snapshots taken before these rules existed get the safe reading.
+            unverified_identity=str(data.get("unverified_identity", UNVERIFIED_REFUSE)),
+            trusted_checks_only=bool(data.get("trusted_checks_only", False)),
         )
 
     def snapshot(self) -> dict:
@@ -59,6 +69,8 @@ class PolicyRules:
             "emergency_extra_approvals": self.emergency_extra_approvals,
             "impact_checklist": list(self.impact_checklist),
             "version": self.version,
+            "unverified_identity": self.unverified_identity,
+            "trusted_checks_only": self.trusted_checks_only,
         }
 
     @property
@@ -93,6 +105,12 @@ class RequestFacts:
     votes: tuple[Vote, ...] = ()
     is_emergency: bool = False
     during_freeze: bool = False
+    # How CI named the requester (kept even when it matched no portal person).
+    requester_login: str = ""
+    # False when the change authors could not be determined (no change set, compare failed).
+    change_authors_known: bool = True
+    # Checks whose latest result came from a person rather than CI (see trusted_checks_only).
+    untrusted_checks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -211,9 +229,34 @@ def is_change_author(person: Person, change_authors: frozenset[str]) -> bool:
     return bool(person.identities & {a.lower() for a in change_authors})
 
 
-def eligibility_refusal(person: Person, facts: RequestFacts) -> RuleViolation | None:
-    """Why ``person`` may not decide on this request at all (separation of duties), or None."""
-    if facts.requester is not None and person.id == facts.requester.id:
+def requester_identities(facts: RequestFacts) -> frozenset[str]:
+    """Every name the requester is known under, including CI's own name for them."""
+    names = set(facts.requester.identities) if facts.requester else set()
+    if facts.requester_login.strip():
+        names.add(" ".join(facts.requester_login.split()).lower())
+    return frozenset(names)
+
+
+def identity_gaps(facts: RequestFacts) -> tuple[str, ...]:
+    """What separation of duties cannot be checked for, in words (empty when nothing is missing)."""
+    gaps = []
+    if facts.requester is None:
+        if facts.requester_login.strip():
+            gaps.append(f"The requester {facts.requester_login.strip()!r} named by CI matches no portal person.")
+        else:
+            gaps.append("The request names no requester.")
+    if facts.rules.exclude_change_authors and not facts.change_authors_known:
+        gaps.append("The change's authors could not be determined.")
+    return tuple(gaps)
+
+
+def eligibility_refusal(
+    person: Person, facts: RequestFacts, *, decision: str = Decision.APPROVE
+) -> RuleViolation | None:
+    """Why ``person`` may not make ``decision`` on this request (separation of duties), or None."""
+    if (facts.requester is not None and person.id == facts.requester.id) or (
+        person.identities & requester_identities(facts)
+    ):
         return RuleViolation(
             "self_approval", "Separation of duties: the requester of a deployment may never decide on it.",
             status_code=403,
@@ -225,7 +268,28 @@ def eligibility_refusal(person: Person, facts: RequestFacts) -> RuleViolation | 
             "from deciding on it.",
             status_code=403,
         )
+    gaps = identity_gaps(facts)
+    if gaps and decision == Decision.APPROVE and facts.rules.unverified_identity == UNVERIFIED_REFUSE:
+        return RuleViolation(
+            "identity_unverified",
+            f"Separation of duties cannot be verified: {' '.join(gaps)} This environment's policy refuses "
+            "approval until the people involved are identified (map their CI login or e-mail to a portal "
+            "person, or submit a new request naming them).",
+            details={"gaps": list(gaps)},
+            status_code=403,
+        )
     return None
+
+
+def effective_checks(facts: RequestFacts) -> dict[str, str]:
+    """The check states the rules count: under ``trusted_checks_only`` a passing result a person
+    reported does not count (it stays pending); a failure counts whoever reported it."""
+    if not facts.rules.trusted_checks_only or not facts.untrusted_checks:
+        return dict(facts.checks)
+    return {
+        name: (CheckState.PENDING if name in facts.untrusted_checks and state in PASSING_CHECK_STATES else state)
+        for name, state in facts.checks.items()
+    }
 
 
 # --- the verdict --------------------------------------------------------------------------------
@@ -236,7 +300,7 @@ def evaluate(facts: RequestFacts) -> Verdict:
     required = approvals_required(rules, is_emergency=facts.is_emergency, during_freeze=facts.during_freeze)
     approvals = sum(1 for v in facts.votes if v.decision == Decision.APPROVE)
     rejections = sum(1 for v in facts.votes if v.decision == Decision.REJECT)
-    missing, failed = check_summary(rules.required_checks, facts.checks)
+    missing, failed = check_summary(rules.required_checks, effective_checks(facts))
     reasons: list[str] = []
 
     if failed:
@@ -247,6 +311,12 @@ def evaluate(facts: RequestFacts) -> Verdict:
         return Verdict("rejected", tuple(reasons), approvals, required, missing, failed)
     if missing:
         reasons.append(f"Waiting for required checks: {', '.join(missing)}.")
+        self_reported = [name for name in missing if name in facts.untrusted_checks]
+        if rules.trusted_checks_only and self_reported:
+            reasons.append(
+                f"Reported by a person, not by CI: {', '.join(self_reported)}; this environment accepts required "
+                "checks only from CI service accounts or an integration."
+            )
         return Verdict("pending_checks", tuple(reasons), approvals, required, missing, failed)
     if approvals >= required:
         reasons.append(f"Quorum reached: {approvals} of {required} approvals.")
@@ -262,6 +332,14 @@ def evaluate(facts: RequestFacts) -> Verdict:
             f"Emergency during a freeze: {rules.emergency_extra_approvals} extra approval(s) required; "
             "flagged for review afterwards."
         )
+    gaps = identity_gaps(facts)
+    if gaps:
+        consequence = (
+            "Approval is refused until they are identified (this environment's policy)."
+            if rules.unverified_identity == UNVERIFIED_REFUSE
+            else "Approvals are allowed; the request is flagged for review (this environment's policy)."
+        )
+        reasons.append(f"Separation of duties cannot be fully verified: {' '.join(gaps)} {consequence}")
     return Verdict("awaiting_approval", tuple(reasons), approvals, required, missing, failed)
 
 

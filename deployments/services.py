@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from compliance.errors import RuleViolation
 from compliance.gates import acting_refusal
+from compliance.identity import identities_of, resolve_person
 
 from . import permissions, policy
 from .choices import (
@@ -31,6 +32,7 @@ from .choices import (
     RequestSource,
     RequestStatus,
     Tier,
+    UnverifiedIdentity,
 )
 from .models import (
     Approval,
@@ -43,7 +45,7 @@ from .models import (
     RequestEvent,
     Service,
 )
-from .signals import decision_recorded, execution_recorded, request_transitioned
+from .signals import decision_recorded, execution_conflict_reported, execution_recorded, request_transitioned
 
 
 def record_refusal(
@@ -124,6 +126,8 @@ def policy_rules(approval_policy: ApprovalPolicy) -> policy.PolicyRules:
         emergency_extra_approvals=approval_policy.emergency_extra_approvals,
         impact_checklist=tuple(approval_policy.impact_checklist or ()),
         version=approval_policy.version,
+        unverified_identity=approval_policy.unverified_identity,
+        trusted_checks_only=approval_policy.trusted_checks_only,
     )
 
 
@@ -132,6 +136,8 @@ STRICT_PRODUCTION_DEFAULTS = {
     "exclude_change_authors": True,
     "required_checks": ["unit", "integration", "lint", "security-scan"],
     "allowed_refs": ["main", "release/*"],
+    "unverified_identity": UnverifiedIdentity.REFUSE,
+    "trusted_checks_only": True,
 }
 
 
@@ -199,12 +205,31 @@ def _transition(
 
 
 def _identities(user) -> frozenset[str]:
-    names = {user.username.lower()}
-    for attr in ("github_login", "gitlab_username", "email"):
-        value = getattr(user, attr, "") or ""
-        if value:
-            names.add(value.lower())
-    return frozenset(names)
+    return identities_of(user)
+
+
+def change_authors_known(request: DeploymentRequest) -> bool:
+    """Whether the change's authors were determined: a change always has at least one author, so an
+    empty list (or a change set that could not be fetched) means nobody knows who wrote it."""
+    return bool(request.change_authors) and not (request.change_set or {}).get("error")
+
+
+def untrusted_checks(request: DeploymentRequest) -> frozenset[str]:
+    """Checks whose latest result was reported by a person rather than a CI service account or an
+    integration (results recorded before provenance was kept count as untrusted)."""
+    provenance = request.check_provenance or {}
+    return frozenset(
+        name for name in (request.checks or {}) if not (provenance.get(name) or {}).get("service_account")
+    )
+
+
+def _provenance(actor, names: Iterable[str], now: datetime) -> dict[str, dict]:
+    by = {
+        "by": getattr(actor, "username", "") or "",
+        "service_account": bool(getattr(actor, "is_service_account", False)),
+        "at": now.isoformat(),
+    }
+    return {name: by for name in names}
 
 
 def facts_for(request: DeploymentRequest, approvals: Iterable[Approval] | None = None) -> policy.RequestFacts:
@@ -219,6 +244,9 @@ def facts_for(request: DeploymentRequest, approvals: Iterable[Approval] | None =
         votes=tuple(policy.Vote(a.approver_id, a.decision) for a in approvals),
         is_emergency=request.is_emergency,
         during_freeze=request.during_freeze,
+        requester_login=request.requester_login,
+        change_authors_known=change_authors_known(request),
+        untrusted_checks=untrusted_checks(request),
     )
 
 
@@ -336,7 +364,11 @@ def submit_request(
     integration = authorized_by_integration and getattr(actor, "is_service_account", False)
     if not integration and not permissions.can_act(actor, permissions.REQUEST, environment):
         raise RuleViolation("not_permitted", f"You may not request deployments to {environment}.", status_code=403)
-    person = requester if requester is not None else (None if actor.is_service_account else actor)
+    if not actor.is_service_account:
+        person = actor  # a person requests as themself, whatever login is named
+    else:
+        # CI names the person it acts for; an unmatched name stays a visible gap (see policy.identity_gaps).
+        person = requester if requester is not None else resolve_person(requester_login)
     if person is not None:
         refusal = acting_refusal(user=person, action="request")
         if refusal is not None:
@@ -366,6 +398,7 @@ def submit_request(
         change_authors=sorted({a for a in change_authors if a}),
         change_set=dict(change_set or {}),
         checks=checks,
+        check_provenance=_provenance(actor, checks, now),
         policy_snapshot=rules.snapshot(),
         is_emergency=is_emergency,
         emergency_justification=justification.strip() if is_emergency else "",
@@ -422,11 +455,13 @@ def record_checks(
             "request_not_open",
             f"Checks can only be recorded on an open request; this one is {request.get_status_display().lower()}.",
         )
-    merged = {**request.checks, **_normalize_checks(checks)}
-    request.checks = merged
-    request.save(update_fields=["checks", "updated_at"])
+    now = timezone.now()
+    reported = _normalize_checks(checks)
+    request.checks = {**request.checks, **reported}
+    request.check_provenance = {**(request.check_provenance or {}), **_provenance(actor, reported, now)}
+    request.save(update_fields=["checks", "check_provenance", "updated_at"])
     _event(request, EventKind.CHECKS_RECORDED, actor=actor, data={"checks": dict(checks)})
-    _apply_verdict(request, actor=actor, now=timezone.now())
+    _apply_verdict(request, actor=actor, now=now)
     return request
 
 
@@ -459,9 +494,8 @@ def _expire_locked(request: DeploymentRequest, *, actor, reason: str) -> None:
 
 def _refuse_unless_decidable(request: DeploymentRequest, *, actor, now: datetime) -> None:
     if request.status == RequestStatus.PENDING_CHECKS:
-        missing, _ = policy.check_summary(
-            policy.PolicyRules.from_snapshot(request.policy_snapshot).required_checks, request.check_states
-        )
+        facts = facts_for(request)
+        missing, _ = policy.check_summary(facts.rules.required_checks, policy.effective_checks(facts))
         raise RuleViolation(
             "checks_not_passed",
             f"Required checks have not passed yet: {', '.join(missing)}. A request can only be decided "
@@ -479,7 +513,7 @@ def _refuse_unless_decidable(request: DeploymentRequest, *, actor, now: datetime
         raise RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
 
 
-def _refuse_ineligible(request: DeploymentRequest, *, actor, now: datetime) -> None:
+def _refuse_ineligible(request: DeploymentRequest, *, actor, now: datetime, decision: str) -> None:
     if not permissions.can_act(actor, permissions.APPROVE, request.environment):
         raise RuleViolation(
             "not_permitted",
@@ -489,7 +523,9 @@ def _refuse_ineligible(request: DeploymentRequest, *, actor, now: datetime) -> N
     refusal = acting_refusal(user=actor, action="approve")
     if refusal is not None:
         raise refusal
-    ineligible = policy.eligibility_refusal(policy.Person(actor.pk, _identities(actor)), facts_for(request))
+    ineligible = policy.eligibility_refusal(
+        policy.Person(actor.pk, _identities(actor)), facts_for(request), decision=decision
+    )
     if ineligible is not None:
         raise ineligible
     if Approval.objects.filter(request=request, approver=actor).exists():
@@ -514,7 +550,7 @@ def _decide(
     now = timezone.now()
     locked = _lock(request)
     _refuse_unless_decidable(locked, actor=actor, now=now)
-    _refuse_ineligible(locked, actor=actor, now=now)
+    _refuse_ineligible(locked, actor=actor, now=now, decision=decision)
     comment = (comment or "").strip()
     checklist = {str(k): bool(v) for k, v in (checklist or {}).items()}
     rules = policy.PolicyRules.from_snapshot(locked.policy_snapshot)
@@ -545,7 +581,15 @@ def _decide(
             "duplicate_decision", "You have already decided on this request; each person decides once."
         ) from exc
     kind = EventKind.APPROVAL if decision == Decision.APPROVE else EventKind.REJECTION
-    _event(locked, kind, actor=actor, message=comment, data={"approval_id": approval.pk})
+    data = {"approval_id": approval.pk}
+    gaps = policy.identity_gaps(facts_for(locked)) if decision == Decision.APPROVE else ()
+    if gaps:
+        # Allowed by the policy ("flag"): the approval stands, and the request goes to review.
+        data["identity_gaps"] = list(gaps)
+        if not locked.flagged_for_review:
+            locked.flagged_for_review = True
+            locked.save(update_fields=["flagged_for_review", "updated_at"])
+    _event(locked, kind, actor=actor, message=comment, data=data)
     decision_recorded.send(sender=Approval, approval=approval)
     _apply_verdict(locked, actor=actor, now=now)
     return approval
@@ -663,7 +707,6 @@ EXECUTION_FINISHED = {
 
 
 @_records_refusals(Action.EXECUTE)
-@transaction.atomic
 def report_execution(
     *,
     actor,
@@ -684,7 +727,31 @@ def report_execution(
 
     ``started_at``: when the CI system says the deployment started, for a deployment learned of
     late (reconciliation after a lost webhook); never later than now. Default: now.
+
+    What a CI run is never changes: its first report fixes the sha (and the environment, part of
+    its identity); a later report of the same run with another sha is refused (409
+    ``execution_conflict``), kept as a refusal and opens a violation. A flagged execution stays
+    flagged, whatever is reported later.
     """
+    try:
+        return _report_execution(
+            actor=actor, environment=environment, sha=sha, status=status, request=request,
+            external_id=external_id, url=url, started_at=started_at,
+        )
+    except RuleViolation as violation:
+        if violation.code == "execution_conflict":
+            # Outside the rolled-back transaction, so the finding survives the refusal.
+            execution_conflict_reported.send(
+                sender=Execution, execution_id=violation.details["execution_id"], reported_sha=sha, actor=actor,
+            )
+        raise
+
+
+@transaction.atomic
+def _report_execution(
+    *, actor, environment: Environment, sha: str, status: str, request: DeploymentRequest | None,
+    external_id: str, url: str, started_at: datetime | None,
+) -> Execution:
     if status not in ExecutionStatus.values:
         raise RuleViolation("invalid_status", f"Unknown execution status {status!r}.", status_code=400)
     if not policy.SHA_RE.match(sha or ""):
@@ -726,8 +793,8 @@ def report_execution(
         pass
     elif locked.status not in (RequestStatus.DEPLOYING, RequestStatus.DEPLOYED, RequestStatus.FAILED):
         flag = f"The request is {locked.get_status_display().lower()}, not approved."
-    fields = {"sha": sha, "status": status, "authorized": not flag, "flag_reason": flag}
-    new = {**fields, "url": url, "request": locked, "reported_by": actor, "started_at": now}
+    new = {"sha": sha, "status": status, "authorized": not flag, "flag_reason": flag, "url": url,
+           "request": locked, "reported_by": actor, "started_at": now}
     if external_id:
         # One CI run, one execution: a report racing another for the same run (its webhook and
         # reconciliation, a redelivery) hits the unique constraint, and get_or_create then locks and
@@ -738,12 +805,31 @@ def report_execution(
     else:
         execution, created = Execution.objects.create(environment=environment, **new), True
     if not created:
-        for field, value in fields.items():
-            setattr(execution, field, value)
-        execution.url = url or execution.url
-        execution.request = locked or execution.request
+        if execution.sha != sha:
+            raise RuleViolation(
+                "execution_conflict",
+                f"CI run {external_id} was first reported deploying {execution.sha[:12]}; a report of the same run "
+                f"deploying {sha[:12]} is refused (what a run deployed never changes).",
+                details={"execution_id": execution.pk, "recorded_sha": execution.sha, "reported_sha": sha},
+                status_code=409,
+            )
+        execution.status = status
+        if flag and execution.authorized:
+            # A report may reveal a problem; no report ever clears one.
+            execution.authorized, execution.flag_reason = False, flag
+        execution.url = execution.url or url
+        if execution.request_id is None and not execution.flag_reason:
+            execution.request = locked
         execution.started_at = execution.started_at or now
         execution.save()
+        flag = execution.flag_reason
+        if execution.request_id != getattr(locked, "pk", None):
+            # The run belongs to the request it was first linked to: move only that one along.
+            return _after_report(execution, locked=None, flag=flag, status=status, actor=actor, now=now)
+    return _after_report(execution, locked=locked, flag=flag, status=status, actor=actor, now=now)
+
+
+def _after_report(execution: Execution, *, locked, flag: str, status: str, actor, now: datetime) -> Execution:
     execution_recorded.send(sender=Execution, execution=execution)
     if flag or locked is None:
         return execution

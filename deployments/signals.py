@@ -14,3 +14,6 @@ request_transitioned = Signal()
 decision_recorded = Signal()
 # kwargs: execution (an Execution just saved by services.report_execution, inside the transaction)
 execution_recorded = Signal()
+# kwargs: execution_id, reported_sha, actor — a report of a recorded CI run with another sha was
+# refused (sent after the refused transaction rolled back)
+execution_conflict_reported = Signal()

@@ -38,7 +38,7 @@ def make_activity(environment, submit, approvers, n: int) -> None:
         factories.approve(request, approvers[0], comment="ok")
         services.report_execution(actor=bot, environment=environment, sha=request.sha, status=ExecutionStatus.SUCCESS)
         services.report_execution(actor=bot, environment=environment, sha=factories.sha(),
-                                  status=ExecutionStatus.SUCCESS, external_id=f"rogue-{i}")
+                                  status=ExecutionStatus.SUCCESS, external_id=f"rogue-{request.pk}")
         detection.report_branch_protection_drift(
             repository=environment.service.repository, branch=f"release/{i}", expected={"reviews": 2},
             actual={"reviews": 0},

@@ -10,9 +10,7 @@ import hashlib
 import json
 
 import django_filters
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -354,24 +352,14 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
             services.record_refusal(actor=actor, action=Action.SUBMIT, violation=violation,
                                     ip_address=client_ip(self.request))
             raise violation
-        requester = None
-        requester_login = ""
-        if actor.is_service_account and data["requester_login"]:
-            requester_login = data["requester_login"]
-            login = requester_login.lower()
-            requester = (
-                get_user_model().objects.filter(
-                    Q(username__iexact=login) | Q(github_login__iexact=login) | Q(gitlab_username__iexact=login),
-                    is_active=True, is_service_account=False,
-                ).order_by("pk").first()
-            )
+        # Only CI names someone else as the requester; the service matches the name to a person.
+        requester_login = data["requester_login"] if actor.is_service_account else ""
         created = services.submit_request(
             actor=actor,
             environment=environment,
             sha=data["sha"],
             ref=data["ref"],
             source=data["source"],
-            requester=requester,
             requester_login=requester_login,
             source_url=data["source_url"],
             external_ids=data["external_ids"],

@@ -95,7 +95,3 @@ def find_environment(service: Service, name: str) -> Environment | None:
     return Environment.objects.filter(service=service, name=name).select_related("service").first()
 
 
-def map_user(login: str):
-    if not login:
-        return None
-    return get_user_model().objects.filter(github_login__iexact=login, is_active=True).first()

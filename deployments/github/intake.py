@@ -27,7 +27,6 @@ from .common import (
     find_service,
     github_account,
     https_url,
-    map_user,
 )
 from .models import DeliveryState, GitHubWebhookDelivery
 
@@ -57,7 +56,16 @@ DEPLOYMENT_STATES = {
     "error": ExecutionStatus.ERROR,
 }
 # GitHub's own committer for merges made in its web interface is not a change author.
-NOT_PEOPLE = {"web-flow", "github-actions[bot]"}
+NOT_PEOPLE = {"web-flow", "github-actions[bot]", "noreply@github.com"}
+NOREPLY_SUFFIX = "@users.noreply.github.com"
+
+
+def _commit_identity(email: str | None) -> str:
+    """A commit's e-mail as an identity: GitHub's private ``ID+login@users.noreply…`` → the login."""
+    email = (email or "").strip()
+    if email.lower().endswith(NOREPLY_SUFFIX):
+        return email[: -len(NOREPLY_SUFFIX)].rpartition("+")[2]
+    return email
 
 
 def check_states(runs: Iterable[dict]) -> dict[str, str]:
@@ -85,7 +93,10 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pu
         detail = commit.get("commit") or {}
         login = (commit.get("author") or {}).get("login") or ""
         committer = (commit.get("committer") or {}).get("login") or ""
-        for name in (login, committer):
+        # Git's own author and committer e-mails count too: a commit whose e-mail is linked to no
+        # GitHub account still names its author.
+        emails = [_commit_identity((detail.get(role) or {}).get("email")) for role in ("author", "committer")]
+        for name in (login, committer, *emails):
             if name and name not in NOT_PEOPLE:
                 authors.add(name)
         commits.append(
@@ -96,6 +107,11 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pu
                 "url": commit.get("html_url", ""),
             }
         )
+    for pr in pulls:
+        # The pull request's author wrote the change as much as its commits' authors did.
+        pr_author = (pr.get("user") or {}).get("login") or "" if isinstance(pr, dict) else ""
+        if pr_author and pr_author not in NOT_PEOPLE:
+            authors.add(pr_author)
     files = (compare or {}).get("files") or []
     snapshot = {
         "base": base,
@@ -233,7 +249,6 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
     if delivery.request_id:
         return delivery.request
     account = github_account()
-    requester = map_user(intake.creator)
     try:
         with transaction.atomic():
             # The environment's row lock serializes two deliveries of the same deployment.
@@ -250,7 +265,6 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
                 sha=intake.sha,
                 ref=intake.ref,
                 source=RequestSource.GITHUB,
-                requester=requester,
                 requester_login=intake.creator,
                 source_url=intake.run_url,
                 external_ids=intake.external_ids,
@@ -296,7 +310,9 @@ def enrich_request(request: DeploymentRequest, *, intake: ProtectionRuleRequest 
     if not request.change_set:
         base = last_deployed_sha(request.environment, before=request)
         compare, compare_error = None, ""
-        if base:
+        if not base:
+            compare_error = "No earlier deployment to compare with: the change's commits and authors are unknown."
+        else:
             try:
                 compare = client.compare(repository, base, request.sha)
             except GitHubError as exc:

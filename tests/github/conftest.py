@@ -7,14 +7,17 @@ import hashlib
 import hmac
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.utils import timezone
 
 from compliance.roles import Role
 from deployments.choices import Tier
 from deployments.github import client as github_client
+from deployments.models import Environment, Execution
 from tests import factories
 from tests.github_fake import APP_ID, FakeGitHub, fixture
 
@@ -153,6 +156,16 @@ def compare_answer(commits=None):
         "commits": commits,
         "files": [{"filename": "refunds.py", "status": "modified", "additions": 12, "deletions": 3, "changes": 15}],
     }
+
+
+def deployed_base():
+    """A previous successful deployment of BASE_SHA to production: the change set's base, so the change
+    authors can be determined (without one, production refuses approval)."""
+    environment = Environment.objects.filter(service__repository=REPOSITORY, name="production").first()
+    if environment is not None and not Execution.objects.filter(environment=environment, sha=BASE_SHA).exists():
+        # History from before the test (an authorized deployment), written directly so it opens no findings.
+        Execution.objects.create(environment=environment, sha=BASE_SHA, status="success", authorized=True,
+                                 started_at=timezone.now() - timedelta(days=1))
 
 
 def prepare_github(github, *, checks=None, compare=True):

@@ -15,7 +15,7 @@ from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequ
 from deployments.providers import get as get_provider
 from deployments.providers.github import COMMENT_LIMIT, comment_for, rate_limit_wait
 from tests import factories
-from tests.github.conftest import REPOSITORY, RUN_ID, prepare_github, protection_payload, send
+from tests.github.conftest import REPOSITORY, RUN_ID, deployed_base, prepare_github, protection_payload, send
 from tests.github_fake import APP_ID
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def awaiting(client, github, production, octocat, django_capture_on_commit_callbacks):
     """A GitHub request awaiting approval; GitHub's run waits on the production environment."""
+    deployed_base()
     prepare_github(github)
     with django_capture_on_commit_callbacks(execute=True):
         assert send(client, "deployment_protection_rule", protection_payload(github)).status_code == 202

@@ -18,7 +18,7 @@ from deployments.github import reconciliation
 from deployments.github.models import DeliveryState, GitHubWebhookDelivery
 from deployments.models import DeploymentRequest, Execution, FreezeWindow, ReconciliationRun
 from tests import factories
-from tests.github.conftest import REPOSITORY, SHA, prepare_github, protection_payload, send
+from tests.github.conftest import BASE_SHA, REPOSITORY, SHA, deployed_base, prepare_github, protection_payload, send
 from tests.github_fake import fixture
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +52,7 @@ def deliver(client, capture, event, payload):
 @pytest.fixture
 def approved_request(client, github, production, octocat, approvers, django_capture_on_commit_callbacks):
     """GitHub asked the portal about deployment 1234567 of SHA; two approvers approved it."""
+    deployed_base()
     prepare_github(github)
     deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
     request = DeploymentRequest.objects.get()
@@ -73,7 +74,7 @@ def test_a_production_deployment_without_request_whose_webhook_was_lost_is_caugh
     result = reconciliation.reconcile_github_deployments()
 
     assert result["recorded"] == 1 and result["violations"] == 1 and result["errors"] == 0
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     assert execution.external_id == "github-deployment-555"
     assert (execution.environment, execution.sha, execution.status) == (production, sha, ExecutionStatus.SUCCESS)
     assert execution.request is None and not execution.authorized
@@ -98,13 +99,13 @@ def test_a_production_deployment_without_request_whose_webhook_was_lost_is_caugh
 def test_reconciling_again_opens_nothing_new_and_does_not_reread_known_deployments(github, production):
     github.deploy(REPOSITORY, "production", factories.sha("x"), "success", at=ago(hours=1), deployment_id=555)
     reconciliation.reconcile_github_deployments()
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
 
     again = reconciliation.reconcile_github_deployments()
 
     assert (again["recorded"], again["violations"], again["known"]) == (0, 0, 1)
-    assert Execution.objects.count() == 1 and Violation.objects.count() == 1
-    assert Execution.objects.get().updated_at == execution.updated_at
+    assert Execution.objects.exclude(sha=BASE_SHA).count() == 1 and Violation.objects.count() == 1
+    assert Execution.objects.exclude(sha=BASE_SHA).get().updated_at == execution.updated_at
     assert len(status_calls(github, 555)) == 1  # only the first run read its statuses
 
 
@@ -124,7 +125,7 @@ def test_a_deployment_whose_webhook_was_processed_is_left_alone(
     payload["deployment"]["id"] = 999
     delivery = deliver(client, django_capture_on_commit_callbacks, "deployment_status", payload)
     assert delivery.state == DeliveryState.PROCESSED
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     violation = Violation.objects.get()
     assert violation.source == "event"
     github.deploy(
@@ -136,7 +137,7 @@ def test_a_deployment_whose_webhook_was_processed_is_left_alone(
     assert (result["deployments"], result["known"], result["recorded"], result["violations"]) == (1, 1, 0, 0)
     assert status_calls(github, 999) == []
     assert list(Execution.objects.all()) == [execution]
-    assert Execution.objects.get().updated_at == execution.updated_at
+    assert Execution.objects.exclude(sha=BASE_SHA).get().updated_at == execution.updated_at
     assert list(Violation.objects.all()) == [violation]
 
 
@@ -155,7 +156,7 @@ def test_a_deployment_whose_finishing_webhook_was_lost_is_caught_up(
     result = reconciliation.reconcile_github_deployments()
 
     assert (result["known"], result["updated"], result["recorded"], result["violations"]) == (1, 1, 0, 0)
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     assert execution.status == ExecutionStatus.SUCCESS and execution.authorized
     approved_request.refresh_from_db()
     assert approved_request.status == RequestStatus.DEPLOYED
@@ -186,7 +187,7 @@ def test_an_approved_request_deployed_with_another_sha_is_a_sha_mismatch(github,
     result = reconciliation.reconcile_github_deployments()
 
     assert result["recorded"] == 1 and result["violations"] == 1
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     assert execution.request == approved_request and execution.sha == other and not execution.authorized
     violation = Violation.objects.get()
     assert violation.kind == ViolationKind.SHA_MISMATCH and violation.source == "reconciliation"
@@ -210,7 +211,7 @@ def test_an_approved_in_order_deployment_is_recorded_without_violation(github, a
     result = reconciliation.reconcile_github_deployments()
 
     assert (result["recorded"], result["violations"]) == (1, 0)
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     assert execution.authorized and execution.request == approved_request
     assert execution.status == ExecutionStatus.SUCCESS
     assert not Violation.objects.exists()
@@ -246,7 +247,7 @@ def test_a_deployment_that_started_before_its_approval_lapsed_is_authorized(gith
 
     reconciliation.reconcile_github_deployments()
 
-    execution = Execution.objects.get()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
     assert execution.authorized and not execution.flag_reason
     assert ago(minutes=30) < execution.started_at < ago(minutes=28)  # the in_progress status, not "now"
     assert not Violation.objects.exists()
@@ -263,7 +264,7 @@ def test_a_deployment_that_started_after_its_approval_lapsed_is_a_stale_approval
 
     violation = Violation.objects.get()
     assert violation.kind == ViolationKind.STALE_APPROVAL and violation.source == "reconciliation"
-    assert not Execution.objects.get().authorized
+    assert not Execution.objects.exclude(sha=BASE_SHA).get().authorized
 
 
 def test_a_freeze_that_began_after_the_deployment_started_is_no_breach(github, approved_request, production):
@@ -274,7 +275,7 @@ def test_a_freeze_that_began_after_the_deployment_started_is_no_breach(github, a
 
     reconciliation.reconcile_github_deployments()
 
-    assert Execution.objects.get().authorized
+    assert Execution.objects.exclude(sha=BASE_SHA).get().authorized
     assert not Violation.objects.exists()
 
 
@@ -303,12 +304,13 @@ def test_a_deployment_waiting_for_the_portals_approval_is_not_an_execution_yet(g
     github.deploy(REPOSITORY, "production", SHA, "waiting", at=ago(minutes=5), deployment_id=DEPLOYMENT_ID)
     result = reconciliation.reconcile_github_deployments()
     assert (result["not_started"], result["recorded"]) == (1, 0)
-    assert not Execution.objects.exists() and not Violation.objects.exists()
+    assert not Execution.objects.exclude(sha=BASE_SHA).exists() and not Violation.objects.exists()
 
     # Once it runs and its webhooks are lost too, the next run records it.
     github.add_status(REPOSITORY, DEPLOYMENT_ID, "in_progress")
     assert reconciliation.reconcile_github_deployments()["recorded"] == 1
-    assert Execution.objects.get().status == ExecutionStatus.IN_PROGRESS and not Violation.objects.exists()
+    execution = Execution.objects.exclude(sha=BASE_SHA).get()
+    assert execution.status == ExecutionStatus.IN_PROGRESS and not Violation.objects.exists()
 
 
 def test_a_deployment_turned_down_while_waiting_never_ran(github, production):
@@ -316,7 +318,7 @@ def test_a_deployment_turned_down_while_waiting_never_ran(github, production):
     github.deploy(REPOSITORY, "production", factories.sha("s"), at=ago(hours=1), deployment_id=43)  # no status yet
     result = reconciliation.reconcile_github_deployments()
     assert (result["deployments"], result["not_started"], result["recorded"]) == (2, 2, 0)
-    assert not Execution.objects.exists() and not Violation.objects.exists()
+    assert not Execution.objects.exclude(sha=BASE_SHA).exists() and not Violation.objects.exists()
 
 
 def test_a_queued_deployment_is_evidence_and_inactive_does_not_hide_a_deployment(github, production):
@@ -434,7 +436,7 @@ def test_errors_for_one_repository_do_not_stop_the_others(github, production, ca
     assert result["errors"] == 2
     assert result["failed_repositories"] == ["octo-org/ledger", "octo-org/search"]
     assert result["recorded"] == 1  # payments-api was still reconciled
-    assert Execution.objects.get().external_id == "github-deployment-90"
+    assert Execution.objects.exclude(sha=BASE_SHA).get().external_id == "github-deployment-90"
     assert "octo-org/ledger" in caplog.text and "HTTP 500" in caplog.text
     assert "octo-org/search" in caplog.text and "HTTP 404" in caplog.text
     assert "ghs_" not in caplog.text and "Bearer" not in caplog.text  # no token in the logs
@@ -445,7 +447,7 @@ def test_an_error_reading_statuses_fails_that_repository_only(github, production
     github.fail("deployment-statuses", (502, {}))
     result = reconciliation.reconcile_github_deployments()
     assert result["errors"] == 1 and result["failed_repositories"] == [REPOSITORY]
-    assert not Execution.objects.exists()
+    assert not Execution.objects.exclude(sha=BASE_SHA).exists()
     assert reconciliation.reconcile_github_deployments()["recorded"] == 1  # the next run catches up
 
 
@@ -461,7 +463,7 @@ def test_without_the_github_app_nothing_is_called(github, production, settings):
     github.deploy(REPOSITORY, "production", factories.sha("n"), "success", at=ago(hours=1), deployment_id=95)
     result = reconciliation.reconcile_github_deployments()
     assert result["configured"] is False and "not configured" in result["skipped"]
-    assert github.calls == [] and not Execution.objects.exists()
+    assert github.calls == [] and not Execution.objects.exclude(sha=BASE_SHA).exists()
 
 
 # --- the periodic task ----------------------------------------------------------------------------

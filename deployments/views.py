@@ -162,12 +162,21 @@ def _decision_state(user, req, verdict) -> dict:
     return {"show_form": True, "why_not": ""}
 
 
-def _checks(req) -> list[tuple[str, str, bool]]:
-    """(name, state, required) for every required check (missing ones as "not reported") and the rest."""
+def _checks(req) -> list[tuple[str, str, bool, str]]:
+    """(name, state, required, reported by) for every required check (missing ones as "not reported")
+    and the rest; "reported by" names the account and whether it is CI or a person."""
     states = req.check_states
+    provenance = req.check_provenance or {}
+
+    def by(name: str) -> str:
+        origin = provenance.get(name) or {}
+        if not origin.get("by"):
+            return ""
+        return f"{origin['by']} ({'CI' if origin.get('service_account') else 'a person'})"
+
     required = list(req.policy_snapshot.get("required_checks", []))
-    rows = [(name, states.get(name, "missing"), True) for name in required]
-    rows += [(name, state, False) for name, state in sorted(states.items()) if name not in required]
+    rows = [(name, states.get(name, "missing"), True, by(name)) for name in required]
+    rows += [(name, state, False, by(name)) for name, state in sorted(states.items()) if name not in required]
     return rows
 
 

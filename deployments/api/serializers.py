@@ -211,6 +211,11 @@ class RequestSerializer(serializers.Serializer):
     external_ids = serializers.DictField()
     change_authors = serializers.ListField(child=serializers.CharField())
     checks = serializers.DictField(child=serializers.CharField())
+    check_provenance = serializers.DictField(
+        child=serializers.DictField(),
+        help_text="Check name → who reported its latest result: {by, service_account, at}. Where the policy "
+        "trusts only CI, a passing check a person reported does not count.",
+    )
     is_emergency = serializers.BooleanField()
     during_freeze = serializers.BooleanField()
     flagged_for_review = serializers.BooleanField()
@@ -260,6 +265,7 @@ class RequestSerializer(serializers.Serializer):
             "external_ids": obj.external_ids,
             "change_authors": obj.change_authors,
             "checks": obj.checks,
+            "check_provenance": obj.check_provenance,
             "is_emergency": obj.is_emergency,
             "during_freeze": obj.during_freeze,
             "flagged_for_review": obj.flagged_for_review,

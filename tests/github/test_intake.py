@@ -258,6 +258,63 @@ def test_an_unknown_base_commit_still_gives_a_change_set(
     request = DeploymentRequest.objects.get()
     assert request.change_set["commits"] == [] and "cannot compare" in request.change_set["error"]
     assert request.status == RequestStatus.AWAITING_APPROVAL
+    # ... but nobody knows who wrote the change: production refuses approval and says why.
+    assert "authors could not be determined" in request.status_reason
+    carol = factories.approver(production, username="carol", github_login="carol-gh")
+    from compliance.errors import RuleViolation
+
+    with pytest.raises(RuleViolation) as exc:
+        factories.approve(request, carol)
+    assert exc.value.code == "identity_unverified"
+
+
+def test_an_unmapped_creator_cannot_slip_through_separation_of_duties(
+    client, github, production, deployed_before, approvers, django_capture_on_commit_callbacks
+):
+    """deployment.creator has no portal person: production approval is refused, the verdict says why."""
+    prepare_github(github)
+    deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
+    request = DeploymentRequest.objects.get()
+    assert request.requester is None and "'octocat' named by CI matches no portal person" in request.status_reason
+    from compliance.errors import RuleViolation
+
+    with pytest.raises(RuleViolation) as exc:
+        factories.approve(request, approvers[0])
+    assert exc.value.code == "identity_unverified"
+
+
+def test_a_creator_whose_portal_username_is_their_github_login_is_the_requester(
+    client, github, production, deployed_before, django_capture_on_commit_callbacks
+):
+    octo = factories.approver(production, username="OctoCat")  # no github_login recorded
+    prepare_github(github)
+    deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
+    request = DeploymentRequest.objects.get()
+    assert request.requester == octo
+    from compliance.errors import RuleViolation
+
+    with pytest.raises(RuleViolation) as exc:
+        factories.approve(request, octo)
+    assert exc.value.code == "self_approval"
+
+
+def test_pull_request_authors_and_commit_e_mails_are_change_authors(
+    client, github, production, octocat, deployed_before, django_capture_on_commit_callbacks
+):
+    prepare_github(github)
+    github.pulls[(REPOSITORY, SHA)][0]["user"] = {"login": "pat-gh"}
+    deliver(client, django_capture_on_commit_callbacks, "deployment_protection_rule", protection_payload(github))
+    request = DeploymentRequest.objects.get()
+    assert {"pat-gh", "bob@example.com"} <= set(request.change_authors)
+    from compliance.errors import RuleViolation
+
+    for person in (
+        factories.approver(production, username="pat", github_login="pat-gh"),
+        factories.approver(production, username="robert", email="BOB@example.com"),
+    ):
+        with pytest.raises(RuleViolation) as exc:
+            factories.approve(request, person)
+        assert exc.value.code == "change_author"
 
 
 def test_the_github_account_cannot_request_through_the_ordinary_path(production):

@@ -204,9 +204,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         token, clear = request._new_api_token
         context = {**self.admin_site.each_context(request), "token": token, "clear": clear,
                    "title": "API token created", "opts": self.model._meta}
-        response = TemplateResponse(request, "admin/deployments/apitoken_created.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+        return TemplateResponse(request, "admin/deployments/apitoken_created.html", context)
 
     @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke_tokens(self, request, queryset):

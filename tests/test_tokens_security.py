@@ -103,10 +103,13 @@ def test_an_administrator_cannot_add_a_token_for_an_approver_in_the_admin_and_ap
     response = client.post("/admin/deployments/apitoken/add/", {"user": dave.pk, "name": "dave's laptop",
                                                                 "actions_allowed": ["decide"]})
     assert response.status_code == 200
-    assert not ApiToken.objects.filter(user=dave).exists()
-    assert 'id="api-token"' not in response.content.decode()
-    assert b"service account" in response.content  # the form says who tokens are made for here
+    page = response.content.decode()
+    if 'id="api-token"' in page:  # the hole: the administrator now holds a token that acts as dave
+        post_json(bearer(_clear_from(page)), f"/api/v1/requests/{request.pk}/approve/",
+                  {"comment": "lgtm", "checklist": factories.full_checklist(request)})
     assert not Approval.objects.filter(request=request).exists()
+    assert not ApiToken.objects.filter(user=dave).exists()
+    assert "service account" in page  # the form says who tokens are made for here
 
 
 def test_the_service_refuses_a_token_for_another_person_and_records_who_tried(administrator, dave):

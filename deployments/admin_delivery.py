@@ -12,9 +12,10 @@ from compliance.services import SYSTEM_USERNAME
 
 from . import delivery as delivery_services
 from . import tokens
-from .choices import TokenAction
+from .choices import Action, TokenAction
 from .models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint
 from .secrets import encrypt_secret
+from .services import record_refusal
 from .token_views import scope_text
 
 
@@ -120,16 +121,20 @@ class ApiTokenForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["user"].queryset = (
-            get_user_model().objects.filter(is_service_account=True, is_active=True)
-            .exclude(username=SYSTEM_USERNAME).order_by("username")
-        )
+        field = self.fields["user"]
+        # Any active user is accepted by the field so that a crafted POST naming a person is refused
+        # with the rule (and recorded) rather than with "not a valid choice"; only service accounts
+        # are offered.
+        field.queryset = get_user_model().objects.filter(is_active=True)
+        offered = field.queryset.filter(is_service_account=True).exclude(username=SYSTEM_USERNAME).order_by("username")
+        field.widget.choices = [("", "---------"), *((user.pk, str(user)) for user in offered)]
 
     def clean_user(self):
         user = self.cleaned_data["user"]
         refusal = tokens.issue_refusal(actor=self.actor, user=user)
         if refusal is not None:
-            raise forms.ValidationError(refusal.message, code=refusal.code)
+            record_refusal(actor=self.actor, action=Action.CREATE_TOKEN, violation=refusal)
+            raise forms.ValidationError(f"{refusal.message} ({refusal.code})", code=refusal.code)
         return user
 
 

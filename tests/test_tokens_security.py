@@ -109,7 +109,9 @@ def test_an_administrator_cannot_add_a_token_for_an_approver_in_the_admin_and_ap
                   {"comment": "lgtm", "checklist": factories.full_checklist(request)})
     assert not Approval.objects.filter(request=request).exists()
     assert not ApiToken.objects.filter(user=dave).exists()
-    assert "service account" in page  # the form says who tokens are made for here
+    assert "token_for_other_person" in page and "only dave may create a token for dave" in page
+    refusal = Refusal.objects.get(code="token_for_other_person")
+    assert refusal.actor == administrator and refusal.action == Action.CREATE_TOKEN
 
 
 def test_the_service_refuses_a_token_for_another_person_and_records_who_tried(administrator, dave):

@@ -34,10 +34,11 @@ def production(db):
 def report_world(environment, production, requester, approvers):
     """Requests in staging and in production, a refusal in each, and group grants on both."""
     factories.grant(requester, "request", production)
+    emergency = {"ref": "main", "is_emergency": True, "justification": "Hotfix for a customer outage"}
     staging_request = services.submit_request(actor=requester, environment=environment, sha=factories.sha("s"),
-                                              ref="main")
+                                              **emergency)
     production_request = services.submit_request(actor=requester, environment=production, sha=factories.sha("p"),
-                                                 ref="main")
+                                                 **emergency)
     for request in (staging_request, production_request):
         with pytest.raises(RuleViolation):
             services.cancel_request(actor=approvers[0], request=request, reason="not mine")
@@ -80,6 +81,9 @@ def test_a_read_token_scoped_to_staging_gets_only_staging_rows(reader, environme
     client = bearer(clear)
     log = _json_rows(client.get("/api/v1/reports/deployment-authorization-log/"))
     assert [row["request_id"] for row in log] == [report_world["staging"].pk]
+    sod = _json_rows(client.get("/api/v1/reports/separation-of-duties-exceptions/"))
+    assert [row["request_id"] for row in sod if row["kind"] == "emergency request"] == [report_world["staging"].pk]
+    assert {row["environment"] for row in sod} == {"staging"}
     refusals = _json_rows(client.get("/api/v1/reports/refusals/"))
     assert refusals and {row["environment"] for row in refusals} == {"staging"}
     access = _json_rows(client.get("/api/v1/reports/access-review/"))
@@ -89,7 +93,7 @@ def test_a_read_token_scoped_to_staging_gets_only_staging_rows(reader, environme
     assert any(row["grantee"] == "group release-team" for row in access)
     csv_body = b"".join(client.get("/api/v1/reports/deployment-authorization-log/?format=csv").streaming_content)
     assert len(list(csv.reader(io.StringIO(csv_body.decode())))) == 2  # header + the staging request
-    assert ReportExport.objects.filter(user=reader, channel="api").count() == 4
+    assert ReportExport.objects.filter(user=reader, channel="api").count() == 5
 
 
 def test_a_scoped_token_asking_for_another_environment_gets_nothing(reader, environment, production, report_world):

@@ -43,7 +43,7 @@ env = service.environments.filter(name="staging").first() or services.create_env
     actor=None, service=service, name="staging")
 ci, _ = User.objects.get_or_create(username="bench-ci", defaults={"is_service_account": True})
 assign_perm("deployments.request_deployment", ci, env)
-_, token = tokens.create_api_token(actor=None, user=ci, name="bench", services=[service])
+_, token = tokens.create_api_token(actor=ci, user=ci, name="bench", services=[service])
 request = services.submit_request(actor=ci, environment=env, sha="b" * 40, ref="main")
 print(json.dumps({"token": token, "request": request.pk, "service": service.name}))
 """

@@ -27,3 +27,4 @@ class DeploymentsConfig(AppConfig):
 
         from . import detection, monitoring  # noqa: F401  (violations, monitoring panels)
         from . import reports as _reports  # noqa: F401  (registers the deployment reports)
+        from .report_scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)

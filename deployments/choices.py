@@ -109,6 +109,10 @@ class Action(models.TextChoices):
     CANCEL = "cancel", "Cancel"
     RECORD_CHECKS = "record_checks", "Record checks"
     EXECUTE = "execute", "Report an execution"
+    CREATE_TOKEN = "create_token", "Create an API token"
+    REVOKE_TOKEN = "revoke_token", "Revoke an API token"
+    USE_TOKEN = "use_token", "Use an API token"
+    READ_REPORT = "read_report", "Read a report"
 
 
 # --- decision delivery (outbox) and API tokens -----------------------------------------------

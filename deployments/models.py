@@ -485,7 +485,11 @@ class ApiToken(models.Model):
     """A bearer token for the API, for a person or a CI service account.
 
     Only a SHA-256 of the secret is stored; ``prefix`` (public) finds the row. A token may be
-    narrowed to services, environments and actions; empty means "whatever its user may do".
+    narrowed to services, environments and actions; empty actions mean "whatever its user may do".
+    ``scoped_services`` / ``scoped_environments`` say, from creation on, that the token was narrowed:
+    when the scoped objects are later deleted (their M2M rows cascade away) the token then matches
+    nothing, never everything. A person's token is created by that person (``created_by == user``);
+    administrators create tokens only for service accounts.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -495,6 +499,13 @@ class ApiToken(models.Model):
     services = models.ManyToManyField(Service, blank=True, related_name="+")
     environments = models.ManyToManyField(Environment, blank=True, related_name="+")
     actions = models.JSONField(default=list, blank=True, help_text="Allowed actions; empty allows all.")
+    scoped_services = models.BooleanField(
+        default=False, editable=False, help_text="Narrowed to services at creation: an empty list then matches none."
+    )
+    scoped_environments = models.BooleanField(
+        default=False, editable=False,
+        help_text="Narrowed to environments at creation: an empty list then matches none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

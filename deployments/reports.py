@@ -10,6 +10,10 @@ million requests keeps memory flat and does a little dict-building per row in Py
 - Access review: who can request or approve where now (grants to groups expanded to people), and
   the grants, revocations and role changes of the period from the audit log.
 - Refusals log: every refused action in the period.
+
+Every rows function also takes ``environment_ids``: ``None`` (everything) or the only environments
+whose rows may appear (an API token's scope, see ``report_scope``); rows tied to no environment are
+then left out.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from compliance.roles import Role
 from .models import (
     DecisionDelivery,
     DeploymentRequest,
+    Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
     Execution,
@@ -47,7 +52,13 @@ def _in_period(queryset: QuerySet, filters: Filters, field: str = "created_at") 
     return filters.in_period(queryset, field)
 
 
-def _in_scope(queryset: QuerySet, filters: Filters, environment_path: str = "environment") -> QuerySet:
+EnvironmentIds = frozenset[int] | None
+
+
+def _in_scope(queryset: QuerySet, filters: Filters, environment_path: str = "environment",
+              environment_ids: EnvironmentIds = None) -> QuerySet:
+    if environment_ids is not None:
+        queryset = queryset.filter(**{f"{environment_path}__in": environment_ids})
     if filters.service:
         queryset = queryset.filter(**{f"{environment_path}__service__name": filters.service})
     if filters.environment:
@@ -170,10 +181,10 @@ _AUTHORIZATION_LOG_FIELDS = (
 )
 
 
-def authorization_log_queryset(filters: Filters) -> QuerySet:
+def authorization_log_queryset(filters: Filters, environment_ids: EnvironmentIds = None) -> QuerySet:
     """ONE query: requests in the period with their environment, service, requester, decisions
     (aggregated), latest execution and flags. The benchmark times this same query with ``COPY``."""
-    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters)
+    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters, environment_ids=environment_ids)
     return (
         queryset.annotate(
             requested_at=IsoTimestamp("created_at"),
@@ -194,9 +205,9 @@ def authorization_log_queryset(filters: Filters) -> QuerySet:
     )
 
 
-def authorization_log_rows(filters: Filters) -> Iterator[dict]:
+def authorization_log_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
     keys = [column.key for column in AUTHORIZATION_LOG_COLUMNS]
-    for values in authorization_log_queryset(filters).iterator(chunk_size=CHUNK_SIZE):
+    for values in authorization_log_queryset(filters, environment_ids).iterator(chunk_size=CHUNK_SIZE):
         yield dict(zip(keys, values, strict=True))
 
 
@@ -230,8 +241,9 @@ SOD_COLUMNS = (
 )
 
 
-def _emergency_rows(filters: Filters) -> Iterator[dict]:
-    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters).filter(
+def _emergency_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(DeploymentRequest.objects.all(), filters), filters,
+                         environment_ids=environment_ids).filter(
         Q(is_emergency=True) | Q(during_freeze=True)
     )
     rows = (
@@ -255,8 +267,9 @@ def _emergency_rows(filters: Filters) -> Iterator[dict]:
         }
 
 
-def _sod_refusal_rows(filters: Filters) -> Iterator[dict]:
-    queryset = _in_scope(_in_period(Refusal.objects.filter(code__in=SOD_REFUSAL_CODES), filters), filters)
+def _sod_refusal_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(Refusal.objects.filter(code__in=SOD_REFUSAL_CODES), filters), filters,
+                         environment_ids=environment_ids)
     rows = (
         queryset.annotate(at=IsoTimestamp("created_at"))
         .order_by("created_at", "id")
@@ -273,8 +286,9 @@ def _sod_refusal_rows(filters: Filters) -> Iterator[dict]:
         }
 
 
-def _flagged_execution_rows(filters: Filters) -> Iterator[dict]:
-    queryset = _in_scope(_in_period(Execution.objects.exclude(flag_reason=""), filters), filters)
+def _flagged_execution_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    queryset = _in_scope(_in_period(Execution.objects.exclude(flag_reason=""), filters), filters,
+                         environment_ids=environment_ids)
     rows = (
         queryset.annotate(at=IsoTimestamp("created_at"))
         .order_by("created_at", "id")
@@ -293,11 +307,11 @@ def _flagged_execution_rows(filters: Filters) -> Iterator[dict]:
         }
 
 
-def sod_exception_rows(filters: Filters) -> Iterator[dict]:
+def sod_exception_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
     """Three sections, each in time order: emergency/freeze requests, refusals, flagged executions."""
-    yield from _emergency_rows(filters)
-    yield from _sod_refusal_rows(filters)
-    yield from _flagged_execution_rows(filters)
+    yield from _emergency_rows(filters, environment_ids)
+    yield from _sod_refusal_rows(filters, environment_ids)
+    yield from _flagged_execution_rows(filters, environment_ids)
 
 
 SOD_EXCEPTIONS = Report(
@@ -357,8 +371,9 @@ def _effective(codename: str, active: bool, service_account: bool, engineer: boo
     return True, ""
 
 
-def _current_grant_rows(filters: Filters) -> Iterator[dict]:
-    direct = _in_scope(EnvironmentUserObjectPermission.objects.all(), filters, "content_object").annotate(
+def _current_grant_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    direct = _in_scope(EnvironmentUserObjectPermission.objects.all(), filters, "content_object",
+                       environment_ids).annotate(
         engineer=_role_exists("user_id", Role.ENGINEER),
         approver=_role_exists("user_id", Role.APPROVER),
         suspended=_suspended("user_id"),
@@ -376,14 +391,17 @@ def _current_grant_rows(filters: Filters) -> Iterator[dict]:
             "change": "held directly", "effective": effective, "actor": "", "detail": why,
         }
     # Group grants, one row per member: through the membership table, so nobody is hidden in a group.
-    memberships = get_user_model().groups.through.objects.filter(
-        group__environmentgroupobjectpermission__isnull=False
-    )
+    # One filter() call, so every condition (and the columns read below) is on the SAME grant row:
+    # separate calls would each join the grants again and let other environments' grants through.
     grant = "group__environmentgroupobjectpermission__"
+    conditions = {f"{grant}isnull": False}
     if filters.service:
-        memberships = memberships.filter(**{f"{grant}content_object__service__name": filters.service})
+        conditions[f"{grant}content_object__service__name"] = filters.service
     if filters.environment:
-        memberships = memberships.filter(**{f"{grant}content_object__name": filters.environment})
+        conditions[f"{grant}content_object__name"] = filters.environment
+    if environment_ids is not None:
+        conditions[f"{grant}content_object__in"] = environment_ids
+    memberships = get_user_model().groups.through.objects.filter(**conditions)
     via_group = memberships.annotate(
         engineer=_role_exists("user_id", Role.ENGINEER),
         approver=_role_exists("user_id", Role.APPROVER),
@@ -392,13 +410,14 @@ def _current_grant_rows(filters: Filters) -> Iterator[dict]:
         f"{grant}content_object__service__name", f"{grant}content_object__name", f"{grant}permission__codename",
         "group__name", "user__username",
     )
-    for service, environment, codename, group, username, active, service_account, engineer, approver, suspended in (
-        via_group.values_list(
-            f"{grant}content_object__service__name", f"{grant}content_object__name", f"{grant}permission__codename",
-            "group__name", "user__username", "user__is_active", "user__is_service_account",
-            "engineer", "approver", "suspended",
-        ).iterator(chunk_size=CHUNK_SIZE)
-    ):
+    for env_id, service, environment, codename, group, username, active, service_account, engineer, approver, \
+            suspended in via_group.values_list(
+                f"{grant}content_object_id", f"{grant}content_object__service__name", f"{grant}content_object__name",
+                f"{grant}permission__codename", "group__name", "user__username", "user__is_active",
+                "user__is_service_account", "engineer", "approver", "suspended",
+            ).iterator(chunk_size=CHUNK_SIZE):
+        if environment_ids is not None and env_id not in environment_ids:
+            continue  # never outside the scope, whatever the joins did
         effective, why = _effective(codename, active, service_account, engineer, approver, suspended)
         yield {
             "section": "current", "occurred_at": "", "service": service, "environment": environment,
@@ -414,8 +433,14 @@ _GRANT_CHANGES = {
 }
 
 
-def _change_rows(filters: Filters) -> Iterator[dict]:
-    """Grants and revocations (auditlog entries of the permission rows) and group-membership changes."""
+def _change_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    """Grants and revocations (auditlog entries of the permission rows) and group-membership changes.
+
+    Narrowed to ``environment_ids``: only grants on those environments (matched by name, as the
+    audit entry names them); role changes, which are tied to no environment, are left out."""
+    allowed = None
+    if environment_ids is not None:
+        allowed = set(Environment.objects.filter(pk__in=environment_ids).values_list("service__name", "name"))
     user_ct = ContentType.objects.get_for_model(get_user_model())
     grant_cts = ContentType.objects.get_for_models(EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission)
     group_ct_id = grant_cts[EnvironmentGroupObjectPermission].pk
@@ -433,6 +458,8 @@ def _change_rows(filters: Filters) -> Iterator[dict]:
     )
     for at, action, content_type_id, representation, changes, actor in rows.iterator(chunk_size=CHUNK_SIZE):
         if content_type_id == user_ct.pk:
+            if allowed is not None:
+                continue
             groups = (changes or {}).get("groups") or {}
             operation = "added to group" if groups.get("operation") == "add" else "removed from group"
             for group in groups.get("objects") or ():
@@ -448,7 +475,7 @@ def _change_rows(filters: Filters) -> Iterator[dict]:
         service, _, environment = target.partition("/")
         if (filters.service and service != filters.service) or (
             filters.environment and environment != filters.environment
-        ):
+        ) or (allowed is not None and (service, environment) not in allowed):
             continue
         is_group = content_type_id == group_ct_id
         yield {
@@ -460,9 +487,9 @@ def _change_rows(filters: Filters) -> Iterator[dict]:
         }
 
 
-def access_review_rows(filters: Filters) -> Iterator[dict]:
-    yield from _current_grant_rows(filters)
-    yield from _change_rows(filters)
+def access_review_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    yield from _current_grant_rows(filters, environment_ids)
+    yield from _change_rows(filters, environment_ids)
 
 
 ACCESS_REVIEW = Report(
@@ -495,9 +522,9 @@ REFUSAL_COLUMNS = (
 )
 
 
-def refusal_rows(filters: Filters) -> Iterator[dict]:
+def refusal_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
     keys = [column.key for column in REFUSAL_COLUMNS]
-    queryset = _in_scope(_in_period(Refusal.objects.all(), filters), filters)
+    queryset = _in_scope(_in_period(Refusal.objects.all(), filters), filters, environment_ids=environment_ids)
     rows = (
         queryset.annotate(at=IsoTimestamp("created_at"))
         .order_by("created_at", "id")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import token_views, views
 
 app_name = "deployments"
 urlpatterns = [
@@ -9,4 +9,7 @@ urlpatterns = [
     path("decisions/", views.decisions, name="decisions"),
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
     path("requests/<int:pk>/decide/", views.decide, name="decide"),
+    path("tokens/", token_views.my_tokens, name="my_tokens"),
+    path("tokens/new/", token_views.create_token, name="create_token"),
+    path("tokens/<int:pk>/revoke/", token_views.revoke_token, name="revoke_token"),
 ]

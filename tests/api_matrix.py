@@ -56,7 +56,9 @@ class ApiWorld:
                 scope = {"services": [env.service], "actions": ci_actions}
             elif name == "sa_out_of_scope":
                 scope = {"services": [other_env.service], "actions": ci_actions}
-            _, issued[name] = tokens.create_api_token(actor=None, user=user, name=f"{name} token", **scope)
+            # People make their own tokens; administrators make the service accounts' ones.
+            actor = users["administrator"] if user.is_service_account else user
+            _, issued[name] = tokens.create_api_token(actor=actor, user=user, name=f"{name} token", **scope)
         from deployments import services
 
         request = services.submit_request(actor=users["engineer"], environment=env, sha=factories.sha(), ref="main")

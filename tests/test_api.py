@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 def api(user=None, **token_kwargs) -> Client:
     client = Client()
     if user is not None:
-        _, clear = tokens.create_api_token(actor=None, user=user, name="test", **token_kwargs)
+        _, clear = tokens.create_api_token(actor=user, user=user, name="test", **token_kwargs)
         client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {clear}"
     return client
 
@@ -137,19 +137,19 @@ def test_unknown_ids_and_out_of_scope_objects_are_the_same_404(submit, environme
 
 
 def test_expired_revoked_malformed_and_unknown_tokens_are_401(requester):
-    token, clear = tokens.create_api_token(actor=None, user=requester, name="ci")
+    token, clear = tokens.create_api_token(actor=requester, user=requester, name="ci")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {clear}")
     assert client.get("/api/v1/me/").status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert_error(client.get("/api/v1/me/"), 401, "invalid_token")
     ApiToken.objects.filter(pk=token.pk).update(expires_at=None)
-    tokens.revoke_api_token(actor=None, token=token)
+    tokens.revoke_api_token(actor=requester, token=token)
     assert_error(client.get("/api/v1/me/"), 401, "invalid_token")
     for header in (f"Bearer {clear[:-2]}xx", "Bearer dap_short_x", "Bearer", "Bearer a b"):
         assert_error(Client(HTTP_AUTHORIZATION=header).get("/api/v1/me/"), 401, "invalid_token")
     requester.is_active = False
     requester.save()
-    _, other = tokens.create_api_token(actor=None, user=requester, name="inactive")
+    _, other = tokens.create_api_token(actor=requester, user=requester, name="inactive")
     assert_error(Client(HTTP_AUTHORIZATION=f"Bearer {other}").get("/api/v1/me/"), 401, "invalid_token")
 
 
@@ -262,7 +262,7 @@ def test_policy_changes_through_the_api_bump_the_version(environment):
 
 
 def test_tokens_are_stored_hashed_and_usage_is_recorded(requester):
-    token, clear = tokens.create_api_token(actor=None, user=requester, name="ci")
+    token, clear = tokens.create_api_token(actor=requester, user=requester, name="ci")
     secret = clear.split("_", 2)[2]
     stored = ApiToken.objects.filter(pk=token.pk).values().get()
     assert secret not in json.dumps(stored, default=str)
@@ -308,7 +308,7 @@ def test_create_api_token_command_refuses_unknown_things(db):
 
 def test_the_admin_shows_a_new_token_once_and_keeps_only_its_hash(client):
     admin = factories.UserFactory(username="boss", roles=[Role.ADMINISTRATOR], is_staff=True, is_superuser=True)
-    owner = factories.UserFactory(username="token-owner")
+    owner = factories.UserFactory(username="token-owner", is_service_account=True)
     client.force_login(admin)
     response = client.post("/admin/deployments/apitoken/add/", {"user": owner.pk, "name": "laptop",
                                                                 "actions_allowed": ["read"]})

@@ -55,7 +55,7 @@ def fuzz_token(db):
     factories.grant(user, "request", environment)
     factories.grant(user, "approve", environment)
     services.submit_request(actor=user, environment=environment, sha=factories.sha(), ref="main")
-    _, clear = tokens.create_api_token(actor=None, user=user, name="fuzz")
+    _, clear = tokens.create_api_token(actor=user, user=user, name="fuzz")
     return clear
 
 

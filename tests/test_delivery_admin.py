@@ -57,7 +57,7 @@ def test_a_webhook_secret_is_write_only_in_the_admin(admin_client, environment):
 
 
 def test_the_revoke_action_ends_a_token(admin_client, requester):
-    token, clear = tokens.create_api_token(actor=None, user=requester, name="old laptop")
+    token, clear = tokens.create_api_token(actor=requester, user=requester, name="old laptop")
     admin_client.post("/admin/deployments/apitoken/", {"action": "revoke_tokens", "_selected_action": [token.pk]})
     assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
     assert tokens.token_for(clear) is None

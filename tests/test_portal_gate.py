@@ -64,8 +64,8 @@ def setup(live_server_url):
     ci = factories.UserFactory(username="ci-bot", is_service_account=True)
     factories.grant(ci, "request", environment)
     approver = factories.approver(environment, username="vera-approver")
-    _, ci_token = tokens.create_api_token(actor=None, user=ci, name="ci", services=[environment.service])
-    _, approver_token = tokens.create_api_token(actor=None, user=approver, name="approver")
+    _, ci_token = tokens.create_api_token(actor=ci, user=ci, name="ci", services=[environment.service])
+    _, approver_token = tokens.create_api_token(actor=approver, user=approver, name="approver")
     return {"url": live_server_url, "service": environment.service.name, "ci": ci_token, "approver": approver_token}
 
 

@@ -2,6 +2,11 @@
 
 ``GET /api/v1/reports/`` and ``GET /api/v1/reports/<slug>/?format=csv|json&from=&to=&service=&environment=``.
 Auditors and administrators only; every download is recorded like the web ones.
+
+Through an API token the token counts too (see ``access``): it must allow the ``read`` action
+(else 403 ``token_scope``), and a token narrowed to services or environments gets only those
+environments' rows, and only from reports that can be narrowed (others: 403
+``report_not_scopable``; the list leaves them out). Each refusal is recorded.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.errors import RuleViolation
+
 from . import registry
-from .access import can_read_reports
+from .access import can_be_scoped, can_read_reports, credential_scope, scoped_report
 from .forms import filters_from_query
 from .services import record_export
 from .views import export_response
@@ -65,6 +72,26 @@ FILTER_PARAMETERS = [
 ]
 
 
+def _refuse(request, policy, violation: RuleViolation):
+    if policy is not None:
+        policy.record_refusal(actor=request.user, violation=violation,
+                              ip_address=request.META.get("REMOTE_ADDR") or None)
+    raise violation
+
+
+def readable_scope(request, *, report: str = ""):
+    """The caller's report scope; refuses (recorded) a credential that does not allow reading."""
+    scope, policy = credential_scope(request.auth)
+    if not scope.may_read:
+        _refuse(request, policy, RuleViolation(
+            "token_scope",
+            f"This API credential does not allow “read”, which reports need ({scope.label or 'no read action'}); "
+            "create a token with the “read” action.",
+            status_code=403, details={"needed_action": "read", "report": report, **scope.details},
+        ))
+    return scope, policy
+
+
 class ReportListApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadReports]
     content_negotiation_class = FormatIsAFileType
@@ -72,9 +99,12 @@ class ReportListApi(APIView):
     @extend_schema(
         tags=["reports"],
         summary="Every auditor report: its columns, filters and download URL (auditors and administrators)",
+        description="With an API token: needs the `read` action (else 403 `token_scope`); a token scoped to "
+                    "services or environments lists only the reports that can be limited to its scope.",
         responses={200: REPORT_INFO},
     )
     def get(self, request):
+        scope, _ = readable_scope(request)
         return Response(
             [
                 {
@@ -86,6 +116,7 @@ class ReportListApi(APIView):
                     "url": request.build_absolute_uri(reverse("reports_api:detail", args=[report.slug])),
                 }
                 for report in registry.all_reports()
+                if not scope.is_narrowed or can_be_scoped(report)
             ]
         )
 
@@ -97,6 +128,9 @@ class ReportExportApi(APIView):
     @extend_schema(
         tags=["reports"],
         summary="One report for a period, as JSON or CSV (auditors and administrators; every download is recorded)",
+        description="With an API token: needs the `read` action (else 403 `token_scope`); a token scoped to "
+                    "services or environments gets only the rows of its environments, and a report that "
+                    "cannot be limited that way is refused (403 `report_not_scopable`). Refusals are recorded.",
         parameters=FILTER_PARAMETERS,
         responses={
             (200, "application/json"): OpenApiResponse(REPORT_ROWS),
@@ -107,6 +141,16 @@ class ReportExportApi(APIView):
         report = registry.get(slug)
         if report is None:
             raise Http404("No such report.")
+        scope, policy = readable_scope(request, report=slug)
+        narrowed = scoped_report(report, scope)
+        if narrowed is None:
+            _refuse(request, policy, RuleViolation(
+                "report_not_scopable",
+                f"The {report.title} report cannot be limited to the environments this API token is scoped to; "
+                "read it with a token that is not scoped to services or environments.",
+                status_code=403, details={"report": slug, **scope.details},
+            ))
+        report = narrowed
         fmt = request.query_params.get("format", "json")
         if fmt not in API_FORMATS:
             raise ValidationError({"format": f"Use one of {', '.join(API_FORMATS)}."})

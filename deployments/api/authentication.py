@@ -23,7 +23,8 @@ def set_audit_actor(user) -> None:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer dap_…``. A malformed, unknown, expired or revoked token is a 401."""
+    """``Authorization: Bearer dap_…``. A malformed, unknown, expired or revoked token is a 401, and
+    so is a person's token that someone else created (``tokens.acts_only_as_owner``)."""
 
     keywords = ("bearer", "token")
 

@@ -47,4 +47,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer",
-                "description": "An API token (dap_…) created in the admin or with manage.py create_api_token."}
+                "description": "An API token (dap_…). It acts only as its owner: people create their own on "
+                               "My API tokens (/tokens/); administrators create service-account tokens in the "
+                               "admin or with manage.py create_api_token. A token may be limited to actions "
+                               "(403 token_scope) and to services/environments (others are 404)."}

@@ -48,14 +48,17 @@ def client_ip(request) -> str | None:
 
 
 class TokenAllows(permissions.BasePermission):
-    """An API token may be narrowed to some actions; the view names the action each call needs."""
+    """An API token may be narrowed to some actions; the view names the action each call needs.
+
+    A call the token does not allow is refused (403 ``token_scope``) and recorded as a refusal.
+    """
 
     def has_permission(self, request, view):
         needed = view.token_action(request)
-        if not tokens.token_allows_action(token_of(request), needed):
-            raise exceptions.PermissionDenied(
-                f"This API token does not allow “{TokenAction(needed).label.lower()}”.", code="token_scope"
-            )
+        token = token_of(request)
+        if not tokens.token_allows_action(token, needed):
+            raise tokens.refuse_token_action(token=token, action=needed, actor=request.user,
+                                             ip_address=client_ip(request))
         return True
 
 

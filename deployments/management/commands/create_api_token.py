@@ -1,4 +1,8 @@
-"""Create an API token for a person or a CI service account; the token is printed once."""
+"""Create an API token for a CI service account; the token is printed once.
+
+A token acts as its owner, so nobody creates one for a person: people create their own on the
+*My API tokens* page. The command refuses a person's username (``token_for_other_person``, recorded).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ def parse_expiry(value: str) -> datetime:
 
 
 class Command(BaseCommand):
-    help = "Create an API token (shown once). Scope it with --service/--environment/--action."
+    help = ("Create an API token for a CI service account (shown once). Scope it with "
+            "--service/--environment/--action. People create their own tokens on the My API tokens page.")
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -71,6 +76,7 @@ class Command(BaseCommand):
                 environments=environments, actions=options["action"], expires_at=expires_at,
             )
         except RuleViolation as exc:
-            raise CommandError(exc.message) from exc
+            # A person's username is refused (and the refusal recorded) by the service.
+            raise CommandError(f"{exc.message} ({exc.code})") from exc
         self.stderr.write(f"Token {token.prefix} for {user.username} created; it is shown only once:")
         self.stdout.write(clear)

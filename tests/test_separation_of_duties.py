@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from compliance.models import Violation, ViolationKind
+from compliance.services import system_actor
 from deployments import policy, services, tokens
 from deployments.choices import ExecutionStatus, RequestStatus, Tier, UnverifiedIdentity
 from deployments.models import Execution, Refusal
@@ -21,7 +22,9 @@ ALL_PASS = {name: "success" for name in ("unit", "integration", "lint", "securit
 
 def api(user) -> Client:
     client = Client()
-    _, clear = tokens.create_api_token(actor=None, user=user, name="test")
+    # A person makes their own token; a service account's comes from the portal's system account.
+    actor = system_actor() if user.is_service_account else user
+    _, clear = tokens.create_api_token(actor=actor, user=user, name="test")
     client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {clear}"
     return client
 

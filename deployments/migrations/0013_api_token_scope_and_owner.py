@@ -59,7 +59,7 @@ def close_scopes_and_revoke_foreign_tokens(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0011_reconciliation_alerts'),
+        ('deployments', '0012_gate_identity_and_check_provenance'),
         ('auditlog', '0001_initial'),
         ('contenttypes', '0002_remove_content_type_name'),
     ]

@@ -169,6 +169,22 @@ def destination_problem(host: str, addresses, allowed: AllowList) -> str | None:
 # --- save time --------------------------------------------------------------------------------
 
 
+def scheme_problem(url: str) -> str | None:
+    """Why ``url``'s scheme may not be used now (https in production), or None; the addresses are
+    the connect-time check's business."""
+    parts = urlsplit(url or "")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http":
+        allowed = allow_list()
+        literal = _as_address(host)
+        if settings.DEBUG or allowed.allows_name(host) or (literal is not None and allowed.allows_address(literal)):
+            return None
+        return f"plain http to {host} (https is required unless the host is allow-listed)"
+    return f"the {parts.scheme or 'missing'} scheme is not allowed"
+
+
 def url_problem(url: str, *, resolve_names: bool = True) -> str | None:
     """A sentence saying why ``url`` may not be configured as an outbound destination, or None.
 
@@ -314,9 +330,9 @@ class CheckedSession(requests.Session):
         self.mount("https://", adapter)
 
     def send(self, request, **kwargs):
-        problem = url_problem(request.url, resolve_names=False)
+        problem = scheme_problem(request.url)
         if problem:
-            raise OutboundRefused(problem.removeprefix("Destination refused by outbound policy: ").rstrip("."))
+            raise OutboundRefused(problem)
         return super().send(request, **kwargs)
 
 

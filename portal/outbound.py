@@ -132,8 +132,8 @@ def address_problem(address: IPAddress | str) -> str | None:
         (ip.is_loopback, "a loopback address"),
         (ip.is_link_local, "a link-local address"),
         (ip.is_multicast, "a multicast address"),
-        (ip.is_private, "a private address"),
         (ip.is_reserved, "a reserved address"),
+        (ip.is_private, "a private address"),
         (not ip.is_global, "a non-public address"),
     )
     return next((reason for hit, reason in checks if hit), None)

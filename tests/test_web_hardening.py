@@ -275,3 +275,38 @@ def test_a_policy_document_keeps_only_same_origin_images(client, settings):
     assert "tracker.example.net" not in body and "cdn.example.net" not in body and "evil.example" not in body
     assert 'src="/static/css/diagram.png"' in body
     assert 'src="https://portal.example.com/static/flow.png"' in body
+
+
+# --- in a real browser: the policy breaks nothing ------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_pages_work_in_chromium_under_the_policy_without_violations(monkeypatch, live_server):
+    from tests.test_browser import CHROMIUM_ARGS, PASSWORD
+    from tests.services_required import require_chromium
+
+    path = require_chromium()
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    factories.UserFactory(username="root", password=PASSWORD, is_superuser=True, is_staff=True,
+                          roles=[Role.APPROVER])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context().new_page()
+        violations = []
+        page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(f"{live_server.url}/api/docs/")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=15000)  # the UI initialised
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("#id_username", "root")
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        for url in ("/queue/", "/admin/", "/admin/deployments/chatchannel/add/"):
+            page.goto(f"{live_server.url}{url}")
+            page.wait_for_load_state("load")
+        browser.close()
+    assert violations == []

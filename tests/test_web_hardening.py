@@ -283,8 +283,8 @@ def test_a_policy_document_keeps_only_same_origin_images(client, settings):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_pages_work_in_chromium_under_the_policy_without_violations(monkeypatch, live_server):
-    from tests.test_browser import CHROMIUM_ARGS, PASSWORD
     from tests.services_required import require_chromium
+    from tests.test_browser import CHROMIUM_ARGS, PASSWORD
 
     path = require_chromium()
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -117,6 +117,11 @@ def test_the_api_answers_a_control_character_in_its_own_error_format(client):
     assert response.json()["error"]["code"] == "invalid" and "control character" in response.json()["error"]["message"]
 
 
+def test_a_control_character_is_refused_before_sign_in_too(client):
+    response = client.get("/accounts/login/?next=/queue/%00")
+    assert response.status_code == 400 and "control character" in response.content.decode()
+
+
 def test_ordinary_searches_still_work(client):
     client.force_login(factories.UserFactory(roles=[Role.APPROVER]))
     assert client.get("/queue/?q=release%2F1.2+fix%C3%A9").status_code == 200

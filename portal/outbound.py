@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as urllib3_connection
+
+logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -209,6 +212,7 @@ def url_problem(url: str, *, resolve_names: bool = True) -> str | None:
         return None
     name_reason = REFUSED_NAMES.get(host) or ("a loopback address" if host.endswith(".localhost") else None)
     if name_reason:
+        logger.warning("outbound URL refused: %s is %s", host, name_reason)
         return f"Destination refused by outbound policy: {host} is {name_reason}."
     if literal is not None:
         problem = destination_problem(host, [literal], allowed)
@@ -221,6 +225,7 @@ def url_problem(url: str, *, resolve_names: bool = True) -> str | None:
     else:
         problem = None
     if problem:
+        logger.warning("outbound URL refused: %s", problem)  # the host only: a URL's path may be a secret
         return (f"Destination refused by outbound policy: {problem}. Only public addresses may be reached "
                 f"unless the host is listed in PORTAL_OUTBOUND_ALLOWED_HOSTS.")
     return None
@@ -251,6 +256,7 @@ def open_checked_socket(host: str, port: int, timeout=None, source_address=None,
     infos = resolve(host, port)
     problem = destination_problem(host, [info[4][0] for info in infos], allowed)
     if problem:
+        logger.warning("outbound connection refused before connecting: %s", problem)
         raise OutboundRefused(problem)
     error: OSError | None = None
     for family, socktype, proto, _canon, sockaddr in infos:

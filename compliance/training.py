@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import markdown
 import nh3
@@ -19,10 +20,31 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML with every tag, attribute and URL scheme outside nh3's safe lists removed."""
+def same_origin_url(url: str, base_url: str = "") -> bool:
+    """True for a relative URL (``/static/x.png``, ``diagram.png``) or one under ``base_url``."""
+    url = (url or "").strip()
+    if not url or "\\" in url or url.startswith("//") or any(ord(c) < 32 for c in url):
+        return False
+    parts = urlsplit(url)
+    if not parts.scheme and not parts.netloc:
+        return True
+    base = urlsplit(base_url) if base_url else None
+    return bool(base and base.netloc) and (parts.scheme, parts.netloc.lower()) == (base.scheme, base.netloc.lower())
+
+
+def render_markdown(text: str, *, base_url: str = "") -> str:
+    """Markdown to HTML with every tag, attribute and URL scheme outside nh3's safe lists removed, and
+    images only from the portal itself: an external ``<img>`` would tell a third party who read the
+    policy and when (and the Content-Security-Policy would block it anyway), so its ``src`` is dropped.
+    """
     html = markdown.markdown(text, extensions=["extra", "sane_lists"], output_format="html")
-    return nh3.clean(html, link_rel="noopener noreferrer nofollow")
+
+    def keep(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "img" and attribute in ("src", "srcset") and not same_origin_url(value, base_url):
+            return None
+        return value
+
+    return nh3.clean(html, link_rel="noopener noreferrer nofollow", attribute_filter=keep)
 
 
 def parse_version(version: str) -> tuple[int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -29,7 +30,8 @@ def policy_current(request):
     return render(
         request,
         "compliance/policy.html",
-        {"policy": policy, "body_html": training.render_markdown(policy.body), "versions": selectors.policy_versions()},
+        {"policy": policy, "body_html": training.render_markdown(policy.body, base_url=settings.PORTAL_BASE_URL),
+         "versions": selectors.policy_versions()},
     )
 
 
@@ -68,7 +70,7 @@ def course_detail(request, slug: str):
     context = {
         "course": course,
         "policy": policy,
-        "content_html": training.render_markdown(course.content),
+        "content_html": training.render_markdown(course.content, base_url=settings.PORTAL_BASE_URL),
         "form": form,
     }
     return render(request, "compliance/course.html", context, status=status)

@@ -263,12 +263,21 @@ class ChatChannelForm(forms.ModelForm):
 
 @admin.register(ChatChannel)
 class ChatChannelAdmin(admin.ModelAdmin):
+    """The webhook URL is write-only: the change form has an empty password field to replace it, and
+    every other rendering (view-only pages of auditors included) shows only ``webhook_hint``."""
+
     form = ChatChannelForm
     list_display = ["name", "environment", "kind", "webhook_hint", "is_active"]
     list_filter = ["kind", "is_active"]
     list_select_related = ["environment__service"]
     readonly_fields = ["webhook_hint", "created_at"]
     search_fields = ["name", "environment__name", "environment__service__name"]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # View-only: a read-only "webhook_url" row would call the decrypting property.
+            return ["environment", "name", "kind", "webhook_hint", "is_active", "created_at"]
+        return ["environment", "name", "kind", "webhook_url", "webhook_hint", "is_active", "created_at"]
 
 
 @admin.register(NotificationLog)

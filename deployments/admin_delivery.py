@@ -68,7 +68,10 @@ class DecisionDeliveryAdmin(admin.ModelAdmin):
 
 
 class WebhookEndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=500, assume_scheme="https")
+    # The outbound policy (https, public destinations unless allow-listed) is the model field's validator.
+    url = forms.URLField(max_length=500, assume_scheme="https",
+                         help_text="https:// URL of the receiver; internal addresses are refused unless allow-listed "
+                                   "(PORTAL_OUTBOUND_ALLOWED_HOSTS).")
     secret = forms.CharField(
         required=False,
         strip=True,
@@ -89,6 +92,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["is_active"]
     list_select_related = ["environment__service"]
     search_fields = ["url", "environment__name", "environment__service__name"]
+    readonly_fields = ["has_secret", "created_at", "updated_at"]
+
+    def get_fields(self, request, obj=None):
+        # The secret is write-only: the change form offers an empty field to replace it; view-only
+        # pages (auditors) show only whether one is set.
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["environment", "url", "is_active", "has_secret", "created_at", "updated_at"]
+        return ["environment", "url", "secret", "is_active", "has_secret"] if obj else [
+            "environment", "url", "secret", "is_active"]
 
     @admin.display(boolean=True, description="Secret set")
     def has_secret(self, obj):

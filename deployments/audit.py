@@ -45,13 +45,13 @@ from .github.models import (  # noqa: E402
     BranchProtectionRule,
     GitHubStatusReport,
     GitHubWebhookDelivery,
-    GitHubWebhookRejection,
     MonitoringSignal,
 )
 
 # The raw body can be large; the delivery's body_sha256 identifies it in the audit trail.
 auditlog.register(GitHubWebhookDelivery, exclude_fields=["body", "headers"])
-auditlog.register(GitHubWebhookRejection)
+# GitHubWebhookRejection is deliberately NOT audited: anyone on the internet can cause one, so it is a
+# bounded, rate-limited log (deployments.github.webhooks), never permanent evidence.
 auditlog.register(BranchProtectionRule, m2m_fields={"allowed_push_users", "allowed_push_groups"})
 auditlog.register(BranchProtectionAudit)
 auditlog.register(MonitoringSignal)

@@ -140,7 +140,9 @@ def _call_provider(delivery: DecisionDelivery) -> DeliveryOutcome:
         return provider.deliver(delivery)
     except Exception as exc:  # a provider bug must not lose the row: record it and retry
         logger.exception("Provider %s raised while delivering %s", delivery.provider, delivery.pk)
-        return DeliveryOutcome(delivered=False, error=f"{type(exc).__name__}: {exc}"[:500])
+        # The type only: an exception's text may quote a URL or an answer (details are in the log).
+        return DeliveryOutcome(delivered=False, error=f"the {delivery.provider} provider failed "
+                                                      f"({type(exc).__name__}; see the worker log)")
 
 
 def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> DecisionDelivery | None:

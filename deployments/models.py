@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from portal.outbound import validate_outbound_url
+
 from .choices import (
     TERMINAL_STATUSES,
     Action,
@@ -407,7 +409,7 @@ class WebhookEndpoint(models.Model):
     """
 
     environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="webhook")
-    url = models.URLField(max_length=500)
+    url = models.URLField(max_length=500, validators=[validate_outbound_url])
     secret_ciphertext = models.TextField(blank=True, default="", editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from compliance.gates import acting_refusal
 from compliance.roles import Role
+from portal import outbound
 
 from . import permissions, policy
 from .choices import EventKind, RequestStatus
@@ -232,9 +233,16 @@ def apprise_url(kind: str, url: str) -> str:
 
 
 def validate_webhook_url(kind: str, url: str) -> str | None:
-    """A message saying what is wrong with ``url``, or None when apprise accepts it."""
+    """A message saying what is wrong with ``url``, or None when it may be used.
+
+    The outbound policy first (https, public destination unless allow-listed — ``portal.outbound``),
+    then the chat system's own format, as apprise understands it.
+    """
     if not url.startswith(("https://", "http://")):
-        return "The webhook URL must start with https:// (or http:// on a private network)."
+        return "The webhook URL must start with https://."
+    problem = outbound.url_problem(url)
+    if problem:
+        return problem
     if kind == ChatKind.SLACK and not url.startswith("https://hooks.slack.com/"):
         return "A Slack incoming webhook URL starts with https://hooks.slack.com/."
     if apprise.Apprise.instantiate(apprise_url(kind, url)) is None:
@@ -250,12 +258,23 @@ def _send_chat(log: NotificationLog, subject: str, body: str) -> None:
         url = chat.webhook_url
     except ValueError as exc:
         raise DeliveryFailed(str(exc)) from exc
+    # The outbound policy again at send time (the allow-list or DNS may have changed since the save)…
+    problem = outbound.url_problem(url)
+    if problem:
+        raise DeliveryFailed(problem.rstrip("."))
     notifier = apprise.Apprise()
     if not notifier.add(apprise_url(chat.kind, url)):
         raise DeliveryFailed(f"the stored {chat.get_kind_display()} URL is not valid")
-    # Never put the URL in the error: it is a secret.
-    if not notifier.notify(title=subject, body=body):
-        raise DeliveryFailed(f"{chat.get_kind_display()} {chat.name!r} did not accept the message")
+    # …and at connect: every connection apprise opens is resolved, checked and pinned (guard()).
+    # Never put the URL nor the chat system's answer in the error: the URL is a secret, the answer
+    # is the receiver's text.
+    with outbound.guard() as refusals:
+        sent = notifier.notify(title=subject, body=body)
+    if refusals:
+        raise DeliveryFailed(f"destination refused by outbound policy: {refusals[0]}")
+    if not sent:
+        raise DeliveryFailed(f"{chat.get_kind_display()} {chat.name!r} did not accept the message "
+                             f"(refused, unreachable or timed out; see the worker log)")
 
 
 def _send_email(log: NotificationLog, subject: str, body: str) -> None:

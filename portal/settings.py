@@ -13,7 +13,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from portal.outbound import parse_allow_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
@@ -103,17 +106,21 @@ INSTALLED_APPS = [
     "auditlog",
     "axes",
     "django_celery_beat",
+    "csp",
     "compliance",
     "deployments",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Query strings with control characters (a NUL in a filter) answer 400 before any view runs.
+    "portal.middleware.RejectControlCharactersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     # AxesMiddleware must be last: it turns lockouts into a clear 429 page.
@@ -208,6 +215,22 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): nothing inline, nothing from elsewhere. Scripts are static
+# files (htmx is vendored); the API docs page loads its initialisation script from its own URL.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 if _bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The health endpoint is probed over plain HTTP by load balancers.
@@ -275,6 +298,15 @@ PORTAL_DELIVERY_MAX_ATTEMPTS = _positive_int("PORTAL_DELIVERY_MAX_ATTEMPTS", 8)
 PORTAL_DELIVERY_BACKOFF_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_SECONDS", 30)
 PORTAL_DELIVERY_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_CAP_SECONDS", 3600)
 PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS", 6 * 3600)
+
+# Outbound URL policy (portal/outbound.py): configured URLs (CI webhooks, chat channels) must be
+# https and reach public addresses only, checked at save and at connect; these hosts and networks
+# are exempt (plain http allowed too): names, ".domain" suffixes, IPs or CIDRs, comma-separated.
+try:
+    PORTAL_OUTBOUND_ALLOWED_HOSTS = _read("PORTAL_OUTBOUND_ALLOWED_HOSTS", list, [])
+    parse_allow_list(PORTAL_OUTBOUND_ALLOWED_HOSTS)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PORTAL_OUTBOUND_ALLOWED_HOSTS has an invalid entry: {exc}") from exc
 
 # --- Training and enforcement (see README "Training and enforcement") ------------------------
 PORTAL_TRAINING_REMIND_DAYS_BEFORE = _positive_int("PORTAL_TRAINING_REMIND_DAYS_BEFORE", 14)
@@ -348,6 +380,10 @@ if GITHUB_APP_PRIVATE_KEY and "PRIVATE KEY-----" not in GITHUB_APP_PRIVATE_KEY:
 GITHUB_WEBHOOK_SECRET = _secret("GITHUB_WEBHOOK_SECRET", "") or ""
 # GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
 GITHUB_WEBHOOK_MAX_BYTES = _positive_int("GITHUB_WEBHOOK_MAX_BYTES", 25 * 1024 * 1024)
+# Refused webhook calls go to a bounded log (not the audit trail): the newest N rows are kept, and
+# one source address writes at most one row per interval (later ones are counted on that row).
+GITHUB_WEBHOOK_REJECTIONS_KEEP = _positive_int("GITHUB_WEBHOOK_REJECTIONS_KEEP", 1000)
+GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS", 60)
 CELERY_BEAT_SCHEDULE["github-requeue-stale-deliveries"] = {
     "task": "deployments.github.requeue_stale_deliveries", "schedule": 300.0,
 }

@@ -4,6 +4,14 @@ from tests import factories
 from tests.services_required import require_postgres
 
 
+@pytest.fixture(autouse=True)
+def outbound_allows_the_local_test_receivers(settings):
+    """Test receivers (pytest-httpserver, the fake GitHub) listen on loopback, which the outbound
+    policy refuses by default: allow exactly loopback (pytest-httpserver names it "localhost"), as an
+    operator would allow an internal CI host. The policy itself stays on (tests/test_outbound.py)."""
+    settings.PORTAL_OUTBOUND_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "::1"]
+
+
 @pytest.fixture
 def environment(db):
     """A staging environment with a one-approval policy and no required checks."""

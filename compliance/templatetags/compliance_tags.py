@@ -14,3 +14,11 @@ def training_compliance(context):
         return selectors.role_compliance(user=getattr(request, "user", None))
     except PermissionDenied:
         return None
+
+
+@register.filter
+def http_url(value) -> str:
+    """``value`` if it is an http(s) URL, else "": evidence links (some from CI or SCM payloads) never
+    become ``javascript:`` or ``data:`` links."""
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("https://", "http://")) else ""

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiResponse
 from .errors import ErrorSerializer
 
 ERROR_DESCRIPTIONS = {
-    "400": "Invalid input (malformed JSON, wrong types, unknown fields).",
+    "400": "Invalid input (malformed JSON, wrong types, unknown fields, a control character in the query).",
     "401": "Missing, invalid, expired or revoked credentials.",
     "403": "Authenticated, but not allowed to do this.",
     "404": "No such object within your scope.",
@@ -30,8 +30,9 @@ class PortalAutoSchema(AutoSchema):
             codes += ["400", "409", "413", "415"]
         if getattr(self.view, "idempotent_create", False) and self.method == "POST":
             codes += ["422"]
-        if self.method == "GET" and self._is_list_view():
-            codes.append("400")  # bad filter values
+        if self.method not in ("POST", "PUT", "PATCH"):
+            # Bad filter values, and a control character in any query string (portal.middleware).
+            codes.append("400")
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(

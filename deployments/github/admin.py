@@ -67,7 +67,10 @@ class GitHubWebhookDeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(GitHubWebhookRejection)
 class GitHubWebhookRejectionAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "reason", "status_code", "event", "delivery_id", "remote_addr", "content_length"]
+    """Read-only for everyone; rows leave only through the pruning that bounds the log."""
+
+    list_display = ["received_at", "reason", "status_code", "count", "last_received_at", "event", "delivery_id",
+                    "remote_addr", "content_length"]
     list_filter = ["reason", "status_code"]
     search_fields = ["delivery_id", "remote_addr"]
     date_hierarchy = "received_at"

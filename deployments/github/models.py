@@ -70,21 +70,30 @@ class GitHubWebhookDelivery(models.Model):
 
 
 class GitHubWebhookRejection(models.Model):
-    """A webhook call the portal refused (bad or missing signature, too large). No body, no secrets:
-    only what helps an administrator see that someone is knocking."""
+    """A webhook call the portal refused (bad or missing signature, too large): a bounded log, not
+    evidence. Anyone on the internet can knock, so it is not in the audit trail; the newest
+    ``GITHUB_WEBHOOK_REJECTIONS_KEEP`` rows are kept, and one source address writes at most one row per
+    ``GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later knocks are counted on it). No body, no
+    secrets: only what helps an administrator see that someone is knocking."""
 
     reason = models.CharField(max_length=64, db_index=True)
     delivery_id = models.CharField(max_length=100, blank=True, default="")
     event = models.CharField(max_length=64, blank=True, default="")
+    user_agent = models.CharField(max_length=200, blank=True, default="")
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     content_length = models.BigIntegerField(null=True, blank=True)
     body_sha256 = models.CharField(max_length=64, blank=True, default="")
     status_code = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(
+        default=1, help_text="Refused calls from this address counted on this row (one row per interval)."
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_received_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name = "GitHub webhook rejection"
+        indexes = [models.Index(fields=["remote_addr", "received_at"], name="ghrejection_addr_received")]
 
     def __str__(self) -> str:
         return f"Rejected webhook ({self.reason}) at {self.received_at:%Y-%m-%d %H:%M:%S}"

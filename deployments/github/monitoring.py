@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from ..models import Service
-from .common import Outcome, _dict, _str, find_service
+from .common import Outcome, _dict, _str, find_service, https_url
 from .models import BranchProtectionRule, DeliveryState, GitHubWebhookDelivery, MonitoringSignal, SignalKind
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _forward_to_detection(signal: MonitoringSignal) -> None:
             branch=signal.branch,
             sha=sha,
             pusher_login=signal.actor_login,
-            url=details.get("compare") or "",
+            url=https_url(details.get("compare")),  # a payload value: only an https link, never javascript:
             details={
                 "signal_id": signal.pk,
                 "signal": signal.kind,
@@ -110,7 +110,7 @@ def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:
         "forced": bool(payload.get("forced")),
         "deleted": bool(payload.get("deleted")),
         "pusher": pusher.get("name", ""),
-        "compare": payload.get("compare"),
+        "compare": https_url(payload.get("compare")),
         "rules": [rule.pattern for rule in rules],
     }
     for rule in rules:

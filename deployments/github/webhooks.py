@@ -2,10 +2,13 @@
 
 Steps:
 
-1. Refuse a body over ``GITHUB_WEBHOOK_MAX_BYTES`` (413) without reading it whole.
+1. Refuse a declared body over ``GITHUB_WEBHOOK_MAX_BYTES`` (413) and a call without a signature
+   (or without a configured secret, 401) before reading a byte of the body; read the rest in chunks,
+   stopping past the limit.
 2. Verify ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the webhook secret) in
    constant time. Missing, malformed or wrong → 401; the legacy SHA-1 header alone is not
-   accepted. The rejection is recorded (no body, no secret) and nothing else happens.
+   accepted. The rejection goes to a bounded, rate-limited log (no body, no secret, not the audit
+   trail: anyone can knock) and nothing else happens.
 3. Store the delivery under its unique ``X-GitHub-Delivery`` id; a redelivery answers 200 and
    changes nothing.
 4. After commit, queue processing and answer 202.
@@ -17,10 +20,13 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -57,6 +63,59 @@ def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def record_rejection(
+    *,
+    reason: str,
+    status: int,
+    remote_addr: str | None,
+    delivery_id: str = "",
+    event: str = "",
+    user_agent: str = "",
+    content_length: int | None = None,
+    body_sha256: str = "",
+) -> GitHubWebhookRejection:
+    """Log a refused call in the bounded rejection log.
+
+    One row per source address per ``GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS``: a later refusal from
+    the same address within the interval increments that row's ``count`` (the first call's details
+    stay). A new row prunes the log to the newest ``GITHUB_WEBHOOK_REJECTIONS_KEEP`` rows.
+    """
+    now = timezone.now()
+    since = now - timedelta(seconds=settings.GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS)
+    recent = GitHubWebhookRejection.objects.filter(received_at__gte=since)
+    recent = recent.filter(remote_addr=remote_addr) if remote_addr else recent.filter(remote_addr__isnull=True)
+    row_id = recent.order_by("-received_at", "-id").values_list("pk", flat=True).first()
+    if row_id is not None and GitHubWebhookRejection.objects.filter(pk=row_id).update(
+        count=F("count") + 1, last_received_at=now
+    ):
+        return GitHubWebhookRejection.objects.get(pk=row_id)
+    row = GitHubWebhookRejection.objects.create(
+        reason=reason[:64],
+        delivery_id=delivery_id[:100],
+        event=event[:64],
+        user_agent=user_agent[:200],
+        remote_addr=remote_addr,
+        content_length=content_length,
+        body_sha256=body_sha256,
+        status_code=status,
+        last_received_at=now,
+    )
+    prune_rejections()
+    return row
+
+
+def prune_rejections(*, keep: int | None = None) -> int:
+    """Delete all but the newest ``keep`` rejection rows (the only way a row ever leaves)."""
+    keep = settings.GITHUB_WEBHOOK_REJECTIONS_KEEP if keep is None else keep
+    oldest_kept = (
+        GitHubWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1 : keep].first()
+    )
+    if oldest_kept is None:
+        return 0
+    deleted, _ = GitHubWebhookRejection.objects.filter(pk__lt=oldest_kept).delete()
+    return deleted
+
+
 def _reject(
     request: HttpRequest,
     *,
@@ -66,14 +125,15 @@ def _reject(
     body: bytes | None = None,
     content_length: int | None = None,
 ) -> JsonResponse:
-    GitHubWebhookRejection.objects.create(
+    record_rejection(
         reason=reason,
-        delivery_id=request.headers.get("X-GitHub-Delivery", "")[:100],
-        event=request.headers.get("X-GitHub-Event", "")[:64],
+        status=status,
         remote_addr=_client_ip(request),
+        delivery_id=request.headers.get("X-GitHub-Delivery", ""),
+        event=request.headers.get("X-GitHub-Event", ""),
+        user_agent=request.headers.get("User-Agent", ""),
         content_length=content_length if content_length is not None else (len(body) if body is not None else None),
         body_sha256=hashlib.sha256(body).hexdigest() if body is not None else "",
-        status_code=status,
     )
     logger.warning(
         "GitHub webhook refused: %s (delivery %s, event %s, from %s)",
@@ -115,18 +175,9 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
             content_length=declared,
             message=f"The body is larger than {limit} bytes.",
         )
-    body = _read_body(request, limit)
-    if body is None:
-        return _reject(
-            request,
-            reason="too_large",
-            status=413,
-            content_length=declared,
-            message=f"The body is larger than {limit} bytes.",
-        )
-
     header = request.META.get(SIGNATURE_HEADER)
-    if not verify_signature(body, settings.GITHUB_WEBHOOK_SECRET, header):
+    if not settings.GITHUB_WEBHOOK_SECRET or not header or not header.startswith("sha256="):
+        # Nothing to verify against: refused without reading the body.
         if not settings.GITHUB_WEBHOOK_SECRET:
             reason = "secret_not_configured"
         elif header is None:
@@ -136,6 +187,23 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
         return _reject(
             request,
             reason=reason,
+            status=401,
+            content_length=declared or None,
+            message="The X-Hub-Signature-256 signature is missing or does not match.",
+        )
+    body = _read_body(request, limit)
+    if body is None:
+        return _reject(
+            request,
+            reason="too_large",
+            status=413,
+            content_length=declared,
+            message=f"The body is larger than {limit} bytes.",
+        )
+    if not verify_signature(body, settings.GITHUB_WEBHOOK_SECRET, header):
+        return _reject(
+            request,
+            reason="signature_invalid",
             status=401,
             body=body,
             message="The X-Hub-Signature-256 signature is missing or does not match.",

@@ -14,6 +14,8 @@ from email.utils import parsedate_to_datetime
 
 from django.utils import timezone
 
+from portal.outbound import describe_status
+
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
@@ -76,8 +78,9 @@ def outcome_for_response(response) -> DeliveryOutcome:
     code = response.status_code
     if 200 <= code < 300:
         return DeliveryOutcome(delivered=True, status_code=code)
-    snippet = (response.text or "")[:300].strip()
-    error = f"HTTP {code}" + (f": {snippet}" if snippet else "")
+    # The status alone: the receiver's body (and reason phrase) is its own text — possibly an echo of
+    # what we sent, internal details or markup — and this error is shown to auditors and e-mailed.
+    error = describe_status(code)
     permanent = 400 <= code < 500 and code not in RETRYABLE_CLIENT_ERRORS
     return DeliveryOutcome(
         delivered=False,

@@ -18,6 +18,8 @@ import time
 import requests
 from django.conf import settings
 
+from portal import outbound
+
 from ..choices import DeliveryDecision
 from ..models import WebhookEndpoint
 from ..secrets import decrypt_secret
@@ -104,10 +106,15 @@ class WebhookProvider(DecisionProvider):
         }
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
+        timeout = settings.PORTAL_HTTP_TIMEOUT
+        # The outbound policy applies again here: https, and a public address checked at connect
+        # (resolve and pin), whatever the URL resolved to when it was saved.
         try:
-            response = requests.post(
-                endpoint.url, data=body, headers=headers, timeout=settings.PORTAL_HTTP_TIMEOUT, allow_redirects=False
-            )
+            with outbound.session() as http:
+                response = http.post(endpoint.url, data=body, headers=headers, timeout=timeout,
+                                     allow_redirects=False)
+        except outbound.OutboundRefused as exc:
+            return DeliveryOutcome(delivered=False, error=str(exc), permanent=True)
         except requests.RequestException as exc:
-            return DeliveryOutcome(delivered=False, error=f"{type(exc).__name__}: {exc}"[:500])
+            return DeliveryOutcome(delivered=False, error=outbound.describe_failure(exc, timeout=timeout))
         return outcome_for_response(response)

@@ -6,6 +6,8 @@ from html import escape
 from django import template
 from django.utils.safestring import mark_safe
 
+from compliance.templatetags.compliance_tags import http_url as compliance_http_url
+
 register = template.Library()
 
 
@@ -28,8 +30,5 @@ def service_options(services, selected):
     return _options((name, name, name == selected) for name in services)
 
 
-@register.filter
-def http_url(value) -> str:
-    """``value`` if it is an http(s) URL, else "": links from CI data never become ``javascript:`` links."""
-    text = str(value or "").strip()
-    return text if text.lower().startswith(("https://", "http://")) else ""
+# Links from CI data never become ``javascript:`` links: one filter, shared with the compliance pages.
+register.filter("http_url", compliance_http_url)

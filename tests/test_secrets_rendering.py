@@ -68,7 +68,7 @@ def make_webhook_endpoint(environment, actor):
 
 def make_api_token(environment, actor):
     token, clear = tokens.create_api_token(actor=actor, user=actor, name="ci")
-    return token, [clear, clear.rsplit("_", 1)[-1]]
+    return token, [clear, tokens.parse(clear)[1]]  # the secret part may itself contain "_"
 
 
 SECRET_BEARING = {

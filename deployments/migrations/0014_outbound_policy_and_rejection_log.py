@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0011_reconciliation_alerts'),
+        ('deployments', '0013_api_token_scope_and_owner'),
     ]
 
     operations = [

@@ -7,6 +7,7 @@ import functools
 from auditlog.context import set_actor
 from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from .models import (
     Attestation,
@@ -42,6 +43,12 @@ for _model in (
 ):
     auditlog.register(_model)
 auditlog.register(ReportExport)
+
+# The periodic jobs and their schedules: the policy depends on them running. Beat's own bookkeeping
+# (last run, run count) is left out so each run does not write an entry.
+auditlog.register(PeriodicTask, exclude_fields=["last_run_at", "total_run_count", "date_changed"])
+for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    auditlog.register(_model)
 
 
 def as_system_actor(func):

@@ -24,7 +24,7 @@ from typing import NoReturn
 from auditlog.context import auditlog_value
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils import timezone
 
 from .alerts import alert_administrators
@@ -47,11 +47,19 @@ SUPERUSER_ONLY_FIELDS = {"is_staff", "is_superuser", "user_permissions"}
 
 
 def current_actor():
-    """The person the audit trail names for the current request or task (None outside both)."""
+    """The person the audit trail names for the current request or task (None outside both).
+
+    django-auditlog leaves its context variable set after ``set_actor`` exits; the context is live
+    only while its ``pre_save`` receiver is connected, so a stale actor is never used.
+    """
     try:
-        actor = auditlog_value.get().get("actor")
+        context = auditlog_value.get()
     except LookupError:
         return None
+    uid = context.get("signal_duid")
+    if uid is None or not any(key[0] == uid for key, *_ in pre_save.receivers):
+        return None
+    actor = context.get("actor")
     return actor if getattr(actor, "pk", None) else None
 
 

@@ -161,7 +161,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
                    "title": "API token created", "opts": self.model._meta}
         return TemplateResponse(request, "admin/deployments/apitoken_created.html", context)
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])  # change_apitoken
     def revoke_tokens(self, request, queryset):
         for token in queryset:
             tokens.revoke_api_token(actor=request.user, token=token)

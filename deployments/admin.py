@@ -3,6 +3,7 @@ evidence (requests, decisions, events, refusals, executions) is read-only."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from guardian.admin import GuardedModelAdmin
@@ -141,20 +142,26 @@ class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
     list_select_related = ["content_object__service", "user", "permission"]
     autocomplete_fields = ["user"]
 
-    def save_model(self, request, obj, form, change):
-        # Nobody grants an environment permission to themselves or a group they are in (recorded).
-        privileges.check_object_permission_grant(
-            actor=request.user, permission=obj.permission.codename, target=str(obj.content_object),
-            user=getattr(obj, "user", None), group=getattr(obj, "group", None),
-        )
-        super().save_model(request, obj, form, change)
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except RuleViolation as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+        def clean(self):
+            # Nobody grants an environment permission to themselves or a group they are in; the
+            # refusal is recorded and shown on the form.
+            data = form.clean(self)
+            permission, environment = data.get("permission"), data.get("content_object")
+            if permission is not None and environment is not None:
+                try:
+                    privileges.check_object_permission_grant(
+                        actor=actor, permission=permission.codename, target=str(environment),
+                        user=data.get("user"), group=data.get("group"),
+                    )
+                except RuleViolation as exc:
+                    raise forms.ValidationError(exc.message, code=exc.code) from exc
+            return data
+
+        return type(form.__name__, (form,), {"clean": clean})
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "permission":
@@ -267,8 +274,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
 
 # --- notifications ------------------------------------------------------------------------------
-from django import forms  # noqa: E402
-
 from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
 from .github import admin as github_admin  # noqa: E402,F401  (the GitHub integration's admin pages)
 from .notification_models import ChatChannel, NotificationLog  # noqa: E402

@@ -257,7 +257,6 @@ def test_an_auditor_cannot_clean_up_sign_in_attempts_or_audit_branch_rules(clien
     from axes.models import AccessAttempt
 
     from deployments.github.models import BranchProtectionAudit, BranchProtectionRule
-
     from deployments.models import Service
 
     rule = BranchProtectionRule.objects.create(service=Service.objects.get(name="payments-api"), pattern="main")

@@ -12,6 +12,7 @@ expected when it starts, so a job that never ran at all becomes late too.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -116,7 +117,7 @@ def expect_scheduled_jobs(*, now: datetime | None = None) -> int:
 
 # --- Celery signals ----------------------------------------------------------------------------------
 
-_OUTCOMES = {"SUCCESS": JobOutcome.SUCCESS, "FAILURE": JobOutcome.FAILURE, "RETRY": JobOutcome.RETRY}
+_OUTCOMES = {"SUCCESS": JobOutcome.SUCCESS, "RETRY": JobOutcome.RETRY}
 
 
 def _task_prerun(sender=None, task=None, **kwargs):
@@ -125,20 +126,33 @@ def _task_prerun(sender=None, task=None, **kwargs):
         job_started(task=name)
 
 
-def _task_postrun(sender=None, task=None, state=None, retval=None, **kwargs):
+_failed_with: dict[str, str] = {}  # task id → exception class, from task_failure until postrun
+
+
+def _task_failure(sender=None, task_id=None, exception=None, **kwargs):
+    if getattr(sender, "name", None) in scheduled_jobs() and task_id:
+        _failed_with[task_id] = type(exception).__name__
+
+
+def _task_postrun(sender=None, task=None, task_id=None, state=None, **kwargs):
     name = getattr(task or sender, "name", None)
-    if name not in scheduled_jobs():
+    error = _failed_with.pop(task_id, "") if task_id else ""
+    if name not in scheduled_jobs() or state in ("IGNORED", "REJECTED"):
         return
-    outcome = _OUTCOMES.get(state, JobOutcome.FAILURE)
-    error = type(retval).__name__ if isinstance(retval, BaseException) else ""
-    job_finished(task=name, outcome=outcome, error=error if outcome != JobOutcome.SUCCESS else "")
+    if state in _OUTCOMES:
+        job_finished(task=name, outcome=_OUTCOMES[state])
+        return
+    # A failure: a worker reported it through task_failure; an eager call is re-raising it right now.
+    active = sys.exc_info()[1]
+    job_finished(task=name, outcome=JobOutcome.FAILURE, error=error or (type(active).__name__ if active else ""))
 
 
 def connect() -> None:
-    from celery.signals import task_postrun, task_prerun
+    from celery.signals import task_failure, task_postrun, task_prerun
 
     task_prerun.connect(_task_prerun, dispatch_uid="compliance.jobs.prerun", weak=False)
     task_postrun.connect(_task_postrun, dispatch_uid="compliance.jobs.postrun", weak=False)
+    task_failure.connect(_task_failure, dispatch_uid="compliance.jobs.failure", weak=False)
 
 
 # --- reads -------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class PortalPeriodicTaskAdmin(SuperuserChangesOnlyMixin, beat_admin.PeriodicTask
     @transaction.atomic
     def _set_enabled(self, request, queryset, enabled) -> int:
         changed = 0
-        for task in queryset.select_for_update():
+        for task in queryset.select_related(None).select_for_update():
             value = (not task.enabled) if enabled is None else enabled
             if task.enabled != value:
                 task.enabled = value

@@ -119,6 +119,7 @@ def test_the_heartbeat_check_is_itself_a_real_task(administrators, django_captur
     assert JobHeartbeat.objects.get(task="compliance.check_job_heartbeats").last_outcome == "success"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_beat_start_marks_every_job_as_expected():
     from compliance.beat import PortalScheduler
 

@@ -239,6 +239,22 @@ class PortalGroupAdmin(DjangoGroupAdmin):
             actions.pop("delete_selected", None)  # bulk delete checks no object: role groups are in the list
         return actions
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
+
+        def clean(self):
+            # Model permissions on a group are privileges outside the four roles: superusers only.
+            data = form.clean(self)
+            if "permissions" in self.changed_data:
+                try:
+                    privileges.check_group_permissions_change(actor=actor, group=self.instance)
+                except RuleViolation as exc:
+                    raise forms.ValidationError(exc.message, code=exc.code) from exc
+            return data
+
+        return type(form.__name__, (form,), {"clean": clean})
+
     def save_model(self, request, obj, form, change):
         if change:
             privileges.check_group_change(actor=request.user, group=obj)

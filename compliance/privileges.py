@@ -6,7 +6,8 @@ Rules (enforced on the server, whatever the form shows):
    permissions, object permissions granted to them or to a group they belong to, or a group they
    belong to.
 2. Only a superuser grants or removes the superuser or staff flag, direct permissions or the
-   Administrators role, and changes the permissions of the four role groups (they come from code).
+   Administrators role, sets any group's model permissions, and changes the four role groups (their
+   permissions come from code).
 3. Every change to the Administrators or Deployment Approvers role and every grant or removal of a
    watched object permission (``approve_deployment``) is a ``PrivilegeChange``, e-mailed to the active
    administrators after commit and listed on the monitoring page; so is every refused attempt.
@@ -200,6 +201,18 @@ def check_group_change(*, actor, group) -> None:
             actor=actor, group=group.name, code="superuser_only", privilege=f"permissions of {group.name}",
             message=f"The permissions of the {group.name} role come from the portal itself; only a superuser "
             "may change them.",
+        )
+
+
+def check_group_permissions_change(*, actor, group) -> None:
+    """Model permissions held through a group are privileges outside the four roles: only a superuser
+    sets them (groups otherwise only collect people for environment permissions)."""
+    if not actor.is_superuser:
+        name = group.name or "a new group"
+        refuse(
+            actor=actor, group=group.name, code="superuser_only", privilege=f"permissions of {name}",
+            message="Only a superuser may give a group model permissions; grant environment permissions under "
+            "Environment permissions instead.",
         )
 
 

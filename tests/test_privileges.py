@@ -268,3 +268,15 @@ def test_an_administrator_cannot_change_role_groups_or_their_own_group(client, a
     delete = reverse("admin:auth_group_delete", args=[_group(Role.AUDITOR).pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert Group.objects.filter(name=str(Role.AUDITOR)).exists()
+
+
+def test_only_a_superuser_gives_a_group_model_permissions(client, ada, boss):
+    delete_service = Permission.objects.get(codename="delete_service")
+    client.force_login(ada)
+    response = client.post(reverse("admin:auth_group_add"), {"name": "shadow", "permissions": [delete_service.pk]})
+    assert response.status_code == 200 and "Only a superuser may give a group model permissions" in _errors(response)
+    assert not Group.objects.filter(name="shadow").exists()
+    assert client.post(reverse("admin:auth_group_add"), {"name": "payments-team"}).status_code == 302  # people only
+    client.force_login(boss)
+    assert client.post(reverse("admin:auth_group_add"),
+                       {"name": "shadow", "permissions": [delete_service.pk]}).status_code == 302

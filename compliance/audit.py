@@ -9,10 +9,12 @@ from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from .audit_chain import register_chained_model
 from .models import (
     Attestation,
     CourseRole,
     PolicyDocument,
+    PrivilegeChange,
     QuizAttempt,
     QuizQuestion,
     ReportExport,
@@ -49,6 +51,9 @@ auditlog.register(ReportExport)
 auditlog.register(PeriodicTask, exclude_fields=["last_run_at", "total_run_count", "date_changed"])
 for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     auditlog.register(_model)
+
+# Privileged-access changes (and refusals) are evidence: tamper-evident like decisions.
+register_chained_model(PrivilegeChange)
 
 
 def as_system_actor(func):

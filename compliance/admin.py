@@ -116,6 +116,9 @@ class UserAdmin(DjangoUserAdmin):
                   permissions=["change"])
     def deactivate(self, request, queryset):
         count = 0
+        if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
+            self.message_user(request, "Only a superuser deactivates a superuser.", messages.WARNING)
+            queryset = queryset.exclude(is_superuser=True)
         for person in queryset.filter(is_active=True).exclude(pk=request.user.pk):
             person.is_active = False
             person.save(update_fields=["is_active"])  # saved one by one so django-auditlog records each

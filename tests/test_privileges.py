@@ -280,3 +280,12 @@ def test_only_a_superuser_gives_a_group_model_permissions(client, ada, boss):
     client.force_login(boss)
     assert client.post(reverse("admin:auth_group_add"),
                        {"name": "shadow", "permissions": [delete_service.pk]}).status_code == 302
+
+
+def test_an_administrator_cannot_deactivate_a_superuser(client, ada, boss):
+    client.force_login(ada)
+    response = client.post(reverse("admin:compliance_user_changelist"),
+                           {"action": "deactivate", "_selected_action": [boss.pk]}, follow=True)
+    assert "Only a superuser deactivates a superuser." in [str(m) for m in response.context["messages"]]
+    boss.refresh_from_db()
+    assert boss.is_active

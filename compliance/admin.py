@@ -84,7 +84,10 @@ class UserAdmin(DjangoUserAdmin):
     def has_change_permission(self, request, obj=None):
         # A superuser's account (password included) is changed by superusers only: otherwise an
         # administrator could take it over.
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+        # (Read from the database: a refused form has already copied the submitted flags onto ``obj``.)
+        if obj is not None and not request.user.is_superuser and (
+            type(obj).objects.filter(pk=obj.pk, is_superuser=True).exists()
+        ):
             return False
         return super().has_change_permission(request, obj)
 

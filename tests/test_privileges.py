@@ -87,7 +87,8 @@ def test_an_administrator_cannot_make_themselves_approver_and_superuser(client, 
     data["groups"] = [_group(Role.ADMINISTRATOR).pk, _group(Role.APPROVER).pk]
     data["is_superuser"] = "on"
     response = client.post(_user_url(ada), data)
-    assert response.status_code == 200  # the form again, with the reason
+    assert response.status_code == 200  # the form again, editable, with the reason
+    assert "<h1>Change user</h1>" in response.content.decode()  # not turned into a read-only view
     assert "You cannot change your own" in _errors(response)
     assert "roles (groups)" in _errors(response) and "superuser status" in _errors(response)
     ada.refresh_from_db()

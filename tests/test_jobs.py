@@ -136,3 +136,14 @@ def test_the_monitoring_page_shows_late_jobs(client, administrators):
     page = client.get(reverse("monitoring:index")).content.decode()
     assert "Periodic jobs" in page and "1 job late" in page
     assert "compliance.enforce_training" in page and "Late by 4 hours" in page
+
+
+def test_intervals_are_read_from_every_kind_of_schedule():
+    from celery.schedules import crontab, schedule
+
+    assert jobs._interval(30.0) == timedelta(seconds=30)
+    assert jobs._interval(timedelta(hours=2)) == timedelta(hours=2)
+    assert jobs._interval(schedule(run_every=timedelta(minutes=7))) == timedelta(minutes=7)
+    assert jobs._interval(crontab(minute=0, hour=4)) == timedelta(days=1)  # daily at 04:00
+    assert jobs._interval(crontab(minute=15)) == timedelta(hours=1)
+    assert jobs._interval(crontab(minute=0, hour=3, day_of_week="mon")) == timedelta(days=7)

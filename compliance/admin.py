@@ -2,10 +2,12 @@ from auditlog.admin import LogEntryAdmin
 from auditlog.models import LogEntry
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import Group
 
-from . import services, training
+from . import admin_jobs, admin_signin, privileges, services, training  # noqa: F401  (periodic jobs, privilege changes; sign-in records)
 from .admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from .choices import SuspensionTrigger
 from .errors import RuleViolation
@@ -27,9 +29,35 @@ admin.site.site_title = "Deployment authorization"
 admin.site.index_title = "Administration"
 
 
+class PortalUserChangeForm(UserChangeForm):
+    """The user form refuses privilege changes the signed-in person may not make (see
+    ``compliance.privileges``): the refusal is recorded and shown on the form; nothing is saved."""
+
+    actor = None  # set per request by ``UserAdmin.get_form``
+
+    def clean(self):
+        data = super().clean()
+        if self.actor is None or self.instance.pk is None:
+            return data
+        groups_before = set(self.instance.groups.values_list("name", flat=True))
+        groups = data.get("groups")
+        groups_after = {g.name for g in groups} if groups is not None else groups_before
+        changed = set(self.changed_data)
+        if "groups" in changed and groups_before == groups_after:
+            changed.discard("groups")
+        try:
+            privileges.check_account_change(
+                actor=self.actor, subject=self.instance, changed=changed,
+                groups_before=groups_before, groups_after=groups_after,
+            )
+        except RuleViolation as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
+        return data
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    form = UserChangeForm
+    form = PortalUserChangeForm
     list_display = [
         "username",
         "email",
@@ -53,10 +81,47 @@ class UserAdmin(DjangoUserAdmin):
         # them, and the audit trail is append-only (deleting would rewrite its actor columns).
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # A superuser's account (password included) is changed by superusers only: otherwise an
+        # administrator could take it over.
+        # (Read from the database: a refused form has already copied the submitted flags onto ``obj``.)
+        if obj is not None and not request.user.is_superuser and (
+            type(obj).objects.filter(pk=obj.pk, is_superuser=True).exists()
+        ):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            return form
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.pk == request.user.pk:
+            # Shown, but refused on save: say so before someone tries.
+            fieldsets = (
+                *fieldsets,
+                ("Your own account", {"fields": [], "description": "You cannot change your own roles, staff or "
+                                      "superuser status or permissions; another administrator has to."}),
+            )
+        return fieldsets
+
+    def save_model(self, request, obj, form, change):
+        flags = {name: (form.initial.get(name), form.cleaned_data.get(name))
+                 for name in ("is_staff", "is_superuser") if change and name in form.changed_data}
+        super().save_model(request, obj, form, change)
+        if flags:
+            privileges.flags_changed(actor=request.user, subject=obj, changes=flags)
+
     @admin.action(description="Deactivate the selected people (they can no longer sign in or act)",
                   permissions=["change"])
     def deactivate(self, request, queryset):
         count = 0
+        if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
+            self.message_user(request, "Only a superuser deactivates a superuser.", messages.WARNING)
+            queryset = queryset.exclude(is_superuser=True)
         for person in queryset.filter(is_active=True).exclude(pk=request.user.pk):
             person.is_active = False
             person.save(update_fields=["is_active"])  # saved one by one so django-auditlog records each
@@ -132,7 +197,11 @@ class SuspensionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Lift the selected suspensions (reason: lifted by an administrator)")
+    def has_lift_permission(self, request):
+        return privileges.is_administrator(request.user)
+
+    @admin.action(description="Lift the selected suspensions (reason: lifted by an administrator)",
+                  permissions=["lift"])
     def lift(self, request, queryset):
         for suspension in queryset.filter(lifted_at__isnull=True):
             try:
@@ -149,6 +218,57 @@ class ImmutableLogEntryAdmin(ReadOnlyAdminMixin, LogEntryAdmin):
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, ImmutableLogEntryAdmin)
+
+
+class PortalGroupAdmin(DjangoGroupAdmin):
+    """Groups: the four role groups get their permissions from code (``compliance.roles``), so only
+    superusers change them; nobody changes (or deletes) a group they belong to."""
+
+    def _may_change(self, request, obj) -> bool:
+        if obj is None:
+            return True
+        if request.user.groups.filter(pk=obj.pk).exists():
+            return False
+        return request.user.is_superuser or obj.name not in privileges.ROLE_GROUP_NAMES
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may_change(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.name in privileges.ROLE_GROUP_NAMES:
+            return False  # the roles of the written policy
+        return super().has_delete_permission(request, obj) and self._may_change(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("delete_selected", None)  # bulk delete checks no object: role groups are in the list
+        return actions
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
+
+        def clean(self):
+            # Model permissions on a group are privileges outside the four roles: superusers only.
+            data = form.clean(self)
+            if "permissions" in self.changed_data:
+                try:
+                    privileges.check_group_permissions_change(actor=actor, group=self.instance)
+                except RuleViolation as exc:
+                    raise forms.ValidationError(exc.message, code=exc.code) from exc
+            return data
+
+        return type(form.__name__, (form,), {"clean": clean})
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            privileges.check_group_change(actor=request.user, group=obj)
+        super().save_model(request, obj, form, change)
+
+
+admin.site.unregister(Group)
+admin.site.register(Group, PortalGroupAdmin)
 
 
 # --- policy documents and training ------------------------------------------------------------------

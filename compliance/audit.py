@@ -7,11 +7,14 @@ import functools
 from auditlog.context import set_actor
 from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from .audit_chain import register_chained_model
 from .models import (
     Attestation,
     CourseRole,
     PolicyDocument,
+    PrivilegeChange,
     QuizAttempt,
     QuizQuestion,
     ReportExport,
@@ -42,6 +45,15 @@ for _model in (
 ):
     auditlog.register(_model)
 auditlog.register(ReportExport)
+
+# The periodic jobs and their schedules: the policy depends on them running. Beat's own bookkeeping
+# (last run, run count) is left out so each run does not write an entry.
+auditlog.register(PeriodicTask, exclude_fields=["last_run_at", "total_run_count", "date_changed"])
+for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    auditlog.register(_model)
+
+# Privileged-access changes (and refusals) are evidence: tamper-evident like decisions.
+register_chained_model(PrivilegeChange)
 
 
 def as_system_actor(func):

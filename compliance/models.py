@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from .choices import ReminderKind, SuspensionScope, SuspensionTrigger
+from .models_ops import *  # noqa: F401, F403  (job heartbeats, privilege changes)
 from .roles import Role
 
 

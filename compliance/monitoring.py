@@ -17,7 +17,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from .audit_reviews import review_status
+from .jobs import jobs_panel_context
 from .models_audit import ChainLink, Violation, ViolationKind, ViolationStatus
+from .models_ops import PrivilegeChange, PrivilegeChangeKind
+from .privileges import WATCHED_ROLES
 from .roles import Role, has_role
 from .selectors import training_overview
 
@@ -112,6 +115,20 @@ def audit_trail_context(*, user, now: datetime) -> dict:
     return {"review": review_status(today=timezone.localdate(now)), "chain_head": head}
 
 
+PRIVILEGE_PANEL_DAYS = 30
+
+
+def privilege_changes_context(*, user, now: datetime) -> dict:
+    since = now - timedelta(days=PRIVILEGE_PANEL_DAYS)
+    changes = list(PrivilegeChange.objects.filter(created_at__gte=since).select_related("actor", "subject")[:50])
+    return {
+        "changes": changes,
+        "refused": sum(change.kind == PrivilegeChangeKind.REFUSED for change in changes),
+        "days": PRIVILEGE_PANEL_DAYS,
+        "roles": WATCHED_ROLES,
+    }
+
+
 register_panel(Panel("open-violations", "Open violations by age", "monitoring/panels/violations.html",
                      open_violations_context, order=30))
 register_panel(Panel("branch-drift", "Branch protection drift", "monitoring/panels/drift.html",
@@ -120,3 +137,6 @@ register_panel(Panel("training", "Training compliance per role", "monitoring/pan
                      training_overview, order=50))
 register_panel(Panel("audit-trail", "Audit-log reviews and audit chain", "monitoring/panels/audit_trail.html",
                      audit_trail_context, order=80))
+register_panel(Panel("privileged-access", "Privileged-access changes", "monitoring/panels/privileges.html",
+                     privilege_changes_context, order=55))
+register_panel(Panel("periodic-jobs", "Periodic jobs", "monitoring/panels/jobs.html", jobs_panel_context, order=85))

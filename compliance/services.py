@@ -12,7 +12,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import selectors, training
+from . import privileges, selectors, training
 from .choices import ReminderKind, SuspensionScope, SuspensionTrigger, TrainingStatus
 from .errors import RuleViolation
 from .models import (
@@ -69,9 +69,32 @@ def suspend_user(
         ) from exc
 
 
-@transaction.atomic
+def _is_system_actor(actor) -> bool:
+    return bool(getattr(actor, "is_service_account", False) and getattr(actor, "username", "") == SYSTEM_USERNAME)
+
+
 def lift_suspension(*, actor, suspension: Suspension, reason: str) -> Suspension:
-    """Lift an active suspension; the reason is kept as evidence."""
+    """Lift an active suspension; the reason is kept as evidence.
+
+    Only an administrator (or the portal itself, when training is completed) lifts a suspension,
+    and never their own: lifting restores privileges. A refusal is recorded before anything is locked.
+    """
+    if not _is_system_actor(actor):
+        if not privileges.is_administrator(actor):
+            privileges.refuse(
+                actor=actor, subject=suspension.user, code="not_permitted", privilege="suspension lifted",
+                message="Only administrators lift suspensions.",
+            )
+        if suspension.user_id == actor.pk:
+            privileges.refuse(
+                actor=actor, subject=suspension.user, code="self_privilege_change", privilege="suspension lifted",
+                message="You cannot lift your own suspension. Another administrator has to do it.",
+            )
+    return _lift_suspension(actor=actor, suspension=suspension, reason=reason)
+
+
+@transaction.atomic
+def _lift_suspension(*, actor, suspension: Suspension, reason: str) -> Suspension:
     if not reason.strip():
         raise RuleViolation("reason_required", "Lifting a suspension needs a reason.", status_code=400)
     locked = Suspension.objects.select_for_update(no_key=True, of=("self",)).get(pk=suspension.pk)
@@ -135,11 +158,13 @@ def sync_role_assignments(*, user, now: datetime | None = None) -> None:
             with transaction.atomic():
                 RoleAssignment.objects.create(user=user, role=role, assigned_at=now)
         except IntegrityError:  # another process recorded it first
-            pass
+            continue
+        privileges.role_changed(user=user, role=role, added=True, now=now)
     for role in open_.keys() - held:
         assignment = open_[role]
         assignment.ended_at = now
         assignment.save(update_fields=["ended_at"])
+        privileges.role_changed(user=user, role=role, added=False, now=now)
     if hasattr(user, "_portal_role_names"):
         del user._portal_role_names
 
@@ -281,7 +306,7 @@ def lift_resolved_training_suspensions(*, actor, users, reason: str, now: dateti
     for user_id, suspension in active.items():
         if not _lapsed(rows[user_id], now):
             try:
-                lift_suspension(actor=actor, suspension=suspension, reason=reason)
+                _lift_suspension(actor=actor, suspension=suspension, reason=reason)
                 lifted += 1
             except RuleViolation:  # lifted meanwhile
                 pass

@@ -1,4 +1,6 @@
-"""Keep ``RoleAssignment`` in step with group membership, whichever side of the relation changed."""
+"""Keep ``RoleAssignment`` in step with group membership, whichever side of the relation changed
+(role changes of administrators and approvers become ``PrivilegeChange`` records there), and record
+the heartbeat of periodic jobs."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
 
 
 def connect() -> None:
+    from . import jobs, tasks_jobs  # noqa: F401  (the heartbeat check task, in every process)
+
+    jobs.connect()
     m2m_changed.connect(
         _groups_changed, sender=get_user_model().groups.through, dispatch_uid="compliance.role_assignments"
     )

@@ -3,9 +3,12 @@ evidence (requests, decisions, events, refusals, executions) is read-only."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from guardian.admin import GuardedModelAdmin
 
+from compliance import privileges
 from compliance.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
 
@@ -60,6 +63,35 @@ class EnvironmentAdmin(GuardedModelAdmin):
     list_select_related = ["service", "policy"]
     inlines = [ApprovalPolicyInline, FreezeWindowInline]
 
+    def _refuse_self_grant(self, request, object_pk, *, user=None, group=None):
+        """Guardian's object-permission pages: nobody edits their own permissions or those of a
+        group they belong to (the refusal is recorded; the page says why)."""
+        if request.method != "POST":
+            return None
+        environment = self.get_object(request, object_pk)
+        try:
+            privileges.check_object_permission_grant(
+                actor=request.user, permission="object permissions", target=str(environment), user=user, group=group
+            )
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return None
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        from django.contrib.auth import get_user_model
+
+        person = get_user_model().objects.filter(pk=user_id).first()
+        refused = self._refuse_self_grant(request, object_pk, user=person) if person else None
+        return refused or super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        from django.contrib.auth.models import Group
+
+        group = Group.objects.filter(pk=group_id).first()
+        refused = self._refuse_self_grant(request, object_pk, group=group) if group else None
+        return refused or super().obj_perms_manage_group_view(request, object_pk, group_id)
+
     @admin.display(description="Approvals required")
     def required_approvals(self, obj):
         return obj.policy.required_approvals if hasattr(obj, "policy") else "—"
@@ -109,6 +141,27 @@ class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "content_object__name", "content_object__service__name"]
     list_select_related = ["content_object__service", "user", "permission"]
     autocomplete_fields = ["user"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
+
+        def clean(self):
+            # Nobody grants an environment permission to themselves or a group they are in; the
+            # refusal is recorded and shown on the form.
+            data = form.clean(self)
+            permission, environment = data.get("permission"), data.get("content_object")
+            if permission is not None and environment is not None:
+                try:
+                    privileges.check_object_permission_grant(
+                        actor=actor, permission=permission.codename, target=str(environment),
+                        user=data.get("user"), group=data.get("group"),
+                    )
+                except RuleViolation as exc:
+                    raise forms.ValidationError(exc.message, code=exc.code) from exc
+            return data
+
+        return type(form.__name__, (form,), {"clean": clean})
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "permission":
@@ -221,8 +274,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
 
 # --- notifications ------------------------------------------------------------------------------
-from django import forms  # noqa: E402
-
 from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
 from .github import admin as github_admin  # noqa: E402,F401  (the GitHub integration's admin pages)
 from .notification_models import ChatChannel, NotificationLog  # noqa: E402

@@ -2,6 +2,8 @@
 
 from auditlog.registry import auditlog
 
+from compliance.privileges import watch_object_permissions
+
 from .models import (
     Approval,
     ApprovalPolicy,
@@ -68,3 +70,6 @@ from compliance.audit_chain import register_chained_model  # noqa: E402
 
 for model in (Approval, RequestEvent, Refusal):
     register_chained_model(model)
+
+# Approval rights are privileged access: every grant and removal is recorded and e-mailed to administrators.
+watch_object_permissions(EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission)

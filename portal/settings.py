@@ -195,10 +195,24 @@ ANONYMOUS_USER_NAME = None
 
 AXES_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("PORTAL_LOGIN_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Two throttles: a username from one address (PORTAL_LOGIN_FAILURE_LIMIT), and one address whatever
+# the usernames (password spraying, PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT). Axes has one limit for all
+# parameters; compliance.signin.PortalAxesHandler applies each its own, and a successful sign-in
+# clears only that person's counter, never the address's.
+PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
+if PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        "PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT must not be lower than PORTAL_LOGIN_FAILURE_LIMIT "
+        f"({PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT} < {AXES_FAILURE_LIMIT})"
+    )
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "compliance.signin.PortalAxesHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Sign-in records are evidence: axes would otherwise delete a username's oldest failure records
+# beyond 1,000 (an attacker could flush them by failing on purpose).
+AXES_ACCESS_FAILURE_LOG_PER_USER_LIMIT = 2**62
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = _bool("DJANGO_SECURE_COOKIES", not DEBUG and not TESTING)
@@ -282,7 +296,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/beat.py).
+CELERY_BEAT_SCHEDULER = "compliance.beat:PortalScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-due-requests": {"task": "deployments.expire_due_requests", "schedule": 60.0},
@@ -418,7 +433,10 @@ CELERY_BEAT_SCHEDULE.update({
     "verify-audit-chain": {"task": "compliance.verify_audit_chain", "schedule": 24 * 3600.0},
     "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
     "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
+    "check-job-heartbeats": {"task": "compliance.check_job_heartbeats", "schedule": 300.0},
 })
+# A periodic job is late when its last success is older than this many times its interval.
+PORTAL_JOB_LATE_FACTOR = _positive_int("PORTAL_JOB_LATE_FACTOR", 2)
 if TESTING and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # The audit tables refuse UPDATE/DELETE/TRUNCATE unless this is on; only the test suite (which
     # flushes tables and drops test databases) turns it on. Trigger tests turn it off locally.

@@ -86,8 +86,8 @@ def test_the_page_runs_a_constant_number_of_queries(client, admin_user, environm
         assert client.get(url).status_code == 200
     assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
     # panels (the training panel works out every role-holder's standing in ~7 queries) plus the base
-    # template (navigation, training banner)
-    assert len(small) <= 30, len(small)
+    # template (navigation, training banner); the periodic-jobs and privileged-access panels read one each
+    assert len(small) <= 32, len(small)
 
 
 def test_open_violations_are_bucketed_by_age(environment, admin_user):

@@ -97,7 +97,11 @@ class BranchProtectionRuleAdmin(admin.ModelAdmin):
     filter_horizontal = ["allowed_push_users", "allowed_push_groups"]
     actions = ["audit_now"]
 
-    @admin.action(description="Audit the selected rules on GitHub now")
+    def has_audit_permission(self, request):
+        # Asks GitHub and writes audits (and drift violations): administrators only.
+        return _is_administrator(request.user) and self.has_change_permission(request)
+
+    @admin.action(description="Audit the selected rules on GitHub now", permissions=["audit"])
     def audit_now(self, request, queryset):
         audits = [audit for rule in queryset.select_related("service") for audit in branch_protection.audit_rule(rule)]
         summary = ", ".join(f"{a.branch}: {a.get_outcome_display().lower()}" for a in audits)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db import transaction
 
-from compliance.roles import Role
+from compliance.alerts import alert_administrators  # noqa: F401  (re-exported: the one alert helper)
 
 from ..models import Environment, Service
 from .models import DeliveryState
@@ -45,23 +43,6 @@ def github_account():
         user.set_unusable_password()
         user.save(update_fields=["password"])
     return user
-
-
-def alert_administrators(subject: str, message: str) -> None:
-    """E-mail every active administrator with an address, after the current transaction commits."""
-    recipients = sorted(
-        set(
-            get_user_model()
-            .objects.filter(is_active=True, groups__name=str(Role.ADMINISTRATOR))
-            .exclude(email="")
-            .values_list("email", flat=True)
-        )
-    )
-    logger.warning("Alert to administrators: %s", subject)
-    if recipients:
-        transaction.on_commit(
-            lambda: send_mail(f"[deployment portal] {subject}", message, None, recipients, fail_silently=True)
-        )
 
 
 def _dict(value, what: str) -> dict:

@@ -2,10 +2,12 @@ from auditlog.admin import LogEntryAdmin
 from auditlog.models import LogEntry
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 
 from . import admin_jobs, admin_signin, privileges, services, training  # noqa: F401  (periodic jobs, privilege changes; sign-in records)
 from .admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
@@ -90,6 +92,17 @@ class UserAdmin(DjangoUserAdmin):
         ):
             return False
         return super().has_change_permission(request, obj)
+
+    def user_change_password(self, request, id, form_url=""):
+        subject = self.get_object(request, unquote(id))
+        if subject is not None and request.method == "POST":
+            try:
+                privileges.check_password_set(actor=request.user, subject=subject)
+            except RuleViolation as refusal:
+                raise PermissionDenied(refusal.message) from None
+        elif subject is not None and not request.user.is_superuser and subject.pk != request.user.pk:
+            raise PermissionDenied("Only a superuser sets another person's password.")
+        return super().user_change_password(request, id, form_url)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)

@@ -189,6 +189,18 @@ def check_account_change(
         )
 
 
+def check_password_set(*, actor, subject) -> None:
+    """Refuse (recorded) setting another person's password unless ``actor`` is a superuser: whoever
+    sets a password can sign in as that person, and nobody acts as someone else."""
+    if actor.is_superuser or getattr(subject, "pk", None) == actor.pk:
+        return
+    refuse(
+        actor=actor, subject=subject, code="password_of_another_person", privilege="password",
+        message="Only a superuser sets another person's password (whoever sets it could sign in as them). "
+        "Ask the person to change it themselves, or deactivate the account.",
+    )
+
+
 def check_group_change(*, actor, group) -> None:
     """Nobody changes a group they belong to; only superusers change the role groups' permissions."""
     if group.pk is not None and actor.groups.filter(pk=group.pk).exists():

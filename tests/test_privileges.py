@@ -152,6 +152,31 @@ def test_an_administrator_cannot_change_a_superusers_account(client, ada, boss):
     assert boss.is_superuser and boss.check_password("correct-horse-battery")
 
 
+def test_an_administrator_cannot_set_an_approvers_password_and_sign_in_as_them(
+    client, ada, otto, boss, django_capture_on_commit_callbacks
+):
+    carol = factories.approver(username="carol", email="carol@example.com")
+    url = reverse("admin:auth_user_password_change", args=[carol.pk])
+    client.force_login(ada)
+
+    assert client.get(url).status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"password1": "ada-knows-this-1", "password2": "ada-knows-this-1"})
+
+    assert response.status_code == 403
+    carol.refresh_from_db()
+    assert carol.check_password("correct-horse-battery")
+    refused = _privilege_changes().get(code="password_of_another_person")
+    assert refused.actor == ada and refused.subject == carol
+    assert any("password" in m.body for m in mail.outbox if "otto@example.com" in m.to)
+    # A superuser still can (e.g. for a locked-out colleague), and so can each person for themself.
+    client.force_login(boss)
+    assert client.post(url, {"password1": "reset-by-boss-1", "password2": "reset-by-boss-1"}).status_code == 302
+    client.force_login(ada)
+    own = reverse("admin:auth_user_password_change", args=[ada.pk])
+    assert client.post(own, {"password1": "ada-own-pass-12", "password2": "ada-own-pass-12"}).status_code == 302
+
+
 # --- role changes are recorded and e-mailed -----------------------------------------------------------
 
 

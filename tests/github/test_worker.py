@@ -37,7 +37,7 @@ def test_github_protection_rule_end_to_end_on_a_worker(
     request = DeploymentRequest.objects.get()
     assert request.status == RequestStatus.AWAITING_APPROVAL
     assert request.change_set["base"] == BASE_SHA and request.change_set["head"] == SHA
-    assert request.change_authors == ["bob-gh"] and request.requester == octocat
+    assert request.change_authors == ["bob-gh", "bob@example.com"] and request.requester == octocat
 
     # A redelivery while all this happens changes nothing.
     assert (

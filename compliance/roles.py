@@ -56,7 +56,16 @@ EVIDENCE_MODELS = {
     "compliance.reportexport",
 }
 READ_ONLY_FOR_ADMINS = {"auditlog.logentry", "auth.permission", "contenttypes.contenttype"}
-PORTAL_APPS = ("deployments", "compliance", "auditlog", "auth", "django_celery_beat", "axes")
+THIRD_PARTY_APPS = ("auditlog", "auth", "django_celery_beat", "axes")
+# The portal's own apps: compliance, deployments and every integration app installed under it.
+PORTAL_PACKAGES = ("compliance", "deployments")
+
+
+def portal_app_labels() -> tuple[str, ...]:
+    from django.apps import apps as installed
+
+    own = [config.label for config in installed.get_app_configs() if config.name.split(".")[0] in PORTAL_PACKAGES]
+    return (*own, *THIRD_PARTY_APPS)
 ENGINEER_AND_APPROVER_VIEWS = {
     "deployments.service",
     "deployments.environment",
@@ -96,7 +105,7 @@ def sync_role_groups(apps=None, verbosity: int = 0) -> None:
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     permissions = list(
-        permission_model.objects.filter(content_type__app_label__in=PORTAL_APPS).select_related("content_type")
+        permission_model.objects.filter(content_type__app_label__in=portal_app_labels()).select_related("content_type")
     )
     for role in Role:
         group, _ = group_model.objects.get_or_create(name=str(role))

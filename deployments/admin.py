@@ -269,13 +269,11 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "finished_at", "opened", "github_configured", "github_recorded", "error"]
-    list_filter = ["github_configured"]
+    list_display = ["started_at", "finished_at", "opened", "sources", "error"]
 
 
 # --- notifications ------------------------------------------------------------------------------
 from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
-from .github import admin as github_admin  # noqa: E402,F401  (the GitHub integration's admin pages)
 from .notification_models import ChatChannel, NotificationLog  # noqa: E402
 
 

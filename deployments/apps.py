@@ -15,11 +15,6 @@ class DeploymentsConfig(AppConfig):
 
         providers.register(WebhookProvider())
 
-        from .github import receivers  # noqa: F401  (status reports to waiting GitHub runs)
-        from .providers.github import GitHubProvider
-
-        providers.register(GitHubProvider())
-
         from .notifications import schedule_on_transition
         from .signals import request_transitioned
 

@@ -42,22 +42,6 @@ auditlog.register(WebhookEndpoint, exclude_fields=["secret_ciphertext"])
 auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_fields={"services", "environments"})
 
 
-from .github.models import (  # noqa: E402
-    BranchProtectionAudit,
-    BranchProtectionRule,
-    GitHubStatusReport,
-    GitHubWebhookDelivery,
-    MonitoringSignal,
-)
-
-# The raw body can be large; the delivery's body_sha256 identifies it in the audit trail.
-auditlog.register(GitHubWebhookDelivery, exclude_fields=["body", "headers"])
-# GitHubWebhookRejection is deliberately NOT audited: anyone on the internet can cause one, so it is a
-# bounded, rate-limited log (deployments.github.webhooks), never permanent evidence.
-auditlog.register(BranchProtectionRule, m2m_fields={"allowed_push_users", "allowed_push_groups"})
-auditlog.register(BranchProtectionAudit)
-auditlog.register(MonitoringSignal)
-auditlog.register(GitHubStatusReport)
 
 # Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
 from .notification_models import ChatChannel, NotificationLog  # noqa: E402

@@ -9,7 +9,7 @@
 - ``reconcile``: a periodic re-scan of the last N days' executions and decisions that opens what
   is missing, so a lost event (a crashed worker, a receiver that failed) is still caught.
 - ``missed_event``: executions recorded inside it were found by reconciling with the CI system
-  (e.g. ``deployments.github.reconciliation`` when a GitHub webhook was lost), not reported by their
+  (e.g. ``deployments.integrations.github.reconciliation`` when a GitHub webhook was lost), not reported by their
   event; their violations say so (source "reconciliation", ``evidence["missed_event"]``).
 - ``report_unauthorized_push`` / ``report_branch_protection_drift``: hooks for the SCM integrations.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -39,11 +39,12 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
+from compliance.alerts import alert_administrators
 from compliance.gates import acting_refusal
 from compliance.models import Severity, Suspension, Violation, ViolationKind
 from compliance.violations import open_violation
 
-from . import permissions, policy
+from . import integrations, permissions, policy
 from .choices import Decision, EventKind, Tier
 from .models import (
     Approval,
@@ -51,6 +52,7 @@ from .models import (
     EnvironmentUserObjectPermission,
     Execution,
     FreezeWindow,
+    ReconciliationRun,
     RequestEvent,
     Service,
 )
@@ -419,35 +421,39 @@ BLIND_AFTER_RUNS = 4  # runs every 15 minutes: an hour without a clean run
 BLIND_ALERT_EVERY = timedelta(hours=24)
 
 
-def run_reconciliation(*, github: Callable[[], dict]) -> dict:
-    """One periodic run: ``github()`` (the CI-side reconciliation), then the local re-scan, kept as a
-    ``ReconciliationRun``. A failing CI side never stops the local re-scan; when no run has been
-    clean for ``BLIND_AFTER_RUNS`` runs in a row the administrators are alerted (once a day at most)."""
-    from .models import ReconciliationRun
-
+def run_reconciliation() -> dict:
+    """One periodic run: each registered CI integration's reconciliation, then the local re-scan, kept
+    as a ``ReconciliationRun``. A failing integration never stops the others or the local re-scan; when
+    no run has been clean for ``BLIND_AFTER_RUNS`` runs in a row the administrators are alerted (once a
+    day at most)."""
     run = ReconciliationRun.objects.create(started_at=timezone.now())
-    error = ""
-    try:
-        ci = github()
-    except Exception as exc:  # the local re-scan must still run; the next run retries
-        logger.exception("GitHub reconciliation failed")
-        ci = {"configured": True, "failed": type(exc).__name__}
-        error = f"GitHub reconciliation failed: {type(exc).__name__}"
+    errors, sources, results, failed, opened = [], {}, {}, [], 0
+    for source in integrations.reconciliation_sources():
+        try:
+            ci = source.run()
+        except Exception as exc:  # the others and the local re-scan must still run; the next run retries
+            logger.exception("%s reconciliation failed", source.label)
+            ci = {"configured": True, "failed": type(exc).__name__}
+            errors.append(f"{source.label} reconciliation failed: {type(exc).__name__}")
+        results[source.name] = ci
+        sources[source.name] = {"label": source.label, "configured": bool(ci.get("configured")),
+                                "recorded": int(ci.get("recorded", 0) or 0)}
+        failed += list(ci.get("failed_repositories", []))
+        opened += int(ci.get("violations", 0) or 0)
     try:
         local = reconcile()
     except Exception as exc:
-        failure = "; ".join(filter(None, [error, f"Local re-scan failed: {type(exc).__name__}"]))
+        failure = "; ".join([*errors, f"Local re-scan failed: {type(exc).__name__}"])
         ReconciliationRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), error=failure)
         _alert_if_blind()
         raise
-    result = {**local, "github": ci}
+    result = {**local, **results}
     ReconciliationRun.objects.filter(pk=run.pk).update(
         finished_at=timezone.now(),
-        opened=sum(local.values()) + int(ci.get("violations", 0) or 0),
-        github_configured=bool(ci.get("configured")),
-        github_recorded=int(ci.get("recorded", 0) or 0),
-        failed_repositories=list(ci.get("failed_repositories", [])),
-        error=error,
+        opened=sum(local.values()) + opened,
+        sources=sources,
+        failed_repositories=failed,
+        error="; ".join(errors),
         result=result,
     )
     _alert_if_blind()
@@ -457,9 +463,6 @@ def run_reconciliation(*, github: Callable[[], dict]) -> dict:
 def _alert_if_blind(now: datetime | None = None) -> bool:
     """E-mail the administrators when the last ``BLIND_AFTER_RUNS`` runs all failed somewhere: lost
     events may be going unnoticed. Claimed on the newest run, so it is sent once a day at most."""
-    from .github.common import alert_administrators
-    from .models import ReconciliationRun
-
     now = now or timezone.now()
     recent = list(ReconciliationRun.objects.filter(finished_at__isnull=False)[:BLIND_AFTER_RUNS])
     if len(recent) < BLIND_AFTER_RUNS or any(run.ok for run in recent):

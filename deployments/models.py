@@ -555,16 +555,18 @@ class ReconciliationRun(models.Model):
     """One run of the periodic reconciliation: what it re-checked, what it opened, what failed.
 
     The monitoring page shows the last runs, so administrators see that the safety net for lost
-    events is working (and which repositories GitHub could not be asked about).
+    events is working (and which repositories a CI system could not be asked about).
     """
 
     started_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     opened = models.PositiveIntegerField(default=0, help_text="Violations opened by this run.")
-    github_configured = models.BooleanField(default=False)
-    github_recorded = models.PositiveIntegerField(default=0, help_text="Deployments whose webhook was missed.")
+    sources = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per CI integration: {label, configured, recorded (deployments whose event was missed)}.",
+    )
     failed_repositories = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="", help_text="Why the run (or its GitHub part) failed.")
+    error = models.TextField(blank=True, default="", help_text="Why the run (or a CI integration's part) failed.")
     result = models.JSONField(default=dict, blank=True)
     alerted_at = models.DateTimeField(
         null=True, blank=True, help_text="When administrators were alerted that reconciliation keeps failing."
@@ -581,15 +583,6 @@ class ReconciliationRun(models.Model):
         return self.finished_at is not None and not self.error and not self.failed_repositories
 
 
-# The GitHub integration's models live in their own module (deliveries, branch protection, signals).
-from .github.models import (  # noqa: E402,F401
-    BranchProtectionAudit,
-    BranchProtectionRule,
-    GitHubStatusReport,
-    GitHubWebhookDelivery,
-    GitHubWebhookRejection,
-    MonitoringSignal,
-)
 
 # Notification configuration and log live in their own module; imported here so Django registers them.
 from .notification_models import ChatChannel, NotificationLog  # noqa: E402, F401

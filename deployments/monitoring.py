@@ -72,7 +72,7 @@ RECONCILIATION_STALE_AFTER = timedelta(hours=1)  # the job runs every 15 minutes
 
 
 def reconciliation_context(*, user, now: datetime) -> dict:
-    """The last reconciliation runs: is the safety net for lost events running, and can it reach GitHub?"""
+    """The last reconciliation runs: is the safety net for lost events running, and can it reach CI?"""
     runs = list(ReconciliationRun.objects.order_by("-started_at", "-id")[:5])
     last_ok = next((run for run in runs if run.ok), None)
     if last_ok is None:  # look further back (one query, bounded)

@@ -32,12 +32,6 @@ def sweep_deliveries() -> int:
     return delivery.sweep_deliveries()
 
 
-from .github.tasks import (  # noqa: E402,F401  (registers the GitHub integration's tasks)
-    audit_branch_protection,
-    process_github_delivery,
-    refresh_pending_checks,
-    requeue_stale_deliveries,
-)
 
 # --- notifications ------------------------------------------------------------------------------
 
@@ -82,11 +76,10 @@ def send_notification_reminders() -> dict:
 @shared_task(name="deployments.reconcile_deployments", acks_late=True)
 @as_system_actor
 def reconcile_deployments() -> dict:
-    """Ask GitHub for deployments whose webhook never arrived (only when the GitHub App is
-    configured), then re-scan the portal's own executions and decisions. The local counts stay at the
-    top level; ``github`` says what GitHub reconciliation did, or why it was skipped. A failure of
-    the GitHub part never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
+    """Ask each installed CI integration for deployments whose event never arrived, then re-scan the
+    portal's own executions and decisions. The local counts stay at the top level; each integration's
+    result is under its name (e.g. ``github``), saying what it did or why it was skipped. A failing
+    integration never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
     from . import detection
-    from .github import reconciliation
 
-    return detection.run_reconciliation(github=reconciliation.reconcile_github_deployments)
+    return detection.run_reconciliation()

@@ -7,7 +7,6 @@ environment or service widened to everything; the reports API ignored token acti
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 
@@ -26,7 +25,7 @@ from compliance.roles import Role
 from compliance.services import system_actor
 from deployments import tokens
 from deployments.choices import Action, Tier, TokenAction
-from deployments.models import ApiToken, Approval, DeploymentRequest, Environment, Refusal
+from deployments.models import ApiToken, Approval, DeploymentRequest, Refusal
 from tests import factories
 
 # --- people and helpers -------------------------------------------------------------------------
@@ -174,28 +173,6 @@ def test_a_token_stops_working_when_its_service_account_becomes_a_person(adminis
     ci.is_service_account = False
     ci.save()
     assert_error(bearer(clear).get("/api/v1/me/"), 401, "invalid_token")
-
-
-def test_the_migration_revokes_tokens_made_for_a_person_by_someone_else_and_closes_scopes(
-    administrator, dave, ci, environment
-):
-    foreign, _ = legacy_token(user=dave, created_by=administrator)
-    own, _ = tokens.create_api_token(actor=dave, user=dave, name="own")
-    robot, _ = tokens.create_api_token(actor=administrator, user=ci, name="robot", environments=[environment])
-    # a row from before the flags existed, whose scope already cascaded away: the audit trail remembers it
-    emptied, _ = tokens.create_api_token(actor=ci, user=ci, name="was scoped", services=[environment.service])
-    ApiToken.objects.filter(pk__in=[robot.pk, emptied.pk]).update(scoped_services=False, scoped_environments=False)
-    ApiToken.services.through.objects.filter(apitoken_id=emptied.pk).delete()
-    migration = importlib.import_module("deployments.migrations.0013_api_token_scope_and_owner")
-    from django.apps import apps
-
-    migration.close_scopes_and_revoke_foreign_tokens(apps, None)
-    rows = {row.pk: row for row in ApiToken.objects.all()}
-    assert rows[foreign.pk].revoked_at is not None
-    assert rows[own.pk].revoked_at is None and rows[robot.pk].revoked_at is None
-    assert rows[robot.pk].scoped_environments and not rows[robot.pk].scoped_services
-    assert rows[emptied.pk].scoped_services
-    assert not tokens.narrow_environments(rows[emptied.pk], Environment.objects.all()).exists()
 
 
 def test_the_command_refuses_a_person_and_points_to_my_api_tokens(dave):

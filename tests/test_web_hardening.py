@@ -19,11 +19,11 @@ from django.utils import timezone
 from compliance import services as compliance_services
 from compliance.models import Violation
 from compliance.roles import Role
-from deployments.github import webhooks
-from deployments.github.models import BranchProtectionRule, GitHubWebhookRejection
+from deployments.integrations.github import webhooks
+from deployments.integrations.github.models import BranchProtectionRule, GitHubWebhookRejection
 from tests import factories
-from tests.github.conftest import REPOSITORY, github, github_key, production, send  # noqa: F401  (fixtures)
-from tests.github_fake import fixture
+from tests.integrations.github.conftest import REPOSITORY, github, github_key, production, send  # noqa: F401  (fixtures)
+from tests.integrations.github.fake import fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -250,9 +250,9 @@ def test_nobody_deletes_a_rejection_in_the_admin(client, settings):
     _post_unsigned(client, b"{}")
     row = GitHubWebhookRejection.objects.get()
     client.force_login(factories.UserFactory(is_superuser=True, is_staff=True))
-    assert client.get(reverse("admin:deployments_githubwebhookrejection_change", args=[row.pk])).status_code == 200
-    assert client.get(reverse("admin:deployments_githubwebhookrejection_delete", args=[row.pk])).status_code == 403
-    assert client.post(reverse("admin:deployments_githubwebhookrejection_changelist"),
+    assert client.get(reverse("admin:github_githubwebhookrejection_change", args=[row.pk])).status_code == 200
+    assert client.get(reverse("admin:github_githubwebhookrejection_delete", args=[row.pk])).status_code == 403
+    assert client.post(reverse("admin:github_githubwebhookrejection_changelist"),
                        {"action": "delete_selected", "_selected_action": [row.pk]}).status_code in (200, 302)
     assert GitHubWebhookRejection.objects.filter(pk=row.pk).exists()
 

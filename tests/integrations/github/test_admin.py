@@ -109,3 +109,15 @@ def test_every_github_admin_page_renders_with_data(client, failed_delivery, prod
         obj = model.objects.first()
         assert client.get(reverse(f"admin:{obj._meta.app_label}_{name}_change", args=[obj.pk])).status_code == 200
     assert client.get(reverse("admin:github_githubwebhookdelivery_add")).status_code == 403
+
+
+def test_an_auditor_cannot_audit_branch_rules(client, db):
+    from deployments.integrations.github.models import BranchProtectionAudit, BranchProtectionRule
+
+    rule = BranchProtectionRule.objects.create(service=factories.ServiceFactory(), pattern="main")
+    auditor = factories.UserFactory(username="audrey", roles=[Role.AUDITOR], is_staff=True)
+    client.force_login(auditor)
+    response = client.post(reverse("admin:github_branchprotectionrule_changelist"),
+                           {"action": "audit_now", "_selected_action": [rule.pk]})
+    assert response.status_code in (200, 302, 403)
+    assert BranchProtectionAudit.objects.count() == 0

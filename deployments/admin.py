@@ -11,9 +11,8 @@ from guardian.admin import GuardedModelAdmin
 from compliance import privileges
 from compliance.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
-
-from . import services
-from .models import (
+from deployments import services
+from deployments.models import (
     Approval,
     ApprovalPolicy,
     DeploymentRequest,
@@ -273,8 +272,8 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
 
 # --- notifications ------------------------------------------------------------------------------
-from . import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
-from .notification_models import ChatChannel, NotificationLog  # noqa: E402
+from deployments import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
+from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402
 
 
 class ChatChannelForm(forms.ModelForm):
@@ -291,7 +290,7 @@ class ChatChannelForm(forms.ModelForm):
         fields = ["environment", "name", "kind", "is_active"]
 
     def clean(self):
-        from .notifications import validate_webhook_url
+        from deployments.notifications import validate_webhook_url
 
         cleaned = super().clean()
         url = (cleaned.get("webhook_url") or "").strip()

@@ -9,14 +9,13 @@ from django.template.response import TemplateResponse
 
 from compliance.errors import RuleViolation
 from compliance.services import SYSTEM_USERNAME
-
-from . import delivery as delivery_services
-from . import tokens
-from .choices import Action, TokenAction
-from .models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint
-from .secrets import encrypt_secret
-from .services import record_refusal
-from .token_views import scope_text
+from deployments import delivery as delivery_services
+from deployments import tokens
+from deployments.choices import Action, TokenAction
+from deployments.models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint
+from deployments.secrets import encrypt_secret
+from deployments.services import record_refusal
+from deployments.token_views import scope_text
 
 
 class DeliveryAttemptInline(admin.TabularInline):

@@ -3,8 +3,7 @@
 from auditlog.registry import auditlog
 
 from compliance.privileges import watch_object_permissions
-
-from .models import (
+from deployments.models import (
     Approval,
     ApprovalPolicy,
     DeploymentRequest,
@@ -34,7 +33,7 @@ for model in (
     auditlog.register(model)
 
 # Decision delivery and API credentials (secrets and their hashes never enter an audit diff).
-from .models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint  # noqa: E402
+from deployments.models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint  # noqa: E402
 
 auditlog.register(DecisionDelivery, exclude_fields=["payload"])
 auditlog.register(DeliveryAttempt)
@@ -44,7 +43,7 @@ auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_
 
 
 # Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
-from .notification_models import ChatChannel, NotificationLog  # noqa: E402
+from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402
 
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 auditlog.register(NotificationLog)

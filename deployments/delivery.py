@@ -31,12 +31,18 @@ from django.utils import timezone
 
 from compliance.errors import RuleViolation
 from compliance.roles import Role
-
-from . import providers
-from .choices import OPEN_STATUSES, AttemptOutcome, DeliveryDecision, DeliveryStatus, EventKind, RequestStatus
-from .models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
-from .providers.base import DeliveryOutcome
-from .signals import request_transitioned
+from deployments import providers
+from deployments.choices import (
+    OPEN_STATUSES,
+    AttemptOutcome,
+    DeliveryDecision,
+    DeliveryStatus,
+    EventKind,
+    RequestStatus,
+)
+from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
+from deployments.providers.base import DeliveryOutcome
+from deployments.signals import request_transitioned
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +91,7 @@ def queue_decision(*, request: DeploymentRequest, decision: str) -> list[Decisio
 
 def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
     def enqueue() -> None:
-        from .tasks import deliver_decision
+        from deployments.tasks import deliver_decision
 
         try:
             deliver_decision.apply_async((delivery_id,), countdown=countdown)
@@ -247,7 +253,7 @@ def due_delivery_ids(*, now: datetime | None = None, limit: int = 500) -> list[i
 
 def sweep_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
     """Enqueue every due pending delivery (safe to run twice: the claim decides who attempts)."""
-    from .tasks import deliver_decision
+    from deployments.tasks import deliver_decision
 
     ids = due_delivery_ids(now=now, limit=limit)
     for delivery_id in ids:

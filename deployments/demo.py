@@ -22,10 +22,9 @@ from compliance.models import Violation, ViolationKind, ViolationStatus
 from compliance.roles import Role
 from compliance.services import system_actor
 from compliance.violations import transition_violation
-
-from . import services
-from .choices import CIProvider, ExecutionStatus, RequestSource, Tier
-from .models import DeploymentRequest, Environment, FreezeWindow, Service
+from deployments import services
+from deployments.choices import CIProvider, ExecutionStatus, RequestSource, Tier
+from deployments.models import DeploymentRequest, Environment, FreezeWindow, Service
 
 DEMO_USERS = [
     # username, password, role, full name, extra

@@ -43,10 +43,9 @@ from compliance.alerts import alert_administrators
 from compliance.gates import acting_refusal
 from compliance.models import Severity, Suspension, Violation, ViolationKind
 from compliance.violations import open_violation
-
-from . import integrations, permissions, policy
-from .choices import Decision, EventKind, Tier
-from .models import (
+from deployments import integrations, permissions, policy
+from deployments.choices import Decision, EventKind, Tier
+from deployments.models import (
     Approval,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -56,7 +55,7 @@ from .models import (
     RequestEvent,
     Service,
 )
-from .signals import decision_recorded, execution_conflict_reported, execution_recorded
+from deployments.signals import decision_recorded, execution_conflict_reported, execution_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +312,7 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
     outside the gate). ``live`` (at decision time) adds the role + permission and the compliance
     gates (training) as they are at that moment.
     """
-    from .services import _identities, facts_for
+    from deployments.services import _identities, facts_for
 
     request = approval.request
     approver = approval.approver

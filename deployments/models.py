@@ -10,9 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from portal.outbound import validate_outbound_url
-
-from .choices import (
+from deployments.choices import (
     TERMINAL_STATUSES,
     Action,
     AttemptOutcome,
@@ -28,6 +26,7 @@ from .choices import (
     Tier,
     UnverifiedIdentity,
 )
+from portal.outbound import validate_outbound_url
 
 repository_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "Repository must look like owner/name."
@@ -585,4 +584,4 @@ class ReconciliationRun(models.Model):
 
 
 # Notification configuration and log live in their own module; imported here so Django registers them.
-from .notification_models import ChatChannel, NotificationLog  # noqa: E402, F401
+from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402, F401

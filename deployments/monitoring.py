@@ -11,9 +11,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from compliance.monitoring import Panel, register_panel
-
-from .choices import OPEN_STATUSES, ExecutionStatus
-from .models import DeploymentRequest, Execution, ReconciliationRun
+from deployments.choices import OPEN_STATUSES, ExecutionStatus
+from deployments.models import DeploymentRequest, Execution, ReconciliationRun
 
 
 def _start_of_day(now: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from .secrets import decrypt, encrypt, hint
+from deployments.secrets import decrypt, encrypt, hint
 
 
 class ChatKind(models.TextChoices):

@@ -28,17 +28,15 @@ from django.utils import timezone
 
 from compliance.gates import acting_refusal
 from compliance.roles import Role
-from portal import outbound
-
-from . import permissions, policy
-from .choices import EventKind, RequestStatus
-from .models import (
+from deployments import permissions, policy
+from deployments.choices import EventKind, RequestStatus
+from deployments.models import (
     DeploymentRequest,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
     RequestEvent,
 )
-from .notification_models import (
+from deployments.notification_models import (
     ChatChannel,
     ChatKind,
     NotificationChannel,
@@ -46,6 +44,7 @@ from .notification_models import (
     NotificationLog,
     NotificationStatus,
 )
+from portal import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def eligible_approvers(request: DeploymentRequest) -> list:
     """People who may decide on ``request`` now: approver role and the environment's approve
     permission (``permissions.can_act``), not the requester, not a change author when the policy
     excludes them, not suspended (compliance gates), and not already decided."""
-    from .services import _identities, facts_for  # services imports nothing from here
+    from deployments.services import _identities, facts_for  # services imports nothing from here
 
     environment = request.environment
     direct = EnvironmentUserObjectPermission.objects.filter(
@@ -178,7 +177,7 @@ def plan_notifications(*, request_id: int, kind: str, period: int = 0) -> list[i
 
 
 def enqueue_deliveries(ids: Iterable[int]) -> None:
-    from .tasks import deliver_notification
+    from deployments.tasks import deliver_notification
 
     for log_id in ids:
         try:
@@ -388,7 +387,7 @@ def schedule_on_transition(sender, request, old_status, new_status, actor=None, 
     request_id = request.pk
 
     def enqueue() -> None:
-        from .tasks import notify_request
+        from deployments.tasks import notify_request
 
         try:
             notify_request.delay(request_id, kind)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from compliance.roles import Role, has_role
-
-from .models import (
+from deployments.models import (
     DeploymentRequest,
     Environment,
     EnvironmentGroupObjectPermission,

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from compliance.errors import RuleViolation
-
-from .choices import PASSING_CHECK_STATES, CheckState, Decision
+from deployments.choices import PASSING_CHECK_STATES, CheckState, Decision
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 REF_PREFIXES = ("refs/heads/", "refs/tags/")

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from compliance.errors import RuleViolation
 from compliance.reports.access import ReportScope, register_credential_policy, register_scoped_rows
-
-from . import reports, services, tokens
-from .choices import Action, TokenAction
-from .models import ApiToken, Environment
+from deployments import reports, services, tokens
+from deployments.choices import Action, TokenAction
+from deployments.models import ApiToken, Environment
 
 
 class TokenReportPolicy:

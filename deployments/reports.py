@@ -31,8 +31,7 @@ from compliance.models import Suspension
 from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
 from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
 from compliance.roles import Role
-
-from .models import (
+from deployments.models import (
     DecisionDelivery,
     DeploymentRequest,
     Environment,

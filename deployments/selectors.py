@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from . import permissions
-from .choices import OPEN_STATUSES, Decision, RequestStatus
-from .models import Approval, DeploymentRequest, RequestEvent
+from deployments import permissions
+from deployments.choices import OPEN_STATUSES, Decision, RequestStatus
+from deployments.models import Approval, DeploymentRequest, RequestEvent
 
 _APPROVALS = Prefetch("approvals", queryset=Approval.objects.only("id", "request_id", "approver_id", "decision"))
 

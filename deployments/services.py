@@ -18,9 +18,8 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 from compliance.gates import acting_refusal
 from compliance.identity import identities_of, resolve_person
-
-from . import permissions, policy
-from .choices import (
+from deployments import permissions, policy
+from deployments.choices import (
     OPEN_STATUSES,
     SUPERSEDABLE_STATUSES,
     TERMINAL_STATUSES,
@@ -34,7 +33,7 @@ from .choices import (
     Tier,
     UnverifiedIdentity,
 )
-from .models import (
+from deployments.models import (
     Approval,
     ApprovalPolicy,
     DeploymentRequest,
@@ -45,7 +44,7 @@ from .models import (
     RequestEvent,
     Service,
 )
-from .signals import decision_recorded, execution_conflict_reported, execution_recorded, request_transitioned
+from deployments.signals import decision_recorded, execution_conflict_reported, execution_recorded, request_transitioned
 
 
 def record_refusal(

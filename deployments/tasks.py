@@ -4,8 +4,7 @@ from celery import shared_task
 
 from compliance.audit import as_system_actor
 from compliance.services import system_actor
-
-from . import services
+from deployments import services
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)
@@ -18,7 +17,7 @@ def expire_due_requests() -> int:
 @as_system_actor
 def deliver_decision(delivery_id: int) -> bool:
     """One attempt at delivering a decision (a no-op when it is not due or another worker holds it)."""
-    from . import delivery
+    from deployments import delivery
 
     return delivery.attempt_delivery(delivery_id=delivery_id) is not None
 
@@ -27,7 +26,7 @@ def deliver_decision(delivery_id: int) -> bool:
 @as_system_actor
 def sweep_deliveries() -> int:
     """Re-enqueue due and stuck decision deliveries."""
-    from . import delivery
+    from deployments import delivery
 
     return delivery.sweep_deliveries()
 
@@ -41,7 +40,7 @@ NOTIFICATION_MAX_RETRIES = 8
 @shared_task(name="deployments.notify_request", acks_late=True)
 @as_system_actor
 def notify_request(request_id: int, kind: str, period: int = 0) -> int:
-    from . import notifications
+    from deployments import notifications
 
     return len(notifications.plan_notifications(request_id=request_id, kind=kind, period=period))
 
@@ -52,7 +51,7 @@ def deliver_notification(self, log_id: int) -> str:
     """Send one notification; on failure retry with capped exponential backoff and jitter, then give up."""
     import random
 
-    from . import notifications
+    from deployments import notifications
 
     try:
         return notifications.deliver(log_id=log_id)
@@ -68,7 +67,7 @@ def deliver_notification(self, log_id: int) -> str:
 @shared_task(name="deployments.send_notification_reminders", acks_late=True)
 @as_system_actor
 def send_notification_reminders() -> dict:
-    from . import notifications
+    from deployments import notifications
 
     return notifications.sweep()
 
@@ -80,6 +79,6 @@ def reconcile_deployments() -> dict:
     portal's own executions and decisions. The local counts stay at the top level; each integration's
     result is under its name (e.g. ``github``), saying what it did or why it was skipped. A failing
     integration never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
-    from . import detection
+    from deployments import detection
 
     return detection.run_reconciliation()

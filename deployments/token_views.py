@@ -22,10 +22,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compliance.errors import RuleViolation
-
-from . import permissions, tokens
-from .choices import TokenAction
-from .models import ApiToken, Environment, Service
+from deployments import permissions, tokens
+from deployments.choices import TokenAction
+from deployments.models import ApiToken, Environment, Service
 
 EXPIRY_CHOICES = [("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year"),
                   ("never", "Never")]

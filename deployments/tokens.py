@@ -31,10 +31,9 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 from compliance.roles import Role, has_role
 from compliance.services import SYSTEM_USERNAME
-
-from .choices import Action, TokenAction
-from .models import ApiToken, Environment, Service
-from .services import _records_refusals, record_refusal
+from deployments.choices import Action, TokenAction
+from deployments.models import ApiToken, Environment, Service
+from deployments.services import _records_refusals, record_refusal
 
 TOKEN_PREFIX = "dap_"
 SCOPE_CACHE_SECONDS = 300

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import token_views, views
+from deployments import token_views, views
 
 app_name = "deployments"
 urlpatterns = [

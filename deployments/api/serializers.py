@@ -7,8 +7,16 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import CheckState, Decision, DeliveryDecision, ExecutionStatus, RequestSource, RequestStatus, Tier
-from ..models import Approval, ApprovalPolicy, Environment, Service
+from deployments.choices import (
+    CheckState,
+    Decision,
+    DeliveryDecision,
+    ExecutionStatus,
+    RequestSource,
+    RequestStatus,
+    Tier,
+)
+from deployments.models import Approval, ApprovalPolicy, Environment, Service
 
 
 class StrictInput(serializers.Serializer):
@@ -332,7 +340,7 @@ class RequestDetailSerializer(RequestSerializer):
 
     @extend_schema_field(VerdictSerializer)
     def get_verdict(self, obj) -> dict:
-        from .. import services
+        from deployments import services
 
         verdict = services.verdict_for(obj, self._approvals(obj))
         return {

@@ -21,11 +21,13 @@ from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
 from compliance.roles import Role, has_role, roles_of
-
-from .. import permissions as gate
-from .. import services, tokens
-from ..choices import Action, RequestSource, RequestStatus, TokenAction
-from ..models import (
+from deployments import permissions as gate
+from deployments import services, tokens
+from deployments.api import serializers as s
+from deployments.api.authentication import set_audit_actor
+from deployments.api.errors import error_body
+from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
+from deployments.models import (
     ApiToken,
     Approval,
     ApprovalPolicy,
@@ -34,9 +36,6 @@ from ..models import (
     IdempotencyKey,
     Service,
 )
-from . import serializers as s
-from .authentication import set_audit_actor
-from .errors import error_body
 
 
 def token_of(request) -> ApiToken | None:

@@ -18,12 +18,11 @@ import time
 import requests
 from django.conf import settings
 
+from deployments.choices import DeliveryDecision
+from deployments.models import WebhookEndpoint
+from deployments.providers.base import DecisionProvider, DeliveryOutcome, outcome_for_response
+from deployments.secrets import decrypt_secret
 from portal import outbound
-
-from ..choices import DeliveryDecision
-from ..models import WebhookEndpoint
-from ..secrets import decrypt_secret
-from .base import DecisionProvider, DeliveryOutcome, outcome_for_response
 
 SIGNATURE_HEADER = "X-Portal-Signature"
 

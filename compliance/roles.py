@@ -1,7 +1,7 @@
 """The four roles of the written policy, as Django groups.
 
 Global roles are groups; *where* an engineer may request or an approver may approve is an
-object permission on the environment (see ``deployments.permissions``).
+object permission on the environment (see ``deployments.gate.permissions``).
 """
 
 from __future__ import annotations

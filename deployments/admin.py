@@ -11,7 +11,7 @@ from guardian.admin import GuardedModelAdmin
 from compliance import privileges
 from compliance.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
-from deployments import services
+from deployments.gate import services
 from deployments.models import (
     Approval,
     ApprovalPolicy,
@@ -272,8 +272,8 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
 
 # --- notifications ------------------------------------------------------------------------------
-from deployments import admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
-from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402
+from deployments.delivery import admin as admin_delivery  # noqa: E402,F401  (decision deliveries, CI webhooks, API tokens)
+from deployments.notifications.models import ChatChannel, NotificationLog  # noqa: E402
 
 
 class ChatChannelForm(forms.ModelForm):
@@ -290,7 +290,7 @@ class ChatChannelForm(forms.ModelForm):
         fields = ["environment", "name", "kind", "is_active"]
 
     def clean(self):
-        from deployments.notifications import validate_webhook_url
+        from deployments.notifications.dispatch import validate_webhook_url
 
         cleaned = super().clean()
         url = (cleaned.get("webhook_url") or "").strip()

@@ -43,7 +43,7 @@ auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_
 
 
 # Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
-from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402
+from deployments.notifications.models import ChatChannel, NotificationLog  # noqa: E402
 
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 auditlog.register(NotificationLog)

@@ -22,8 +22,8 @@ from compliance.models import Violation, ViolationKind, ViolationStatus
 from compliance.roles import Role
 from compliance.services import system_actor
 from compliance.violations import transition_violation
-from deployments import services
 from deployments.choices import CIProvider, ExecutionStatus, RequestSource, Tier
+from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment, FreezeWindow, Service
 
 DEMO_USERS = [

@@ -404,7 +404,7 @@ class WebhookEndpoint(models.Model):
     """Where the generic CI webhook provider POSTs an environment's decisions, and the signing secret.
 
     The secret is stored encrypted (Fernet, key derived from ``DJANGO_SECRET_KEY``); it is never shown
-    in the admin nor recorded in audit diffs. See ``deployments.providers.webhook`` and docs/ci-webhook.md.
+    in the admin nor recorded in audit diffs. See ``deployments.delivery.providers.webhook`` and docs/ci-webhook.md.
     """
 
     environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="webhook")
@@ -584,4 +584,4 @@ class ReconciliationRun(models.Model):
 
 
 # Notification configuration and log live in their own module; imported here so Django registers them.
-from deployments.notification_models import ChatChannel, NotificationLog  # noqa: E402, F401
+from deployments.notifications.models import ChatChannel, NotificationLog  # noqa: E402, F401

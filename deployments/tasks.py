@@ -4,7 +4,7 @@ from celery import shared_task
 
 from compliance.audit import as_system_actor
 from compliance.services import system_actor
-from deployments import services
+from deployments.gate import services
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)
@@ -17,7 +17,7 @@ def expire_due_requests() -> int:
 @as_system_actor
 def deliver_decision(delivery_id: int) -> bool:
     """One attempt at delivering a decision (a no-op when it is not due or another worker holds it)."""
-    from deployments import delivery
+    from deployments.delivery import outbox as delivery
 
     return delivery.attempt_delivery(delivery_id=delivery_id) is not None
 
@@ -26,7 +26,7 @@ def deliver_decision(delivery_id: int) -> bool:
 @as_system_actor
 def sweep_deliveries() -> int:
     """Re-enqueue due and stuck decision deliveries."""
-    from deployments import delivery
+    from deployments.delivery import outbox as delivery
 
     return delivery.sweep_deliveries()
 
@@ -40,7 +40,7 @@ NOTIFICATION_MAX_RETRIES = 8
 @shared_task(name="deployments.notify_request", acks_late=True)
 @as_system_actor
 def notify_request(request_id: int, kind: str, period: int = 0) -> int:
-    from deployments import notifications
+    from deployments.notifications import dispatch as notifications
 
     return len(notifications.plan_notifications(request_id=request_id, kind=kind, period=period))
 
@@ -51,7 +51,7 @@ def deliver_notification(self, log_id: int) -> str:
     """Send one notification; on failure retry with capped exponential backoff and jitter, then give up."""
     import random
 
-    from deployments import notifications
+    from deployments.notifications import dispatch as notifications
 
     try:
         return notifications.deliver(log_id=log_id)
@@ -67,7 +67,7 @@ def deliver_notification(self, log_id: int) -> str:
 @shared_task(name="deployments.send_notification_reminders", acks_late=True)
 @as_system_actor
 def send_notification_reminders() -> dict:
-    from deployments import notifications
+    from deployments.notifications import dispatch as notifications
 
     return notifications.sweep()
 
@@ -79,6 +79,6 @@ def reconcile_deployments() -> dict:
     portal's own executions and decisions. The local counts stay at the top level; each integration's
     result is under its name (e.g. ``github``), saying what it did or why it was skipped. A failing
     integration never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
-    from deployments import detection
+    from deployments.detection import findings as detection
 
     return detection.run_reconciliation()

@@ -33,7 +33,7 @@ def submit(requester, environment):
     def _submit(*, actor=None, env=None, **kwargs):
         kwargs.setdefault("sha", factories.sha())
         kwargs.setdefault("ref", "refs/heads/main")
-        from deployments import services
+        from deployments.gate import services
 
         return services.submit_request(actor=actor or requester, environment=env or environment, **kwargs)
 

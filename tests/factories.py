@@ -14,8 +14,8 @@ from compliance import services as compliance_services
 from compliance.defaults import install_default_training
 from compliance.models import TrainingCourse
 from compliance.roles import Role
-from deployments import services
 from deployments.choices import Tier
+from deployments.gate import services
 from deployments.models import Service
 
 _counter = itertools.count()

@@ -16,8 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.roles import Role
-from deployments import services, tokens
+from deployments.api import tokens
 from deployments.choices import RequestStatus, TokenAction
+from deployments.gate import services
 from deployments.models import ApiToken, DeploymentRequest, Execution, Refusal
 from tests import factories
 
@@ -353,7 +354,7 @@ def test_the_schema_and_the_local_swagger_ui_are_served(client):
 
 def test_the_one_object_visibility_check_agrees_with_the_list_rule(environment, submit, requester, approvers):
     """permissions.can_view_request is the single-row form of visible_requests: same answers."""
-    from deployments import permissions
+    from deployments.gate import permissions
 
     own = submit()
     other_env = factories.make_environment(name="other")

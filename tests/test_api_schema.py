@@ -14,7 +14,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from compliance.roles import Role
-from deployments import services, tokens
+from deployments.api import tokens
+from deployments.gate import services
 from tests import factories
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from deployments import services
+from deployments.gate import services
 from tests import factories
 from tests.services_required import require_chromium
 

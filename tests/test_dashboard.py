@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from compliance.roles import Role
 from compliance.services import suspend_user
-from deployments import services
 from deployments.choices import RequestStatus
+from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, Refusal
 from tests import factories
 
@@ -365,7 +365,7 @@ def test_untrusted_ci_data_cannot_inject_links_or_break_the_page(client, people,
 
 
 def test_chat_webhook_urls_of_each_kind_are_understood():
-    from deployments.notifications import apprise_url, validate_webhook_url
+    from deployments.notifications.dispatch import apprise_url, validate_webhook_url
 
     assert validate_webhook_url("slack", "https://hooks.slack.com/services/T000/B000/abcdefghijkl") is None
     teams = ("https://prod-00.westus.logic.azure.com:443/workflows/0123456789abcdef/triggers/manual/paths/invoke"

@@ -12,11 +12,13 @@ from django.contrib.contenttypes.models import ContentType
 from werkzeug import Response
 
 from compliance.roles import Role
-from deployments import delivery, services, tasks
+from deployments import tasks
 from deployments.choices import AttemptOutcome, DeliveryStatus, EventKind, RequestStatus
+from deployments.delivery import outbox as delivery
+from deployments.delivery.providers import webhook
+from deployments.delivery.secrets import decrypt_secret, encrypt_secret
+from deployments.gate import services
 from deployments.models import DecisionDelivery, DeliveryAttempt, RequestEvent, WebhookEndpoint
-from deployments.providers import webhook
-from deployments.secrets import decrypt_secret, encrypt_secret
 from tests import factories
 
 pytestmark = pytest.mark.django_db

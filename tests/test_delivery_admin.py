@@ -3,10 +3,10 @@
 import pytest
 
 from compliance.roles import Role
-from deployments import tokens
+from deployments.api import tokens
 from deployments.choices import DeliveryStatus
+from deployments.delivery.secrets import decrypt_secret
 from deployments.models import ApiToken, DecisionDelivery, WebhookEndpoint
-from deployments.secrets import decrypt_secret
 from tests import factories
 from tests.test_delivery import Receiver, approve_one, configure_webhook, run_until_settled
 

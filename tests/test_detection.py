@@ -9,8 +9,10 @@ from compliance import gates
 from compliance.errors import RuleViolation
 from compliance.models import Violation, ViolationKind
 from compliance.services import suspend_user
-from deployments import detection, integrations, services
+from deployments import integrations
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
+from deployments.detection import findings as detection
+from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, FreezeWindow
 from deployments.signals import execution_recorded
 from tests import factories

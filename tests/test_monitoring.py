@@ -13,8 +13,9 @@ from compliance.audit_reviews import record_audit_review, review_status
 from compliance.errors import RuleViolation
 from compliance.models import AuditReview, ViolationStatus
 from compliance.roles import Role
-from deployments import detection, services
 from deployments.choices import ExecutionStatus
+from deployments.detection import findings as detection
+from deployments.gate import services
 from tests import factories
 
 pytestmark = pytest.mark.django_db

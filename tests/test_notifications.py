@@ -14,10 +14,12 @@ from django.utils import timezone
 
 from compliance.roles import Role
 from compliance.services import suspend_user
-from deployments import notifications, services, tasks
+from deployments import tasks
 from deployments.admin import ChatChannelForm
 from deployments.choices import EventKind
-from deployments.notification_models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
+from deployments.gate import services
+from deployments.notifications import dispatch as notifications
+from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
 from tests import factories
 
 pytestmark = pytest.mark.django_db

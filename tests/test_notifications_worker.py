@@ -4,7 +4,7 @@ worker plans and delivers them — e-mail and a chat webhook on a real local HTT
 import pytest
 from django.core import mail
 
-from deployments.notification_models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
+from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
 from tests import factories
 from tests.test_worker import celery_worker, wait_for  # noqa: F401  (the worker fixture)
 

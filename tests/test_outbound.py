@@ -16,12 +16,13 @@ import requests
 from django.urls import reverse
 from werkzeug import Response
 
-from deployments import delivery, notifications
 from deployments.admin import ChatChannelForm
 from deployments.choices import DeliveryStatus
+from deployments.delivery import outbox as delivery
+from deployments.delivery.secrets import encrypt_secret
 from deployments.models import DecisionDelivery, DeliveryAttempt, WebhookEndpoint
-from deployments.notification_models import ChatChannel, ChatKind, NotificationLog
-from deployments.secrets import encrypt_secret
+from deployments.notifications import dispatch as notifications
+from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog
 from portal import outbound
 from tests import factories
 from tests.test_delivery import SECRET, Receiver, approve_one, configure_webhook, run_until_settled

@@ -2,8 +2,8 @@
 
 import pytest
 
-from deployments import policy
-from deployments.policy import Person, PolicyRules, RequestFacts, Vote
+from deployments.gate import policy
+from deployments.gate.policy import Person, PolicyRules, RequestFacts, Vote
 
 REQUESTER = Person(1, frozenset({"rita", "rita-gh"}))
 

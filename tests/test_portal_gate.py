@@ -19,7 +19,7 @@ from django.db import connections
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
 import portal_gate
-from deployments import tokens
+from deployments.api import tokens
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)

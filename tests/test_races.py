@@ -6,8 +6,8 @@ import pytest
 from django.db import connection, connections
 
 from compliance.errors import RuleViolation
-from deployments import services
 from deployments.choices import EventKind, RequestStatus
+from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest
 from tests import factories
 

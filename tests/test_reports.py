@@ -25,10 +25,10 @@ from compliance.reports import exporters, registry
 from compliance.reports.models import ReportExport
 from compliance.reports.registry import Column, Filters, Report
 from compliance.roles import Role
-from deployments import reports as deployment_reports
-from deployments import services
 from deployments.choices import ExecutionStatus, RequestStatus
+from deployments.gate import services
 from deployments.models import Approval, DecisionDelivery, DeploymentRequest, FreezeWindow
+from deployments.reports import definitions as deployment_reports
 from tests import factories
 
 pytestmark = pytest.mark.django_db

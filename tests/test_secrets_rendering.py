@@ -18,10 +18,10 @@ from django.contrib import admin
 from django.urls import reverse
 
 from compliance.roles import Role
-from deployments import tokens
+from deployments.api import tokens
+from deployments.delivery.secrets import encrypt_secret
 from deployments.models import ApiToken, WebhookEndpoint
-from deployments.notification_models import ChatChannel, ChatKind
-from deployments.secrets import encrypt_secret
+from deployments.notifications.models import ChatChannel, ChatKind
 from tests import factories
 
 pytestmark = pytest.mark.django_db

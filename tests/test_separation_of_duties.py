@@ -10,8 +10,9 @@ from django.test import Client
 
 from compliance.models import Violation, ViolationKind
 from compliance.services import system_actor
-from deployments import policy, services, tokens
+from deployments.api import tokens
 from deployments.choices import ExecutionStatus, RequestStatus, Tier, UnverifiedIdentity
+from deployments.gate import policy, services
 from deployments.models import Execution, Refusal
 from tests import factories
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 from compliance.roles import Role
 from compliance.services import lift_suspension, suspend_user
-from deployments import services
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
+from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, FreezeWindow, Refusal
 from tests import factories
 

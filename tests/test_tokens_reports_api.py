@@ -18,8 +18,9 @@ from guardian.shortcuts import assign_perm
 from compliance.errors import RuleViolation
 from compliance.reports.models import ReportExport
 from compliance.roles import Role
-from deployments import services, tokens
+from deployments.api import tokens
 from deployments.choices import Action, RequestStatus, Tier, TokenAction
+from deployments.gate import services
 from deployments.models import Refusal
 from tests import factories
 from tests.test_tokens_security import assert_error, bearer

@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from compliance.errors import RuleViolation
 from compliance.roles import Role
 from compliance.services import system_actor
-from deployments import tokens
+from deployments.api import tokens
 from deployments.choices import Action, Tier, TokenAction
 from deployments.models import ApiToken, Approval, DeploymentRequest, Refusal
 from tests import factories

@@ -24,7 +24,7 @@ from compliance.models import (
     TrainingReminder,
 )
 from compliance.roles import Role
-from deployments import services as deployment_services
+from deployments.gate import services as deployment_services
 from deployments.models import Approval, Refusal
 from tests import factories
 

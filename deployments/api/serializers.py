@@ -340,7 +340,7 @@ class RequestDetailSerializer(RequestSerializer):
 
     @extend_schema_field(VerdictSerializer)
     def get_verdict(self, obj) -> dict:
-        from deployments import services
+        from deployments.gate import services
 
         verdict = services.verdict_for(obj, self._approvals(obj))
         return {

@@ -1,6 +1,6 @@
 """API views. Configuration: small viewsets. Workflow: explicit actions that each call one service.
 
-Every queryset starts from the one permission layer (``deployments.permissions``), narrowed by
+Every queryset starts from the one permission layer (``deployments.gate.permissions``), narrowed by
 the API token's scope; anything outside it is a 404 that never reveals whether it exists.
 """
 
@@ -21,12 +21,13 @@ from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
 from compliance.roles import Role, has_role, roles_of
-from deployments import permissions as gate
-from deployments import services, tokens
 from deployments.api import serializers as s
+from deployments.api import tokens
 from deployments.api.authentication import set_audit_actor
 from deployments.api.errors import error_body
 from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
+from deployments.gate import permissions as gate
+from deployments.gate import services
 from deployments.models import (
     ApiToken,
     Approval,

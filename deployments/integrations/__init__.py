@@ -1,7 +1,7 @@
 """Where CI/SCM integrations plug into the gate.
 
 Each integration is a Django app under ``deployments/integrations/<name>/`` that registers, from its
-own ``AppConfig.ready()``, everything it contributes: its decision provider (``deployments.providers``),
+own ``AppConfig.ready()``, everything it contributes: its decision provider (``deployments.delivery.providers``),
 its webhook routes and reconciliation source (here), its periodic jobs (``portal.schedule``), its
 signal receivers, admin, models, tasks and setup checks. The core never imports an integration: it
 only reads these registries, so removing an integration from ``INSTALLED_APPS`` (``PORTAL_INTEGRATIONS``)

@@ -9,7 +9,8 @@ class GitHubConfig(AppConfig):
     verbose_name = "GitHub integration"
 
     def ready(self) -> None:
-        from deployments import integrations, providers
+        from deployments import integrations
+        from deployments.delivery import providers
         from portal.schedule import register_periodic_job
 
         from . import audit, receivers  # noqa: F401  (audit registrations; status reports to waiting runs)

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 
-from deployments import detection
+from deployments.detection import findings as detection
 
 from .client import GitHubClient, GitHubError, installation_for_repository
 from .models import AuditOutcome, BranchProtectionAudit, BranchProtectionRule
@@ -130,7 +130,7 @@ def _record(rule, branch, outcome, diffs=(), detail="") -> BranchProtectionAudit
 
 
 def _report_drift(audit: BranchProtectionAudit) -> None:
-    """Hand drift to monitoring (``deployments.detection``), which opens a violation."""
+    """Hand drift to monitoring (``deployments.detection.findings``), which opens a violation."""
     unprotected = any(d["setting"] == "protection" for d in audit.differences)
     expected = {d["setting"]: d["expected"] for d in audit.differences}
     actual = {} if unprotected else {d["setting"]: d["actual"] for d in audit.differences}

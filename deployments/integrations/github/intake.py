@@ -12,8 +12,8 @@ from django.db import transaction
 
 from compliance.alerts import alert_administrators
 from compliance.errors import RuleViolation
-from deployments import services
 from deployments.choices import Action, CheckState, ExecutionStatus, RequestSource, RequestStatus
+from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment, Execution
 
 from .client import GitHubClient, GitHubError, is_api_url

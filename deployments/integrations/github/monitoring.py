@@ -1,4 +1,4 @@
-"""``push`` and ``branch_protection_rule``: monitoring signals, handed to ``deployments.detection``."""
+"""``push`` and ``branch_protection_rule``: monitoring signals, handed to ``deployments.detection.findings``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from deployments import detection
+from deployments.detection import findings as detection
 from deployments.models import Service
 
 from .common import Outcome, _dict, _str, find_service, https_url

@@ -25,7 +25,7 @@ import time
 from django.conf import settings
 
 from deployments.choices import DeliveryDecision, RequestSource
-from deployments.providers.base import DecisionProvider, DeliveryOutcome
+from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome
 
 from .client import GitHubClient, GitHubError, GitHubNotConfigured, is_api_url
 

@@ -50,8 +50,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from deployments import detection, services
 from deployments.choices import Action, CIProvider, ExecutionStatus
+from deployments.detection import findings as detection
+from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment, Execution
 
 from .client import GitHubClient, GitHubError, installation_for_repository

@@ -8,12 +8,12 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from deployments import delivery as outbox
 from deployments.choices import DeliveryStatus, RequestStatus
+from deployments.delivery import outbox
+from deployments.delivery.providers import get as get_provider
 from deployments.integrations.github import client as github_client
 from deployments.integrations.github.provider import COMMENT_LIMIT, comment_for, rate_limit_wait
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest
-from deployments.providers import get as get_provider
 from tests import factories
 from tests.integrations.github.conftest import (
     REPOSITORY,
@@ -92,7 +92,7 @@ def test_approvals_send_exactly_one_callback_with_the_documented_body(
 def test_a_rejection_is_sent_as_rejected(awaiting, github, approvers, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         factories.approve(awaiting, approvers[0])
-    from deployments import services
+    from deployments.gate import services
 
     with django_capture_on_commit_callbacks(execute=True):
         services.reject_request(actor=approvers[1], request=awaiting, comment="Not during the audit window.")

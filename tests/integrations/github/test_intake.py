@@ -7,8 +7,8 @@ from django.core import mail
 
 from compliance.models import Violation
 from compliance.services import suspend_user
-from deployments import services
 from deployments.choices import ExecutionStatus, RequestSource, RequestStatus
+from deployments.gate import services
 from deployments.integrations.github import events
 from deployments.integrations.github.models import DeliveryState, GitHubWebhookDelivery
 from deployments.models import DecisionDelivery, DeploymentRequest, Execution

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from compliance.models import Violation, ViolationKind
 from compliance.roles import Role
-from deployments import services
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
+from deployments.gate import services
 from deployments.integrations.github import reconciliation
 from deployments.integrations.github.models import DeliveryState, GitHubWebhookDelivery
 from deployments.models import DeploymentRequest, Execution, FreezeWindow, ReconciliationRun
@@ -118,7 +118,7 @@ def test_reconciling_again_opens_nothing_new_and_does_not_reread_known_deploymen
 
 
 def test_the_local_rescan_does_not_open_a_second_violation_for_a_reconciled_deployment(github, production):
-    from deployments import detection
+    from deployments.detection import findings as detection
 
     github.deploy(REPOSITORY, "production", factories.sha("y"), "success", at=ago(hours=1), deployment_id=556)
     reconciliation.reconcile_github_deployments()
@@ -478,7 +478,7 @@ def test_without_the_github_app_nothing_is_called(github, production, settings):
 
 
 def test_the_periodic_task_runs_the_github_and_the_local_reconciliation(github, production):
-    from deployments import detection
+    from deployments.detection import findings as detection
     from deployments.signals import execution_recorded
     from deployments.tasks import reconcile_deployments
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployments import services
 from deployments.choices import DeliveryStatus, RequestStatus
+from deployments.gate import services
 from deployments.integrations.github.models import DeliveryState, GitHubWebhookDelivery
 from deployments.models import DecisionDelivery, DeploymentRequest
 from tests import factories

@@ -9,13 +9,13 @@ from django.template.response import TemplateResponse
 
 from compliance.errors import RuleViolation
 from compliance.services import SYSTEM_USERNAME
-from deployments import delivery as delivery_services
-from deployments import tokens
+from deployments.api import tokens
 from deployments.choices import Action, TokenAction
+from deployments.delivery import outbox as delivery_services
+from deployments.delivery.secrets import encrypt_secret
+from deployments.gate.services import record_refusal
 from deployments.models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint
-from deployments.secrets import encrypt_secret
-from deployments.services import record_refusal
-from deployments.token_views import scope_text
+from deployments.web.tokens import scope_text
 
 
 class DeliveryAttemptInline(admin.TabularInline):

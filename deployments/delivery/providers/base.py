@@ -1,4 +1,4 @@
-"""The one interface every CI provider implements to receive decisions (see ``deployments.delivery``).
+"""The one interface every CI provider implements to receive decisions (see ``deployments.delivery.outbox``).
 
 A provider says whether a request's decision concerns it (``targets``), what to send
 (``build_payload``, stored on the outbox row when the decision commits) and makes one delivery

@@ -3,7 +3,7 @@
 A token acts as its owner, so this page is the only place a person's token is made: nobody else
 (administrators included) can create one for them. The clear value is shown once, on the page that
 answers the creation POST (never cached, never stored), and never again. Writes go through
-``deployments.tokens`` (which re-checks every rule and records refusals); the list is one query
+``deployments.api.tokens`` (which re-checks every rule and records refusals); the list is one query
 for the tokens and one per scope relation, whatever their number.
 """
 
@@ -22,8 +22,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compliance.errors import RuleViolation
-from deployments import permissions, tokens
+from deployments.api import tokens
 from deployments.choices import TokenAction
+from deployments.gate import permissions
 from deployments.models import ApiToken, Environment, Service
 
 EXPIRY_CHOICES = [("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year"),

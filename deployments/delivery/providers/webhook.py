@@ -19,9 +19,9 @@ import requests
 from django.conf import settings
 
 from deployments.choices import DeliveryDecision
+from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome, outcome_for_response
+from deployments.delivery.secrets import decrypt_secret
 from deployments.models import WebhookEndpoint
-from deployments.providers.base import DecisionProvider, DeliveryOutcome, outcome_for_response
-from deployments.secrets import decrypt_secret
 from portal import outbound
 
 SIGNATURE_HEADER = "X-Portal-Signature"

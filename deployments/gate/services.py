@@ -18,7 +18,6 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 from compliance.gates import acting_refusal
 from compliance.identity import identities_of, resolve_person
-from deployments import permissions, policy
 from deployments.choices import (
     OPEN_STATUSES,
     SUPERSEDABLE_STATUSES,
@@ -33,6 +32,7 @@ from deployments.choices import (
     Tier,
     UnverifiedIdentity,
 )
+from deployments.gate import permissions, policy
 from deployments.models import (
     Approval,
     ApprovalPolicy,

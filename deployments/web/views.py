@@ -17,8 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 from compliance.errors import RuleViolation
 from compliance.gates import acting_refusal
 from compliance.roles import Role, has_role
-from deployments import permissions, policy, selectors, services
 from deployments.choices import Action, Decision, RequestStatus
+from deployments.gate import permissions, policy, selectors, services
 
 PAGE_SIZE = 25
 QUEUE_STATUS_CHOICES = [

@@ -1,7 +1,7 @@
 """Notification configuration and the log that makes every notification happen once.
 
 Chat webhook URLs are secrets (anyone holding one can post into the channel): they are stored
-encrypted (``deployments.secrets``), never shown back in full, and excluded from audit diffs.
+encrypted (``deployments.delivery.secrets``), never shown back in full, and excluded from audit diffs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from deployments.secrets import decrypt, encrypt, hint
+from deployments.delivery.secrets import decrypt, encrypt, hint
 
 
 class ChatKind(models.TextChoices):

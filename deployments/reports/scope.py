@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from compliance.errors import RuleViolation
 from compliance.reports.access import ReportScope, register_credential_policy, register_scoped_rows
-from deployments import reports, services, tokens
+from deployments.api import tokens
 from deployments.choices import Action, TokenAction
+from deployments.gate import services
 from deployments.models import ApiToken, Environment
+from deployments.reports import definitions as reports
 
 
 class TokenReportPolicy:

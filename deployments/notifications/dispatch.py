@@ -28,15 +28,15 @@ from django.utils import timezone
 
 from compliance.gates import acting_refusal
 from compliance.roles import Role
-from deployments import permissions, policy
 from deployments.choices import EventKind, RequestStatus
+from deployments.gate import permissions, policy
 from deployments.models import (
     DeploymentRequest,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
     RequestEvent,
 )
-from deployments.notification_models import (
+from deployments.notifications.models import (
     ChatChannel,
     ChatKind,
     NotificationChannel,
@@ -70,7 +70,7 @@ def eligible_approvers(request: DeploymentRequest) -> list:
     """People who may decide on ``request`` now: approver role and the environment's approve
     permission (``permissions.can_act``), not the requester, not a change author when the policy
     excludes them, not suspended (compliance gates), and not already decided."""
-    from deployments.services import _identities, facts_for  # services imports nothing from here
+    from deployments.gate.services import _identities, facts_for  # services imports nothing from here
 
     environment = request.environment
     direct = EnvironmentUserObjectPermission.objects.filter(

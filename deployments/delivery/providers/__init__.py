@@ -6,7 +6,7 @@ the outbox asks every registered provider whether it targets a request when a de
 
 from __future__ import annotations
 
-from deployments.providers.base import DecisionProvider, DeliveryOutcome
+from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome
 
 __all__ = ["DecisionProvider", "DeliveryOutcome", "all_providers", "get", "register", "unregister"]
 

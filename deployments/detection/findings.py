@@ -43,8 +43,9 @@ from compliance.alerts import alert_administrators
 from compliance.gates import acting_refusal
 from compliance.models import Severity, Suspension, Violation, ViolationKind
 from compliance.violations import open_violation
-from deployments import integrations, permissions, policy
+from deployments import integrations
 from deployments.choices import Decision, EventKind, Tier
+from deployments.gate import permissions, policy
 from deployments.models import (
     Approval,
     EnvironmentGroupObjectPermission,
@@ -251,7 +252,7 @@ def _on_execution_recorded(sender, execution: Execution, **kwargs) -> None:
         logger.exception("Violation detection failed for execution #%s; reconciliation will retry.", execution.pk)
 
 
-@receiver(execution_conflict_reported, dispatch_uid="deployments.detection.execution_conflict")
+@receiver(execution_conflict_reported, dispatch_uid="deployments.detection.findings.execution_conflict")
 def _on_execution_conflict(sender, execution_id: int, reported_sha: str, actor=None, **kwargs) -> None:
     """A CI run was re-reported with another sha: someone (or something) tried to rewrite what a
     deployment was. The refusal is kept by the service; this opens the violation to investigate."""
@@ -312,7 +313,7 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
     outside the gate). ``live`` (at decision time) adds the role + permission and the compliance
     gates (training) as they are at that moment.
     """
-    from deployments.services import _identities, facts_for
+    from deployments.gate.services import _identities, facts_for
 
     request = approval.request
     approver = approval.approver
@@ -376,7 +377,7 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
     return found
 
 
-@receiver(decision_recorded, dispatch_uid="deployments.detection.decision")
+@receiver(decision_recorded, dispatch_uid="deployments.detection.findings.decision")
 def _on_decision_recorded(sender, approval: Approval, **kwargs) -> None:
     try:
         with transaction.atomic():

@@ -32,8 +32,8 @@ from compliance.errors import RuleViolation
 from compliance.roles import Role, has_role
 from compliance.services import SYSTEM_USERNAME
 from deployments.choices import Action, TokenAction
+from deployments.gate.services import _records_refusals, record_refusal
 from deployments.models import ApiToken, Environment, Service
-from deployments.services import _records_refusals, record_refusal
 
 TOKEN_PREFIX = "dap_"
 SCOPE_CACHE_SECONDS = 300

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from deployments import permissions
 from deployments.choices import OPEN_STATUSES, Decision, RequestStatus
+from deployments.gate import permissions
 from deployments.models import Approval, DeploymentRequest, RequestEvent
 
 _APPROVALS = Prefetch("approvals", queryset=Approval.objects.only("id", "request_id", "approver_id", "decision"))

@@ -31,7 +31,6 @@ from django.utils import timezone
 
 from compliance.errors import RuleViolation
 from compliance.roles import Role
-from deployments import providers
 from deployments.choices import (
     OPEN_STATUSES,
     AttemptOutcome,
@@ -40,8 +39,9 @@ from deployments.choices import (
     EventKind,
     RequestStatus,
 )
+from deployments.delivery import providers
+from deployments.delivery.providers.base import DeliveryOutcome
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
-from deployments.providers.base import DeliveryOutcome
 from deployments.signals import request_transitioned
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def decision_for_transition(old_status: str | None, new_status: str) -> str | No
     return None
 
 
-@receiver(request_transitioned, dispatch_uid="deployments.delivery.queue_on_transition")
+@receiver(request_transitioned, dispatch_uid="deployments.delivery.outbox.queue_on_transition")
 def _queue_on_transition(sender, request, old_status, new_status, actor=None, **kwargs) -> None:
     decision = decision_for_transition(old_status, new_status)
     if decision is not None:

@@ -15,10 +15,10 @@ from django.utils import timezone
 from compliance.roles import Role
 from compliance.services import suspend_user
 from deployments import tasks
-from deployments.admin import ChatChannelForm
 from deployments.choices import EventKind
 from deployments.gate import services
 from deployments.notifications import dispatch as notifications
+from deployments.notifications.admin import ChatChannelForm
 from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
 from tests import factories
 

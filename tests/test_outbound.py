@@ -16,12 +16,12 @@ import requests
 from django.urls import reverse
 from werkzeug import Response
 
-from deployments.admin import ChatChannelForm
 from deployments.choices import DeliveryStatus
 from deployments.delivery import outbox as delivery
 from deployments.delivery.secrets import encrypt_secret
 from deployments.models import DecisionDelivery, DeliveryAttempt, WebhookEndpoint
 from deployments.notifications import dispatch as notifications
+from deployments.notifications.admin import ChatChannelForm
 from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog
 from portal import outbound
 from tests import factories

@@ -1,20 +1,29 @@
-"""Every deployments model is recorded by django-auditlog, including permission grants."""
+"""What the audit trail records of the deployments app: every model (with permission grants), with
+secrets and their hashes never in a diff; which rows join the tamper-evident chain; and which grants
+are privileged access."""
 
 from auditlog.registry import auditlog
 
+from compliance.audit_chain import register_chained_model
 from compliance.privileges import watch_object_permissions
 from deployments.models import (
+    ApiToken,
     Approval,
     ApprovalPolicy,
+    ChatChannel,
+    DecisionDelivery,
+    DeliveryAttempt,
     DeploymentRequest,
     Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
     Execution,
     FreezeWindow,
+    NotificationLog,
     Refusal,
     RequestEvent,
     Service,
+    WebhookEndpoint,
 )
 
 for model in (
@@ -29,28 +38,18 @@ for model in (
     Execution,
     EnvironmentUserObjectPermission,
     EnvironmentGroupObjectPermission,
+    DeliveryAttempt,
+    NotificationLog,
 ):
     auditlog.register(model)
 
-# Decision delivery and API credentials (secrets and their hashes never enter an audit diff).
-from deployments.models import ApiToken, DecisionDelivery, DeliveryAttempt, WebhookEndpoint  # noqa: E402
-
 auditlog.register(DecisionDelivery, exclude_fields=["payload"])
-auditlog.register(DeliveryAttempt)
 auditlog.register(WebhookEndpoint, exclude_fields=["secret_ciphertext"])
 auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_fields={"services", "environments"})
-
-
-
-# Notifications: the webhook URL is a secret — never in an audit diff (only its harmless hint is).
-from deployments.notifications.models import ChatChannel, NotificationLog  # noqa: E402
-
+# The chat webhook URL is a secret: only its harmless hint may appear in a diff.
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
-auditlog.register(NotificationLog)
 
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
-from compliance.audit_chain import register_chained_model  # noqa: E402
-
 for model in (Approval, RequestEvent, Refusal):
     register_chained_model(model)
 

@@ -11,6 +11,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from werkzeug import Response
 
+from compliance.errors import RuleViolation
 from compliance.roles import Role
 from deployments import tasks
 from deployments.choices import AttemptOutcome, DeliveryStatus, EventKind, RequestStatus
@@ -175,7 +176,7 @@ def test_retrying_a_delivery_that_has_not_failed_is_refused(environment, submit,
     configure_webhook(environment, closed_port_url())
     request = approve_one(submit, approvers)
     row = DecisionDelivery.objects.get(request=request)
-    with pytest.raises(services.RuleViolation) as exc:
+    with pytest.raises(RuleViolation) as exc:
         delivery.retry_delivery(actor=administrator, delivery=row)
     assert exc.value.code == "delivery_not_failed"
 

@@ -2,7 +2,7 @@
 
 from auditlog.registry import auditlog
 
-from compliance.privileges import watch_object_permissions
+from compliance.people.privileges import watch_object_permissions
 
 from .models import (
     Approval,
@@ -66,7 +66,7 @@ auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 auditlog.register(NotificationLog)
 
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
-from compliance.audit_chain import register_chained_model  # noqa: E402
+from compliance.audit.chain import register_chained_model  # noqa: E402
 
 for model in (Approval, RequestEvent, Refusal):
     register_chained_model(model)

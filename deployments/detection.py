@@ -39,9 +39,10 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.gates import acting_refusal
 from compliance.models import Severity, Suspension, Violation, ViolationKind
-from compliance.violations import open_violation
+from compliance.people.alerts import alert_administrators
+from compliance.people.gates import acting_refusal
+from compliance.violations.services import open_violation
 
 from . import permissions, policy
 from .choices import Decision, EventKind, Tier
@@ -457,7 +458,6 @@ def run_reconciliation(*, github: Callable[[], dict]) -> dict:
 def _alert_if_blind(now: datetime | None = None) -> bool:
     """E-mail the administrators when the last ``BLIND_AFTER_RUNS`` runs all failed somewhere: lost
     events may be going unnoticed. Claimed on the newest run, so it is sent once a day at most."""
-    from .github.common import alert_administrators
     from .models import ReconciliationRun
 
     now = now or timezone.now()

@@ -16,8 +16,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.gates import acting_refusal
-from compliance.identity import identities_of, resolve_person
+from compliance.people.gates import acting_refusal
+from compliance.people.identity import identities_of, resolve_person
 
 from . import permissions, policy
 from .choices import (

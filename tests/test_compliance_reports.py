@@ -15,16 +15,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import services as compliance_services
-from compliance import violations
-from compliance.audit_chain import seal_chain, verify_chain
-from compliance.audit_reviews import record_audit_review
+from compliance.audit.chain import seal_chain, verify_chain
+from compliance.audit.reviews import record_audit_review
 from compliance.models import Attestation, RoleAssignment, Severity, ViolationKind, ViolationStatus
+from compliance.people import suspensions as compliance_services
+from compliance.people.identity import SYSTEM_USERNAME
+from compliance.people.roles import Role
 from compliance.reports import registry
 from compliance.reports.oversight import _covered_gaps
 from compliance.reports.registry import Filters
-from compliance.roles import Role
-from compliance.services import SYSTEM_USERNAME
+from compliance.violations import services as violations
 from tests import factories
 
 pytestmark = pytest.mark.django_db

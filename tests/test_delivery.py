@@ -11,7 +11,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from werkzeug import Response
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments import delivery, services, tasks
 from deployments.choices import AttemptOutcome, DeliveryStatus, EventKind, RequestStatus
 from deployments.models import DecisionDelivery, DeliveryAttempt, RequestEvent, WebhookEndpoint

@@ -2,7 +2,7 @@
 
 import pytest
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments import tokens
 from deployments.choices import DeliveryStatus
 from deployments.models import ApiToken, DecisionDelivery, WebhookEndpoint

@@ -10,11 +10,11 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import jobs
+from compliance.audit.tasks import seal_audit_chain
 from compliance.models import JobHeartbeat
-from compliance.roles import Role
-from compliance.tasks_audit import seal_audit_chain
-from compliance.tasks_jobs import check_job_heartbeats
+from compliance.monitoring import jobs
+from compliance.monitoring.tasks import check_job_heartbeats
+from compliance.people.roles import Role
 from portal.celery import app as celery_app
 from tests import factories
 
@@ -121,7 +121,7 @@ def test_the_heartbeat_check_is_itself_a_real_task(administrators, django_captur
 
 @pytest.mark.django_db(transaction=True)
 def test_beat_start_marks_every_job_as_expected():
-    from compliance.beat import PortalScheduler
+    from compliance.monitoring.beat import PortalScheduler
 
     PortalScheduler(app=celery_app)
     expected = set(JobHeartbeat.objects.filter(expected_since__isnull=False).values_list("task", flat=True))

@@ -8,11 +8,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import monitoring, violations
-from compliance.audit_reviews import record_audit_review, review_status
+from compliance.audit.reviews import record_audit_review, review_status
 from compliance.errors import RuleViolation
 from compliance.models import AuditReview, ViolationStatus
-from compliance.roles import Role
+from compliance.monitoring import panels as monitoring
+from compliance.people.roles import Role
+from compliance.violations import services as violations
 from deployments import detection, services
 from deployments.choices import ExecutionStatus
 from tests import factories
@@ -233,7 +234,7 @@ def test_the_demo_shows_a_violation_and_a_sealed_audit_chain(client):
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from compliance.audit_chain import verify_chain
+    from compliance.audit.chain import verify_chain
 
     call_command("load_demo_data")
     violation = violations.Violation.objects.get()

@@ -10,7 +10,7 @@ from django.core import mail
 from django.forms import MultiWidget
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.models import EnvironmentGroupObjectPermission, EnvironmentUserObjectPermission
 from tests import factories
 

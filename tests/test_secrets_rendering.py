@@ -17,7 +17,7 @@ from auditlog.models import LogEntry
 from django.contrib import admin
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments import tokens
 from deployments.models import ApiToken, WebhookEndpoint
 from deployments.notification_models import ChatChannel, ChatKind

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.utils import timezone
 
-from compliance import selectors, services, training
+from compliance import tasks
 from compliance.choices import ReminderKind, SuspensionTrigger, TrainingStatus
 from compliance.errors import RuleViolation
-from compliance.gates import acting_refusal
 from compliance.models import (
     Attestation,
     PolicyDocument,
@@ -23,7 +22,12 @@ from compliance.models import (
     TrainingCourse,
     TrainingReminder,
 )
-from compliance.roles import Role
+from compliance.people import suspensions
+from compliance.people.gates import acting_refusal
+from compliance.people.identity import SYSTEM_USERNAME
+from compliance.people.roles import Role
+from compliance.training import enforcement, selectors, services
+from compliance.training import rules as training
 from deployments import services as deployment_services
 from deployments.models import Approval, Refusal
 from tests import factories
@@ -314,7 +318,7 @@ def lapse(person, slug, days_ago):
 def test_a_suspension_blocks_an_approval_immediately_and_shows_the_reason(submit, approvers):
     request = submit()
     admin = factories.UserFactory(roles=[Role.ADMINISTRATOR])
-    services.suspend_user(actor=admin, user=approvers[0], reason="Approved outside the portal")
+    suspensions.suspend_user(actor=admin, user=approvers[0], reason="Approved outside the portal")
     with pytest.raises(RuleViolation) as caught:
         factories.approve(request, approvers[0])
     assert caught.value.code == "suspended" and "Approved outside the portal" in caught.value.message
@@ -325,23 +329,23 @@ def test_lapsed_training_suspends_after_the_grace_period_and_a_new_attestation_l
     request = submit()
     person = approvers[0]
     lapse(person, "deployment-approver", days_ago=6)
-    assert services.enforce_training(actor=None)["suspended"] == 0  # within the grace period
+    assert enforcement.enforce_training(actor=None)["suspended"] == 0  # within the grace period
     lapse(person, "deployment-approver", days_ago=8)
-    result = services.enforce_training(actor=None)
+    result = enforcement.enforce_training(actor=None)
     assert result["suspended"] == 1
     suspension = Suspension.objects.get(user=person, lifted_at__isnull=True)
     assert suspension.trigger == SuspensionTrigger.TRAINING_LAPSED
     assert suspension.scope == "approve"  # the privileges of the role whose training lapsed
     assert "Deployment approver duties" in suspension.reason and suspension.started_at
     assert suspension.details["courses"][0]["slug"] == "deployment-approver"
-    assert services.enforce_training(actor=None)["suspended"] == 0  # one active suspension, not two
+    assert enforcement.enforce_training(actor=None)["suspended"] == 0  # one active suspension, not two
     with pytest.raises(RuleViolation) as caught:
         factories.approve(request, person)
     assert caught.value.code == "suspended"
     attest(person, "deployment-approver")
     suspension.refresh_from_db()
     assert suspension.lifted_at is not None and "Training completed" in suspension.lift_reason
-    assert suspension.lifted_by.username == services.SYSTEM_USERNAME
+    assert suspension.lifted_by.username == SYSTEM_USERNAME
     factories.approve(request, person)
 
 
@@ -349,12 +353,12 @@ def test_an_administrator_lifts_a_training_suspension_with_a_reason_and_it_is_no
     person = approvers[0]
     admin = factories.UserFactory(roles=[Role.ADMINISTRATOR])
     lapse(person, "deployment-approver", days_ago=30)
-    services.enforce_training(actor=None)
+    enforcement.enforce_training(actor=None)
     suspension = Suspension.objects.get(user=person, lifted_at__isnull=True)
     with pytest.raises(RuleViolation):
-        services.lift_suspension(actor=admin, suspension=suspension, reason="  ")
-    services.lift_suspension(actor=admin, suspension=suspension, reason="Was on parental leave; course booked.")
-    assert services.enforce_training(actor=None)["suspended"] == 0
+        suspensions.lift_suspension(actor=admin, suspension=suspension, reason="  ")
+    suspensions.lift_suspension(actor=admin, suspension=suspension, reason="Was on parental leave; course booked.")
+    assert enforcement.enforce_training(actor=None)["suspended"] == 0
     assert not Suspension.objects.filter(user=person, lifted_at__isnull=True).exists()
     # the training gate still refuses until the person is trained
     assert acting_refusal(user=person, action="approve").code == "training_required"
@@ -367,19 +371,19 @@ def test_an_administrator_lifts_a_training_suspension_with_a_reason_and_it_is_no
 def test_a_lapsed_policy_course_of_an_engineer_and_approver_suspends_everything(environment):
     person = factories.UserFactory(roles=[Role.ENGINEER, Role.APPROVER])
     lapse(person, "deployment-authorization-policy", days_ago=30)
-    services.enforce_training(actor=None)
+    enforcement.enforce_training(actor=None)
     assert Suspension.objects.get(user=person).scope == "all"
     with pytest.raises(RuleViolation) as caught:
-        services.suspend_user(actor=None, user=person, reason="again", trigger=SuspensionTrigger.TRAINING_LAPSED)
+        suspensions.suspend_user(actor=None, user=person, reason="again", trigger=SuspensionTrigger.TRAINING_LAPSED)
     assert caught.value.code == "already_suspended"
 
 
 def test_the_job_lifts_a_training_suspension_once_nothing_is_lapsed(approvers):
     person = approvers[0]
     lapse(person, "deployment-approver", days_ago=30)
-    services.enforce_training(actor=None)
+    enforcement.enforce_training(actor=None)
     person.groups.remove(Group.objects.get(name=str(Role.APPROVER)))  # no longer needs the course
-    assert services.enforce_training(actor=None)["lifted"] == 1
+    assert enforcement.enforce_training(actor=None)["lifted"] == 1
     assert not Suspension.objects.filter(user=person, lifted_at__isnull=True).exists()
 
 
@@ -390,15 +394,15 @@ def test_reminders_are_sent_once_per_period_by_a_job_safe_to_run_twice(settings,
     lapse(person, "deployment-authorization-policy", days_ago=1)
     mail.outbox.clear()
     now = timezone.now()
-    committed(services.enforce_training, actor=None, now=now)
-    committed(services.enforce_training, actor=None, now=now + DAY)
+    committed(enforcement.enforce_training, actor=None, now=now)
+    committed(enforcement.enforce_training, actor=None, now=now + DAY)
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["late@example.com"]
     assert "Deployment authorization policy" in message.body and "http://127.0.0.1:8000/training/" in message.body
     assert TrainingReminder.objects.get(user=person).kind == ReminderKind.OVERDUE
-    committed(services.enforce_training, actor=None, now=now + 7 * DAY)  # the next period
-    committed(services.enforce_training, actor=None, now=now + 7 * DAY)
+    committed(enforcement.enforce_training, actor=None, now=now + 7 * DAY)  # the next period
+    committed(enforcement.enforce_training, actor=None, now=now + 7 * DAY)
     assert len(mail.outbox) == 2
     assert TrainingReminder.objects.filter(user=person).count() == 2
 
@@ -407,10 +411,10 @@ def test_a_reminder_is_sent_once_before_the_deadline(committed):
     person = factories.engineer(email="soon@example.com")
     att = Attestation.objects.get(user=person, course__slug="deployment-authorization-policy")
     mail.outbox.clear()
-    committed(services.send_due_reminders, actor=None, now=att.expires_at - 15 * DAY)
+    committed(enforcement.send_due_reminders, actor=None, now=att.expires_at - 15 * DAY)
     assert mail.outbox == []
-    committed(services.send_due_reminders, actor=None, now=att.expires_at - 14 * DAY)
-    committed(services.send_due_reminders, actor=None, now=att.expires_at - 3 * DAY)
+    committed(enforcement.send_due_reminders, actor=None, now=att.expires_at - 14 * DAY)
+    committed(enforcement.send_due_reminders, actor=None, now=att.expires_at - 3 * DAY)
     assert len(mail.outbox) == 1
     assert TrainingReminder.objects.get(user=person).kind == ReminderKind.BEFORE_DEADLINE
 
@@ -421,18 +425,16 @@ def test_bulk_reminders_are_for_administrators_only(committed):
     late = factories.engineer(trained=False, email="late@example.com")
     mail.outbox.clear()
     with pytest.raises(RuleViolation):
-        committed(services.send_training_reminders, actor=auditor, users=[late])
-    assert committed(services.send_training_reminders, actor=admin, users=[late]) == 1
+        committed(enforcement.send_training_reminders, actor=auditor, users=[late])
+    assert committed(enforcement.send_training_reminders, actor=admin, users=[late]) == 1
     assert len(mail.outbox) == 1 and TrainingReminder.objects.get(user=late).sent_by == admin
 
 
 def test_the_enforcement_task_acts_as_the_system_account(approvers):
-    from compliance import tasks
-
     lapse(approvers[0], "deployment-approver", days_ago=30)
     assert tasks.enforce_training.delay().get()["suspended"] == 1
     suspension = Suspension.objects.get(user=approvers[0])
     entry = LogEntry.objects.get(
         content_type=ContentType.objects.get_for_model(Suspension), object_pk=str(suspension.pk)
     )
-    assert entry.actor.username == services.SYSTEM_USERNAME
+    assert entry.actor.username == SYSTEM_USERNAME

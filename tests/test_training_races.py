@@ -6,8 +6,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from compliance import services
 from compliance.models import Attestation, Suspension, TrainingReminder
+from compliance.training import enforcement
 from tests import factories
 from tests.test_races import _run_at_once
 
@@ -25,7 +25,7 @@ def test_two_enforcement_jobs_at_once_send_one_reminder_and_suspend_once(postgre
         person.role_assignments.update(assigned_at=expired - timedelta(days=400))
     mail.outbox.clear()
     now = timezone.now()
-    results, errors = _run_at_once([lambda: services.enforce_training(actor=None, now=now)] * 4)
+    results, errors = _run_at_once([lambda: enforcement.enforce_training(actor=None, now=now)] * 4)
     assert errors == []
     assert sum(r["suspended"] for r in results) == 3
     assert Suspension.objects.filter(lifted_at__isnull=True).count() == 3

@@ -11,9 +11,10 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import selectors, services
 from compliance.models import Attestation, PolicyDocument, QuizAttempt, Suspension, TrainingCourse
-from compliance.roles import Role
+from compliance.people import suspensions
+from compliance.people.roles import Role
+from compliance.training import selectors, services
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -104,7 +105,7 @@ def test_a_suspension_shows_in_an_open_session_at_the_next_page(client, admin):
     person = factories.approver()
     client.force_login(person)
     assert "suspended" not in client.get("/").content.decode()
-    services.suspend_user(actor=admin, user=person, reason="Approved outside the portal")
+    suspensions.suspend_user(actor=admin, user=person, reason="Approved outside the portal")
     body = client.get("/").content.decode()
     assert "Your deployment privileges are suspended" in body and "Approved outside the portal" in body
 
@@ -143,7 +144,7 @@ def test_matrix_filters(client, admin):
     overdue.role_assignments.update(assigned_at=expired - timedelta(days=400))
     factories.engineer(username="dora-due", trained=False)
     suspended = factories.approver(username="sam-suspended")
-    services.suspend_user(actor=admin, user=suspended, reason="Violation")
+    suspensions.suspend_user(actor=admin, user=suspended, reason="Violation")
     fine = factories.approver(username="fiona-fine")
     client.force_login(admin)
 
@@ -278,7 +279,7 @@ def test_administrators_suspend_manually_in_the_admin_and_lift_with_the_action(c
 
 def test_the_admin_refuses_a_second_active_training_suspension(client, admin):
     person = factories.approver()
-    services.suspend_user(actor=admin, user=person, reason="Lapsed", trigger="training_lapsed")
+    suspensions.suspend_user(actor=admin, user=person, reason="Lapsed", trigger="training_lapsed")
     client.force_login(admin)
     response = client.post(
         reverse("admin:compliance_suspension_add"),

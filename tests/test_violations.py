@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from compliance import violations
 from compliance.errors import RuleViolation
 from compliance.models import Severity, Violation, ViolationKind, ViolationStatus
-from compliance.roles import Role
-from compliance.tasks_audit import escalate_overdue_violations
+from compliance.people.roles import Role
+from compliance.violations import services as violations
+from compliance.violations.tasks import escalate_overdue_violations
 from tests import factories
 
 pytestmark = pytest.mark.django_db

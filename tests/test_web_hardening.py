@@ -16,9 +16,9 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import services as compliance_services
 from compliance.models import Violation
-from compliance.roles import Role
+from compliance.people.roles import Role
+from compliance.training import services as compliance_services
 from deployments.github import webhooks
 from deployments.github.models import BranchProtectionRule, GitHubWebhookRejection
 from tests import factories
@@ -152,7 +152,7 @@ def test_a_javascript_compare_url_in_a_push_never_becomes_a_link(
 
 
 def test_a_stored_javascript_evidence_link_is_rendered_as_text(client, db):
-    from compliance import violations
+    from compliance.violations import services as violations
 
     violation = violations.open_violation(
         kind="unauthorized_push", severity="high", title="t", evidence={}, dedup_key="x-1",
@@ -216,7 +216,7 @@ def test_rejections_are_not_in_the_audit_trail(client, settings):
     assert GitHubWebhookRejection.objects.count() == 1
     content_type = ContentType.objects.get_for_model(GitHubWebhookRejection)
     assert not LogEntry.objects.filter(content_type=content_type).exists()
-    from compliance.audit_chain import chained_models
+    from compliance.audit.chain import chained_models
 
     assert GitHubWebhookRejection not in [c.model for c in chained_models()]
 

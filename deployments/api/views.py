@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role, has_role, roles_of
+from compliance.people.roles import Role, has_role, roles_of
 
 from .. import permissions as gate
 from .. import services, tokens

@@ -6,8 +6,6 @@ import logging
 
 from django.contrib.auth import get_user_model
 
-from compliance.alerts import alert_administrators  # noqa: F401  (re-exported: the one alert helper)
-
 from ..models import Environment, Service
 from .models import DeliveryState
 

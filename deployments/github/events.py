@@ -17,7 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .client import GitHubError
-from .common import Outcome, alert_administrators, github_account  # noqa: F401  (used by callers)
+from .common import Outcome, github_account  # noqa: F401  (used by callers)
 from .intake import (  # noqa: F401  (re-exported for tasks and tests)
     enrich_request,
     handle_deployment_protection_rule,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 
 from compliance.errors import RuleViolation
+from compliance.people.alerts import alert_administrators
 
 from .. import services
 from ..choices import Action, CheckState, ExecutionStatus, RequestSource, RequestStatus
@@ -22,7 +23,6 @@ from .common import (
     _dict,
     _int,
     _str,
-    alert_administrators,
     find_environment,
     find_service,
     github_account,

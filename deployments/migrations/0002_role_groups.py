@@ -5,7 +5,7 @@ from django.db import migrations
 
 
 def create_role_groups(apps, schema_editor):
-    from compliance.roles import sync_role_groups
+    from compliance.people.roles import sync_role_groups
 
     sync_role_groups(apps)
 

@@ -1,8 +1,8 @@
-"""Decision records are append-only on PostgreSQL (see compliance.db_triggers)."""
+"""Decision records are append-only on PostgreSQL (see compliance.audit.db_triggers)."""
 
 from django.db import migrations
 
-from compliance.db_triggers import installer
+from compliance.audit.db_triggers import installer
 
 APPEND_ONLY = installer("deployments_approval", "deployments_requestevent", "deployments_refusal")
 

@@ -296,7 +296,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
-# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/beat.py).
+# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/monitoring/beat.py).
 CELERY_BEAT_SCHEDULER = "compliance.monitoring.beat:PortalScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {

@@ -9,7 +9,7 @@ audit-log review sign-offs. Registered from ``ComplianceConfig.ready()``.
   covers, and whether the next review is overdue.
 
 Large tables stream (one query per section read with ``.iterator``); training standings are worked
-out in Python by ``compliance.training`` (the rule lives there), a batch of people at a time.
+out in Python by ``compliance.training.rules`` (the rule lives there), a batch of people at a time.
 """
 
 from __future__ import annotations

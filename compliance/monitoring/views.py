@@ -10,16 +10,18 @@ from datetime import date
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from ..audit.models import AuditReview
 from ..audit.reviews import record_audit_review, review_status
 from ..errors import RuleViolation
-from ..violations.models import Violation, ViolationEvent, ViolationStatus
-from ..violations.services import ALLOWED_TRANSITIONS, transition_violation
+from ..violations.models import ViolationStatus
+from ..violations.selectors import next_statuses
+from ..violations.selectors import violation_detail as find_violation
+from ..violations.selectors import violation_list as find_violations
+from ..violations.services import transition_violation
 from . import panels as monitoring
 
 
@@ -38,11 +40,8 @@ def index(request):
 def violation_list(request):
     _require_monitor(request.user)
     status = request.GET.get("status", "")
-    violations = Violation.objects.select_related("owner").order_by("-detected_at", "-id")
-    if status in ViolationStatus.values:
-        violations = violations.filter(status=status)
     return render(request, "monitoring/violation_list.html", {
-        "violations": violations[:200], "status": status, "statuses": ViolationStatus.choices,
+        "violations": find_violations(status=status), "status": status, "statuses": ViolationStatus.choices,
     })
 
 
@@ -50,12 +49,7 @@ def violation_list(request):
 @require_http_methods(["GET", "POST"])
 def violation_detail(request, pk: int):
     _require_monitor(request.user)
-    violation = get_object_or_404(
-        Violation.objects.select_related("owner").prefetch_related(
-            Prefetch("events", queryset=ViolationEvent.objects.select_related("actor"))
-        ),
-        pk=pk,
-    )
+    violation = find_violation(pk=pk)
     can_handle = monitoring.can_handle_violations(request.user)
     if request.method == "POST":
         if not can_handle:
@@ -68,19 +62,14 @@ def violation_detail(request, pk: int):
         except RuleViolation as exc:
             messages.error(request, exc.message)
             return render(request, "monitoring/violation_detail.html", {
-                "violation": violation, "can_handle": can_handle, "next_statuses": _next(violation),
+                "violation": violation, "can_handle": can_handle, "next_statuses": next_statuses(violation),
                 "notes": request.POST.get("notes", ""),
             }, status=exc.status_code)
         messages.success(request, "The violation was updated.")
         return redirect("monitoring:violation_detail", pk=violation.pk)
     return render(request, "monitoring/violation_detail.html", {
-        "violation": violation, "can_handle": can_handle, "next_statuses": _next(violation),
+        "violation": violation, "can_handle": can_handle, "next_statuses": next_statuses(violation),
     })
-
-
-def _next(violation: Violation) -> list[tuple[str, str]]:
-    allowed = ALLOWED_TRANSITIONS.get(violation.status, set())
-    return [(value, label) for value, label in ViolationStatus.choices if value in allowed]
 
 
 def _parse_date(value: str) -> date | None:

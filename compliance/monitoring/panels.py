@@ -80,9 +80,6 @@ def rendered_panels(*, user, now: datetime | None = None) -> list[dict]:
 
 # --- the panels compliance owns -----------------------------------------------------------------
 
-AGE_BUCKETS = (("under_1_day", timedelta(days=1)), ("1_to_7_days", timedelta(days=7)))
-
-
 def open_violations_context(*, user, now: datetime) -> dict:
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
     is_open = ~Q(status__in=(ViolationStatus.RESOLVED, ViolationStatus.RISK_ACCEPTED))

@@ -13,7 +13,6 @@ enforcement are attributed to it in the audit trail.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 
 from auditlog.context import set_actor
 from django.contrib.auth import get_user_model
@@ -52,12 +51,6 @@ def resolve_person(name: str | None):
         return None
     found = list(_matching(name).order_by("pk")[:2])
     return found[0] if len(found) == 1 else None
-
-
-def resolve_people(names: Iterable[str]) -> dict[str, object]:
-    """``{name: person}`` for the names that identify exactly one active person."""
-    return {name: person for name in {n.strip() for n in names if n and n.strip()}
-            if (person := resolve_person(name)) is not None}
 
 
 # --- the portal's own account ----------------------------------------------------------------------

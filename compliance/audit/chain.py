@@ -28,6 +28,7 @@ from uuid import UUID
 from celery import signature
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.signals import post_save
@@ -285,7 +286,7 @@ def _timestamp_field(model) -> str | None:
     for name in ("timestamp", "created_at"):
         try:
             model._meta.get_field(name)
-        except Exception:  # noqa: S112
+        except FieldDoesNotExist:
             continue
         return name
     return None

@@ -44,7 +44,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from compliance.roles import Role  # noqa: E402
+from compliance.people.roles import Role  # noqa: E402
 from deployments.choices import Decision, EventKind, RequestStatus, Tier  # noqa: E402
 from deployments.gate.policy import PolicyRules  # noqa: E402
 from deployments.models import (  # noqa: E402

@@ -4,8 +4,8 @@ are privileged access."""
 
 from auditlog.registry import auditlog
 
-from compliance.audit_chain import register_chained_model
-from compliance.privileges import watch_object_permissions
+from compliance.audit.chain import register_chained_model
+from compliance.people.privileges import watch_object_permissions
 from deployments.models import (
     ApiToken,
     Approval,

@@ -2,8 +2,7 @@
 
 from celery import shared_task
 
-from compliance.audit import as_system_actor
-from compliance.services import system_actor
+from compliance.people.identity import as_system_actor, system_actor
 from deployments.gate import services
 
 

@@ -208,7 +208,7 @@ AXES_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("PORTAL_LOGIN_COOLOFF_MINUTES", 15))
 # Two throttles: a username from one address (PORTAL_LOGIN_FAILURE_LIMIT), and one address whatever
 # the usernames (password spraying, PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT). Axes has one limit for all
-# parameters; compliance.signin.PortalAxesHandler applies each its own, and a successful sign-in
+# parameters; compliance.people.signin.PortalAxesHandler applies each its own, and a successful sign-in
 # clears only that person's counter, never the address's.
 PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 if PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
@@ -217,7 +217,7 @@ if PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
         f"({PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT} < {AXES_FAILURE_LIMIT})"
     )
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_HANDLER = "compliance.signin.PortalAxesHandler"
+AXES_HANDLER = "compliance.people.signin.PortalAxesHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
@@ -307,8 +307,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
-# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/beat.py).
-CELERY_BEAT_SCHEDULER = "compliance.beat:PortalScheduler"
+# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/monitoring/beat.py).
+CELERY_BEAT_SCHEDULER = "compliance.monitoring.beat:PortalScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # The portal's own periodic jobs, assigned once; integrations add theirs through portal.schedule.
 CELERY_BEAT_SCHEDULE = {

@@ -21,7 +21,7 @@ urlpatterns = [
     path("webhooks/", include(webhook_urlpatterns())),
     path("", include("deployments.urls")),
     path("", include("compliance.urls")),
-    path("monitoring/", include("compliance.monitoring_urls")),
+    path("monitoring/", include("compliance.monitoring.urls")),
     # Auditor reports: namespace "reports" (index "reports:index"), API under "reports_api".
     path("reports/", include("compliance.reports.urls")),
 ]

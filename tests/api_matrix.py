@@ -15,7 +15,7 @@ from auditlog.models import LogEntry
 from django.db import transaction
 from django.test import Client
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.choices import TokenAction
 from deployments.models import Approval, DeploymentRequest, Environment, Execution, Service

@@ -15,10 +15,11 @@ from django.core.management import call_command
 from django.test import RequestFactory, override_settings
 from django.urls import reverse
 
-from compliance import services
 from compliance.errors import RuleViolation
 from compliance.models import Suspension
-from compliance.roles import Role
+from compliance.people import suspensions as services
+from compliance.people.identity import SYSTEM_USERNAME
+from compliance.people.roles import Role
 from portal.celery import app as celery_app
 from tests import factories
 
@@ -249,7 +250,7 @@ def test_beat_re_asserts_the_code_defined_schedule_when_it_starts():
     from auditlog.models import LogEntry
     from django_celery_beat.models import IntervalSchedule
 
-    from compliance.beat import PortalScheduler
+    from compliance.monitoring.beat import PortalScheduler
 
     tasks = _schedule_in_database()
     seal = tasks.get(task="compliance.seal_audit_chain")
@@ -261,7 +262,7 @@ def test_beat_re_asserts_the_code_defined_schedule_when_it_starts():
     assert seal.enabled is True
     assert (seal.interval.every, seal.interval.period) == (60, IntervalSchedule.SECONDS)
     entry = LogEntry.objects.get_for_object(seal).latest("timestamp")
-    assert entry.actor.username == services.SYSTEM_USERNAME
+    assert entry.actor.username == SYSTEM_USERNAME
 
 
 def test_an_auditor_cannot_clean_up_sign_in_attempts(client, demo):

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.management import call_command
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.choices import RequestStatus, TokenAction
 from deployments.gate import services

@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.gate import services
 from tests import factories

@@ -7,7 +7,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from compliance.services import SYSTEM_USERNAME
+from compliance.people.identity import SYSTEM_USERNAME
 from deployments import tasks
 from deployments.models import DeploymentRequest, EnvironmentUserObjectPermission
 from tests import factories

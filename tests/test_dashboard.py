@@ -5,8 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from compliance.roles import Role
-from compliance.services import suspend_user
+from compliance.people.roles import Role
+from compliance.people.suspensions import suspend_user
 from deployments.choices import RequestStatus
 from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, Refusal

@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from werkzeug import Response
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments import tasks
 from deployments.choices import AttemptOutcome, DeliveryStatus, EventKind, RequestStatus
 from deployments.delivery import outbox as delivery

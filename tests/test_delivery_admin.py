@@ -2,7 +2,7 @@
 
 import pytest
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.choices import DeliveryStatus
 from deployments.delivery.secrets import decrypt_secret

@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from compliance import gates
 from compliance.errors import RuleViolation
 from compliance.models import Violation, ViolationKind
-from compliance.services import suspend_user
+from compliance.people import gates
+from compliance.people.suspensions import suspend_user
 from deployments import integrations
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
 from deployments.detection import findings as detection

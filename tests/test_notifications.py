@@ -12,8 +12,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.roles import Role
-from compliance.services import suspend_user
+from compliance.people.roles import Role
+from compliance.people.suspensions import suspend_user
 from deployments import tasks
 from deployments.choices import EventKind
 from deployments.gate import services

@@ -20,11 +20,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import services as compliance_services
+from compliance.people import suspensions as compliance_services
+from compliance.people.roles import Role
 from compliance.reports import exporters, registry
 from compliance.reports.models import ReportExport
 from compliance.reports.registry import Column, Filters, Report
-from compliance.roles import Role
 from deployments.choices import ExecutionStatus, RequestStatus
 from deployments.gate import services
 from deployments.models import Approval, DecisionDelivery, DeploymentRequest, FreezeWindow

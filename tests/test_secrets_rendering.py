@@ -17,7 +17,7 @@ from auditlog.models import LogEntry
 from django.contrib import admin
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.delivery.secrets import encrypt_secret
 from deployments.models import ApiToken, WebhookEndpoint

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from compliance.models import Violation, ViolationKind
-from compliance.services import system_actor
+from compliance.people.identity import system_actor
 from deployments.api import tokens
 from deployments.choices import ExecutionStatus, RequestStatus, Tier, UnverifiedIdentity
 from deployments.gate import policy, services

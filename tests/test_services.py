@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role
-from compliance.services import lift_suspension, suspend_user
+from compliance.people.roles import Role
+from compliance.people.suspensions import lift_suspension, suspend_user
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
 from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, FreezeWindow, Refusal

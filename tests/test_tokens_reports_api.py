@@ -16,8 +16,8 @@ from django.core.cache import caches
 from guardian.shortcuts import assign_perm
 
 from compliance.errors import RuleViolation
+from compliance.people.roles import Role
 from compliance.reports.models import ReportExport
-from compliance.roles import Role
 from deployments.api import tokens
 from deployments.choices import Action, RequestStatus, Tier, TokenAction
 from deployments.gate import services

@@ -21,8 +21,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role
-from compliance.services import system_actor
+from compliance.people.identity import system_actor
+from compliance.people.roles import Role
 from deployments.api import tokens
 from deployments.choices import Action, Tier, TokenAction
 from deployments.models import ApiToken, Approval, DeploymentRequest, Refusal

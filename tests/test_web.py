@@ -4,7 +4,7 @@ import pytest
 from auditlog.models import LogEntry
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from tests import factories
 
 pytestmark = pytest.mark.django_db

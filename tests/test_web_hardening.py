@@ -11,8 +11,9 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
-from compliance import services as compliance_services
-from compliance.roles import Role
+from compliance.people.roles import Role
+from compliance.training import services as compliance_services
+from compliance.violations import services as violations
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -121,7 +122,6 @@ def test_ordinary_searches_still_work(client):
 
 
 def test_a_stored_javascript_evidence_link_is_rendered_as_text(client, db):
-    from compliance import violations
 
     violation = violations.open_violation(
         kind="unauthorized_push", severity="high", title="t", evidence={}, dedup_key="x-1",

@@ -7,7 +7,7 @@ import pytest
 from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 
-from compliance.services import SYSTEM_USERNAME
+from compliance.people.identity import SYSTEM_USERNAME
 from deployments import tasks
 from deployments.choices import RequestStatus
 from deployments.models import DeploymentRequest

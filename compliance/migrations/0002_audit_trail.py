@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from compliance.db_triggers import installer
+from compliance.audit.db_triggers import installer
 
 APPEND_ONLY = installer("auditlog_logentry", "compliance_chainlink", with_function=True)
 

@@ -402,8 +402,8 @@ def install_defaults(apps, schema_editor):
     group (their training due date counts from now)."""
     from django.utils import timezone
 
-    from compliance.defaults import install_default_training
-    from compliance.roles import Role
+    from compliance.training.defaults import install_default_training
+    from compliance.people.roles import Role
 
     install_default_training(apps)
     user_model = apps.get_model("compliance", "User")

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.template.response import TemplateResponse
 
 from compliance.errors import RuleViolation
-from compliance.services import SYSTEM_USERNAME
+from compliance.people.identity import SYSTEM_USERNAME
 from deployments.api import tokens
 from deployments.choices import Action, TokenAction
 from deployments.gate.services import record_refusal

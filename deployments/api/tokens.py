@@ -29,8 +29,8 @@ from django.db.models import F, Value
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role, has_role
-from compliance.services import SYSTEM_USERNAME
+from compliance.people.identity import SYSTEM_USERNAME
+from compliance.people.roles import administers
 from deployments.choices import Action, TokenAction
 from deployments.gate.services import _records_refusals, record_refusal
 from deployments.models import ApiToken, Environment, Service
@@ -44,10 +44,6 @@ MY_TOKENS_HINT = "People create their own tokens on the My API tokens page (/tok
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _is_administrator(actor) -> bool:
-    return bool(getattr(actor, "is_superuser", False) and actor.is_active) or has_role(actor, Role.ADMINISTRATOR)
 
 
 def _is_system(actor) -> bool:
@@ -68,7 +64,7 @@ def issue_refusal(*, actor, user) -> RuleViolation | None:
         if user.username == SYSTEM_USERNAME:
             return RuleViolation("token_for_system_account", "The portal's system account never gets an API token.",
                                  status_code=403)
-        if _is_administrator(actor) or _is_system(actor):
+        if administers(actor) or _is_system(actor):
             return None
         return RuleViolation(
             "not_permitted", "Only administrators create API tokens for service accounts.", status_code=403,
@@ -140,7 +136,7 @@ def revoke_refusal(*, actor, token: ApiToken) -> RuleViolation | None:
     """The owner revokes their own tokens; administrators revoke anyone's (e.g. a leaked one)."""
     if getattr(actor, "pk", None) is not None and actor.pk == token.user_id:
         return None
-    if _is_administrator(actor) or _is_system(actor):
+    if administers(actor) or _is_system(actor):
         return None
     return RuleViolation(
         "token_revoke_not_permitted",

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role, has_role, roles_of
+from compliance.people.roles import Role, has_role, roles_of
 from deployments.api import serializers as s
 from deployments.api import tokens
 from deployments.api.authentication import set_audit_actor

@@ -22,15 +22,13 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role
+from compliance.people.alerts import alert_administrators
 from deployments.choices import (
     OPEN_STATUSES,
     AttemptOutcome,
@@ -196,7 +194,7 @@ def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, star
         attempt.outcome = AttemptOutcome.FAILED
         delivery.status = DeliveryStatus.FAILED
         delivery.failed_at = finished
-        transaction.on_commit(lambda: alert_administrators(delivery_id=delivery.pk))
+        transaction.on_commit(lambda: alert_delivery_failed(delivery_id=delivery.pk))
     else:
         attempt.outcome = AttemptOutcome.RETRY
         delay = backoff_seconds(delivery.attempts, outcome.retry_after)
@@ -207,22 +205,11 @@ def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, star
     return delivery
 
 
-def alert_administrators(*, delivery_id: int) -> int:
+def alert_delivery_failed(*, delivery_id: int) -> int:
     """E-mail the active administrators that a decision could not be delivered (after commit)."""
     delivery = DecisionDelivery.objects.select_related("request__environment__service").get(pk=delivery_id)
-    recipients = sorted(
-        set(
-            get_user_model()
-            .objects.filter(groups__name=str(Role.ADMINISTRATOR), is_active=True)
-            .exclude(email="")
-            .values_list("email", flat=True)
-        )
-    )
-    if not recipients:
-        logger.error("Delivery %s failed and no administrator has an e-mail address", delivery_id)
-        return 0
     request = delivery.request
-    subject = f"[portal] Decision for request #{request.pk} could not be delivered to {delivery.provider}"
+    subject = f"Decision for request #{request.pk} could not be delivered to {delivery.provider}"
     body = (
         f"The {delivery.get_decision_display().lower()} decision for request #{request.pk} "
         f"({request.environment} @ {request.short_sha}) could not be delivered to {delivery.provider} "
@@ -232,11 +219,7 @@ def alert_administrators(*, delivery_id: int) -> int:
         f"Retry it from the admin: "
         f"{settings.PORTAL_BASE_URL}/admin/deployments/decisiondelivery/{delivery.pk}/change/\n"
     )
-    try:
-        return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-    except Exception:
-        logger.exception("Could not e-mail administrators about failed delivery %s", delivery_id)
-        return 0
+    return len(alert_administrators(subject, body))
 
 
 # --- sweeper and manual retry ---------------------------------------------------------------

@@ -39,10 +39,10 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.alerts import alert_administrators
-from compliance.gates import acting_refusal
 from compliance.models import Severity, Suspension, Violation, ViolationKind
-from compliance.violations import open_violation
+from compliance.people.alerts import alert_administrators
+from compliance.people.gates import acting_refusal
+from compliance.violations.services import open_violation
 from deployments import integrations
 from deployments.choices import Decision, EventKind, Tier
 from deployments.gate import permissions, policy

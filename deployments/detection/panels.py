@@ -1,4 +1,4 @@
-"""The deployment panels of the administrator monitoring page (see ``compliance.monitoring``)."""
+"""The deployment panels of the administrator monitoring page (see ``compliance.monitoring.panels``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from compliance.monitoring import Panel, register_panel
+from compliance.monitoring.panels import Panel, register_panel
 from deployments.choices import OPEN_STATUSES, ExecutionStatus
 from deployments.models import DeploymentRequest, Execution, ReconciliationRun
 

@@ -8,9 +8,9 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from guardian.admin import GuardedModelAdmin
 
-from compliance import privileges
 from compliance.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
+from compliance.people import privileges
 from deployments.gate import services
 from deployments.models import (
     Approval,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from compliance.roles import Role, has_role
+from compliance.people.roles import Role, has_role, oversees_everything
 from deployments.models import (
     DeploymentRequest,
     Environment,
@@ -56,9 +56,7 @@ def can_act(user, action: str, environment: Environment) -> bool:
 
 
 def sees_everything(user) -> bool:
-    if not (user and user.is_authenticated and user.is_active):
-        return False
-    return user.is_superuser or has_role(user, Role.AUDITOR) or has_role(user, Role.ADMINISTRATOR)
+    return oversees_everything(user)
 
 
 def visible_environments(user) -> QuerySet[Environment]:

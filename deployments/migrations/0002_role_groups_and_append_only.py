@@ -1,16 +1,16 @@
 """The four role groups with their model permissions (the per-environment grants are object
 permissions managed in the admin), and decision records append-only on PostgreSQL (see
-compliance.db_triggers)."""
+compliance.audit.db_triggers)."""
 
 from django.db import migrations
 
-from compliance.db_triggers import installer
+from compliance.audit.db_triggers import installer
 
 APPEND_ONLY = installer("deployments_approval", "deployments_requestevent", "deployments_refusal")
 
 
 def create_role_groups(apps, schema_editor):
-    from compliance.roles import sync_role_groups
+    from compliance.people.roles import sync_role_groups
 
     sync_role_groups(apps)
 

@@ -26,8 +26,8 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.gates import acting_refusal
-from compliance.roles import Role
+from compliance.people.gates import acting_refusal
+from compliance.people.roles import Role
 from deployments.choices import EventKind, RequestStatus
 from deployments.gate import permissions, policy
 from deployments.models import (

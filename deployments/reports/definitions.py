@@ -28,9 +28,9 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Concat
 
 from compliance.models import Suspension
+from compliance.people.roles import Role
 from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
 from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
-from compliance.roles import Role
 from deployments.models import (
     DecisionDelivery,
     DeploymentRequest,

@@ -15,8 +15,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from compliance.errors import RuleViolation
-from compliance.gates import acting_refusal
-from compliance.roles import Role, has_role
+from compliance.people.gates import acting_refusal
+from compliance.people.roles import Role, has_role
 from deployments.choices import Action, Decision, RequestStatus
 from deployments.gate import permissions, policy, selectors, services
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.identity import identities_of
+from compliance.people.identity import identities_of
 from deployments.choices import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.gates import acting_refusal
+from compliance.people.gates import acting_refusal
 from deployments.choices import (
     Action,
     Decision,

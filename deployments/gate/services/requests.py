@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.gates import acting_refusal
-from compliance.identity import resolve_person
+from compliance.people.gates import acting_refusal
+from compliance.people.identity import resolve_person
 from deployments.choices import (
     OPEN_STATUSES,
     SUPERSEDABLE_STATUSES,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from compliance.admin_base import ReadOnlyAdmin
-from compliance.roles import Role, has_role
+from compliance.people.roles import administers
 
 from . import branch_protection, events
 from .models import (
@@ -17,10 +17,6 @@ from .models import (
     GitHubWebhookRejection,
     MonitoringSignal,
 )
-
-
-def _is_administrator(user) -> bool:
-    return user.is_superuser or has_role(user, Role.ADMINISTRATOR)
 
 
 @admin.register(GitHubWebhookDelivery)
@@ -60,7 +56,7 @@ class GitHubWebhookDeliveryAdmin(ReadOnlyAdmin):
             )
 
     def has_reprocess_permission(self, request):
-        return _is_administrator(request.user)
+        return administers(request.user)
 
     reprocess.allowed_permissions = ["reprocess"]
 
@@ -99,7 +95,7 @@ class BranchProtectionRuleAdmin(admin.ModelAdmin):
 
     def has_audit_permission(self, request):
         # Asks GitHub and writes audits (and drift violations): administrators only.
-        return _is_administrator(request.user) and self.has_change_permission(request)
+        return administers(request.user) and self.has_change_permission(request)
 
     @admin.action(description="Audit the selected rules on GitHub now", permissions=["audit"])
     def audit_now(self, request, queryset):

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
-from compliance.alerts import alert_administrators
 from compliance.errors import RuleViolation
+from compliance.people.alerts import alert_administrators
 from deployments.choices import Action, CheckState, ExecutionStatus, RequestSource, RequestStatus
 from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment, Execution

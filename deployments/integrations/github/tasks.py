@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from compliance.audit import as_system_actor
+from compliance.people.identity import as_system_actor
 
 from . import branch_protection, events
 from .client import GitHubError

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.choices import Tier
 from deployments.integrations.github import client as github_client
 from deployments.models import Environment, Execution

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.integrations.github.models import (
     AuditOutcome,
     BranchProtectionAudit,

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 
 from compliance.models import Violation
-from compliance.services import suspend_user
+from compliance.people.suspensions import suspend_user
 from deployments.choices import ExecutionStatus, RequestSource, RequestStatus
 from deployments.gate import services
 from deployments.integrations.github import events

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import Violation, ViolationKind
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
 from deployments.gate import services
 from deployments.integrations.github import reconciliation

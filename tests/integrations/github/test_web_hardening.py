@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import Violation
-from compliance.roles import Role
+from compliance.people.roles import Role
 from deployments.integrations.github import webhooks
 from deployments.integrations.github.models import BranchProtectionRule, GitHubWebhookRejection
 from tests import factories
@@ -95,7 +95,7 @@ def test_rejections_are_not_in_the_audit_trail(client, settings):
     assert GitHubWebhookRejection.objects.count() == 1
     content_type = ContentType.objects.get_for_model(GitHubWebhookRejection)
     assert not LogEntry.objects.filter(content_type=content_type).exists()
-    from compliance.audit_chain import chained_models
+    from compliance.audit.chain import chained_models
 
     assert GitHubWebhookRejection not in [c.model for c in chained_models()]
 

@@ -78,6 +78,6 @@ def reconcile_deployments() -> dict:
     portal's own executions and decisions. The local counts stay at the top level; each integration's
     result is under its name (e.g. ``github``), saying what it did or why it was skipped. A failing
     integration never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
-    from deployments.detection import findings as detection
+    from deployments.detection import reconciliation
 
-    return detection.run_reconciliation()
+    return reconciliation.run_reconciliation()

@@ -12,6 +12,7 @@ from compliance.people.suspensions import suspend_user
 from deployments import integrations
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
 from deployments.detection import findings as detection
+from deployments.detection import reconciliation
 from deployments.gate import services
 from deployments.models import Approval, DeploymentRequest, FreezeWindow
 from deployments.signals import execution_recorded
@@ -45,7 +46,7 @@ def test_an_authorized_deployment_opens_nothing(environment, submit, approvers):
     run(environment, request.sha, ExecutionStatus.IN_PROGRESS, external_id="run-1")
     run(environment, request.sha, ExecutionStatus.SUCCESS, external_id="run-1")
     assert kinds() == []
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 0}
 
 
 def test_a_deployment_without_any_request_is_unauthorized(environment):
@@ -171,7 +172,7 @@ def test_a_decision_written_outside_the_gate_by_the_requester_is_caught(environm
     """Should be impossible: the services refuse self-approval. Detected anyway, by reconciliation."""
     request = submit()
     approval = Approval.objects.create(request=request, approver=requester, decision="approve", comment="lgtm")
-    assert detection.reconcile() == {"executions": 0, "decisions": 1}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 1}
     violation = Violation.objects.get()
     assert violation.kind == ViolationKind.INELIGIBLE_DECISION
     assert violation.severity == "critical"
@@ -179,14 +180,14 @@ def test_a_decision_written_outside_the_gate_by_the_requester_is_caught(environm
     reasons = " ".join(violation.evidence["reasons"])
     assert "requester" in reasons and "outside the portal's services" in reasons
     assert violation.evidence["approval"]["id"] == approval.pk
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 0}
 
 
 def test_a_decision_by_someone_without_approval_permission_is_caught(environment, submit):
     engineer = factories.engineer(environment, username="eve")  # may request here, never approve
     request = submit()
     Approval.objects.create(request=request, approver=engineer, decision="approve", comment="lgtm")
-    detection.reconcile()
+    reconciliation.reconcile()
     reasons = " ".join(Violation.objects.get().evidence["reasons"])
     assert "did not hold the approver role and approval permission" in reasons
 
@@ -195,7 +196,7 @@ def test_no_permission_conclusion_is_drawn_after_an_access_change(environment, s
     request = submit()
     factories.approve(request, approvers[0], comment="fine")
     factories.revoke(approvers[0], "approve", environment)  # revoked after deciding: the decision stands
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 0}
 
 
 def test_a_decision_by_someone_suspended_at_the_time_is_caught(environment, submit, approvers):
@@ -206,7 +207,7 @@ def test_a_decision_by_someone_suspended_at_the_time_is_caught(environment, subm
     # paper process, back-dated): the decision was made by an ineligible person.
     suspension = suspend_user(actor=None, user=approvers[0], reason="Access review finding")
     type(suspension).objects.filter(pk=suspension.pk).update(started_at=approval.created_at - timedelta(hours=1))
-    detection.reconcile()
+    reconciliation.reconcile()
     violation = Violation.objects.get()
     assert violation.kind == ViolationKind.INELIGIBLE_DECISION
     assert "suspended at the time" in " ".join(violation.evidence["reasons"])
@@ -214,7 +215,7 @@ def test_a_decision_by_someone_suspended_at_the_time_is_caught(environment, subm
 
 def test_a_normal_decision_opens_nothing(environment, submit, approvers):
     factories.approve(submit(), approvers[0])
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 0}
 
 
 def test_a_missed_event_is_caught_by_reconciliation(environment, submit, approvers):
@@ -228,11 +229,11 @@ def test_a_missed_event_is_caught_by_reconciliation(environment, submit, approve
     finally:
         execution_recorded.connect(receiver, dispatch_uid="deployments.detection.execution")
     assert kinds() == []
-    assert detection.reconcile() == {"executions": 2, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 2, "decisions": 0}
     assert kinds() == [ViolationKind.SHA_MISMATCH, ViolationKind.UNAUTHORIZED_DEPLOYMENT]
     assert set(Violation.objects.values_list("source", flat=True)) == {"reconciliation"}
     # Safe to run again; and an event seen by both paths is one violation.
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile() == {"executions": 0, "decisions": 0}
     assert Violation.objects.count() == 2
 
 
@@ -244,7 +245,7 @@ def test_reconciliation_only_looks_back_the_configured_days(environment, setting
         run(environment, factories.sha(), external_id="old-run")
     finally:
         execution_recorded.connect(receiver, dispatch_uid="deployments.detection.execution")
-    assert detection.reconcile(now=timezone.now() + timedelta(days=2)) == {"executions": 0, "decisions": 0}
+    assert reconciliation.reconcile(now=timezone.now() + timedelta(days=2)) == {"executions": 0, "decisions": 0}
     from deployments.tasks import reconcile_deployments
 
     result = reconcile_deployments.delay().get()

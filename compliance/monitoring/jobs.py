@@ -23,6 +23,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from portal.links import absolute_url
+
 from ..people.alerts import alert_administrators
 from .models import JobHeartbeat, JobOutcome
 
@@ -219,7 +221,7 @@ def alert_late_jobs(*, now: datetime | None = None) -> int:
             "These compliance jobs have not run successfully for more than "
             f"{late_factor()} times their interval:\n\n" + "\n".join(lines)
             + f"\n\nCheck Celery beat and the workers, and the periodic tasks in the admin.\n"
-            f"{settings.PORTAL_BASE_URL}/monitoring/\n",
+            f"{absolute_url('monitoring:index')}\n",
         )
     return len(alerted)
 

@@ -23,10 +23,11 @@ from datetime import datetime
 from typing import NoReturn
 
 from auditlog.context import auditlog_value
-from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils import timezone
+
+from portal.links import absolute_url
 
 from ..errors import RuleViolation
 from .alerts import alert_administrators
@@ -68,7 +69,7 @@ def _name(user) -> str:
 
 
 def _monitoring_url() -> str:
-    return f"{settings.PORTAL_BASE_URL}/monitoring/"
+    return absolute_url("monitoring:index")
 
 
 def _alert(change: PrivilegeChange) -> None:

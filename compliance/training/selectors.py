@@ -11,8 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils import timezone
+
+from portal.links import absolute_url
 
 from ..choices import TrainingStatus
 from ..people.models import Suspension
@@ -37,7 +38,7 @@ def warn_before() -> timedelta:
 
 
 def training_url() -> str:
-    return f"{settings.PORTAL_BASE_URL}{reverse('compliance:my_training')}"
+    return absolute_url("compliance:my_training")
 
 
 # --- the policy in force ---------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal.links import absolute_url
+
 from ..errors import RuleViolation
 from ..people.alerts import alert_administrators
 from ..people.identity import system_actor
@@ -42,7 +44,7 @@ def _owner_email(violation: Violation) -> list[str]:
 
 
 def violation_url(violation: Violation) -> str:
-    return f"{settings.PORTAL_BASE_URL}/monitoring/violations/{violation.pk}/"
+    return absolute_url("monitoring:violation_detail", violation.pk)
 
 
 def _notify_opened(violation_id: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,6 +16,7 @@ from deployments.choices import (
     Tier,
 )
 from deployments.models import Approval, ApprovalPolicy, Environment, Service
+from portal.links import absolute_url
 
 
 class StrictInput(serializers.Serializer):
@@ -244,7 +244,7 @@ class RequestSerializer(serializers.Serializer):
         return obj.requester.username if obj.requester_id else None
 
     def get_url(self, obj) -> str:
-        return f"{settings.PORTAL_BASE_URL}/requests/{obj.pk}/"
+        return absolute_url("deployments:request_detail", obj.pk)
 
     @extend_schema_field(serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True))
     def get_decision(self, obj) -> str | None:

@@ -41,6 +41,7 @@ from deployments.delivery import providers
 from deployments.delivery.providers.base import DeliveryOutcome
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
 from deployments.signals import request_transitioned
+from portal.links import absolute_url
 
 logger = logging.getLogger(__name__)
 
@@ -215,9 +216,9 @@ def alert_delivery_failed(*, delivery_id: int) -> int:
         f"({request.environment} @ {request.short_sha}) could not be delivered to {delivery.provider} "
         f"after {delivery.attempts} attempt(s).\n\nLast error: {delivery.last_error or '-'}\n"
         f"Last HTTP status: {delivery.last_status_code or '-'}\n\n"
-        f"Request: {settings.PORTAL_BASE_URL}/requests/{request.pk}/\n"
+        f"Request: {absolute_url('deployments:request_detail', request.pk)}\n"
         f"Retry it from the admin: "
-        f"{settings.PORTAL_BASE_URL}/admin/deployments/decisiondelivery/{delivery.pk}/change/\n"
+        f"{absolute_url('admin:deployments_decisiondelivery_change', delivery.pk)}\n"
     )
     return len(alert_administrators(subject, body))
 

@@ -26,24 +26,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from auditlog.models import LogEntry
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import receiver
-from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import Severity, Suspension, Violation, ViolationKind
-from compliance.people.alerts import alert_administrators
 from compliance.people.gates import acting_refusal
 from compliance.violations.services import open_violation
-from deployments import integrations
 from deployments.choices import Decision, EventKind, Tier
 from deployments.gate import permissions, policy
 from deployments.models import (
@@ -52,11 +48,11 @@ from deployments.models import (
     EnvironmentUserObjectPermission,
     Execution,
     FreezeWindow,
-    ReconciliationRun,
     RequestEvent,
     Service,
 )
 from deployments.signals import decision_recorded, execution_conflict_reported, execution_recorded
+from portal.links import absolute_url
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +72,6 @@ class Finding:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _url(path: str) -> str:
-    return f"{settings.PORTAL_BASE_URL}{path}"
 
 
 def _severity(environment, *, production: str, other: str) -> str:
@@ -141,11 +133,11 @@ def _execution_links(execution: Execution) -> list[dict]:
     if execution.request_id:
         links.append({
             "label": f"Request #{execution.request_id}",
-            "url": _url(reverse("deployments:request_detail", args=[execution.request_id])),
+            "url": absolute_url("deployments:request_detail", execution.request_id),
         })
     links.append({
         "label": f"Execution #{execution.pk}",
-        "url": _url(reverse("admin:deployments_execution_change", args=[execution.pk])),
+        "url": absolute_url("admin:deployments_execution_change", execution.pk),
     })
     return links
 
@@ -356,9 +348,8 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
         },
     }
     links = [
-        {"label": f"Request #{request.pk}", "url": _url(reverse("deployments:request_detail", args=[request.pk]))},
-        {"label": f"Approval #{approval.pk}", "url": _url(reverse("admin:deployments_approval_change",
-                                                                  args=[approval.pk]))},
+        {"label": f"Request #{request.pk}", "url": absolute_url("deployments:request_detail", request.pk)},
+        {"label": f"Approval #{approval.pk}", "url": absolute_url("admin:deployments_approval_change", approval.pk)},
     ]
     found = []
     if reasons:
@@ -384,102 +375,6 @@ def _on_decision_recorded(sender, approval: Approval, **kwargs) -> None:
             open_findings(approval_findings(approval, live=True), source="event")
     except Exception:
         logger.exception("Violation detection failed for approval #%s; reconciliation will retry.", approval.pk)
-
-
-# --- reconciliation -----------------------------------------------------------------------------
-
-
-def reconcile(*, days: int | None = None, now: datetime | None = None) -> dict[str, int]:
-    """Re-scan the last ``days`` of executions in protected environments and of decisions; open any
-    violation that is missing. Idempotent (dedup keys); returns how many were newly opened."""
-    now = now or timezone.now()
-    since = now - timedelta(days=days or settings.PORTAL_RECONCILIATION_DAYS)
-    opened = {"executions": 0, "decisions": 0}
-    executions = (
-        Execution.objects.filter(created_at__gte=since, environment__is_protected=True)
-        .select_related("environment__service", "request__requester", "reported_by")
-        .prefetch_related("request__approvals__approver")
-        .order_by("pk")
-    )
-    for execution in executions.iterator(chunk_size=500):
-        for violation in open_findings(execution_findings(execution, live=False), source="reconciliation"):
-            opened["executions"] += violation.created
-    approvals = (
-        Approval.objects.filter(created_at__gte=since)
-        .select_related("approver", "request__environment__service", "request__requester")
-        .order_by("pk")
-    )
-    for approval in approvals.iterator(chunk_size=500):
-        for violation in open_findings(approval_findings(approval, live=False), source="reconciliation"):
-            opened["decisions"] += violation.created
-    return opened
-
-
-# --- reconciliation runs ------------------------------------------------------------------------
-
-BLIND_AFTER_RUNS = 4  # runs every 15 minutes: an hour without a clean run
-BLIND_ALERT_EVERY = timedelta(hours=24)
-
-
-def run_reconciliation() -> dict:
-    """One periodic run: each registered CI integration's reconciliation, then the local re-scan, kept
-    as a ``ReconciliationRun``. A failing integration never stops the others or the local re-scan; when
-    no run has been clean for ``BLIND_AFTER_RUNS`` runs in a row the administrators are alerted (once a
-    day at most)."""
-    run = ReconciliationRun.objects.create(started_at=timezone.now())
-    errors, sources, results, failed, opened = [], {}, {}, [], 0
-    for source in integrations.reconciliation_sources():
-        try:
-            ci = source.run()
-        except Exception as exc:  # the others and the local re-scan must still run; the next run retries
-            logger.exception("%s reconciliation failed", source.label)
-            ci = {"configured": True, "failed": type(exc).__name__}
-            errors.append(f"{source.label} reconciliation failed: {type(exc).__name__}")
-        results[source.name] = ci
-        sources[source.name] = {"label": source.label, "configured": bool(ci.get("configured")),
-                                "recorded": int(ci.get("recorded", 0) or 0)}
-        failed += list(ci.get("failed_repositories", []))
-        opened += int(ci.get("violations", 0) or 0)
-    try:
-        local = reconcile()
-    except Exception as exc:
-        failure = "; ".join([*errors, f"Local re-scan failed: {type(exc).__name__}"])
-        ReconciliationRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), error=failure)
-        _alert_if_blind()
-        raise
-    result = {**local, **results}
-    ReconciliationRun.objects.filter(pk=run.pk).update(
-        finished_at=timezone.now(),
-        opened=sum(local.values()) + opened,
-        sources=sources,
-        failed_repositories=failed,
-        error="; ".join(errors),
-        result=result,
-    )
-    _alert_if_blind()
-    return result
-
-
-def _alert_if_blind(now: datetime | None = None) -> bool:
-    """E-mail the administrators when the last ``BLIND_AFTER_RUNS`` runs all failed somewhere: lost
-    events may be going unnoticed. Claimed on the newest run, so it is sent once a day at most."""
-    now = now or timezone.now()
-    recent = list(ReconciliationRun.objects.filter(finished_at__isnull=False)[:BLIND_AFTER_RUNS])
-    if len(recent) < BLIND_AFTER_RUNS or any(run.ok for run in recent):
-        return False
-    if ReconciliationRun.objects.filter(alerted_at__gte=now - BLIND_ALERT_EVERY).exists():
-        return False
-    if not ReconciliationRun.objects.filter(pk=recent[0].pk, alerted_at__isnull=True).update(alerted_at=now):
-        return False
-    problems = sorted({problem for run in recent for problem in [run.error, *run.failed_repositories] if problem})
-    alert_administrators(
-        f"Reconciliation has failed {BLIND_AFTER_RUNS} times in a row",
-        "The periodic reconciliation that catches lost webhooks and events has not completed cleanly since "
-        f"{recent[-1].started_at:%Y-%m-%d %H:%M} UTC. Until it does, a deployment whose event was lost goes "
-        "unnoticed.\n\nProblems:\n" + "\n".join(f"- {p}" for p in problems)
-        + f"\n\n{_url(reverse('monitoring:index'))}\n",
-    )
-    return True
 
 
 # --- hooks for the SCM integrations -------------------------------------------------------------

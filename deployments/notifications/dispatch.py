@@ -23,7 +23,6 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
-from django.urls import reverse
 from django.utils import timezone
 
 from compliance.people.gates import acting_refusal
@@ -45,6 +44,7 @@ from deployments.notifications.models import (
     NotificationStatus,
 )
 from portal import outbound
+from portal.links import absolute_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DeliveryFailed(Exception):
 
 
 def request_url(request: DeploymentRequest) -> str:
-    return settings.PORTAL_BASE_URL + reverse("deployments:request_detail", args=[request.pk])
+    return absolute_url("deployments:request_detail", request.pk)
 
 
 def eligible_approvers(request: DeploymentRequest) -> list:

@@ -23,6 +23,7 @@ from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcom
 from deployments.delivery.secrets import decrypt_secret
 from deployments.models import WebhookEndpoint
 from portal import outbound
+from portal.links import absolute_url
 
 SIGNATURE_HEADER = "X-Portal-Signature"
 
@@ -62,8 +63,8 @@ def request_payload(request, decision: str, *, provider: str) -> dict:
         "reason": request.status_reason,
         "request": {
             "id": request.pk,
-            "url": f"{settings.PORTAL_BASE_URL}/requests/{request.pk}/",
-            "api_url": f"{settings.PORTAL_BASE_URL}/api/v1/requests/{request.pk}/",
+            "url": absolute_url("deployments:request_detail", request.pk),
+            "api_url": absolute_url("v1:request-detail", request.pk),
             "service": environment.service.name,
             "environment": environment.name,
             "sha": request.sha,

@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 import time
 
-from django.conf import settings
-
 from deployments.choices import DeliveryDecision, RequestSource
 from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome
+from portal.links import absolute_url
 
 from .client import GitHubClient, GitHubError, GitHubNotConfigured, is_api_url
 
@@ -37,7 +36,7 @@ REQUIRED_IDS = ("github_run_id", "github_installation_id", "github_environment",
 
 
 def request_url(request) -> str:
-    return f"{settings.PORTAL_BASE_URL}/requests/{request.pk}/"
+    return absolute_url("deployments:request_detail", request.pk)
 
 
 def comment_for(request, decision: str) -> str:

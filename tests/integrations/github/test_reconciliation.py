@@ -13,6 +13,7 @@ from django.utils import timezone
 from compliance.models import Violation, ViolationKind
 from compliance.people.roles import Role
 from deployments.choices import ExecutionStatus, RequestStatus, Tier
+from deployments.detection import reconciliation as reconciliation_runs
 from deployments.gate import services
 from deployments.integrations.github import reconciliation
 from deployments.integrations.github.models import DeliveryState, GitHubWebhookDelivery
@@ -118,11 +119,10 @@ def test_reconciling_again_opens_nothing_new_and_does_not_reread_known_deploymen
 
 
 def test_the_local_rescan_does_not_open_a_second_violation_for_a_reconciled_deployment(github, production):
-    from deployments.detection import findings as detection
 
     github.deploy(REPOSITORY, "production", factories.sha("y"), "success", at=ago(hours=1), deployment_id=556)
     reconciliation.reconcile_github_deployments()
-    assert detection.reconcile() == {"executions": 0, "decisions": 0}
+    assert reconciliation_runs.reconcile() == {"executions": 0, "decisions": 0}
     assert Violation.objects.count() == 1
 
 

@@ -15,7 +15,7 @@ class DeploymentsConfig(AppConfig):
         from deployments.delivery.providers.webhook import WebhookProvider
         from deployments.detection import findings, panels  # noqa: F401  (violation receivers, monitoring panels)
         from deployments.notifications.dispatch import schedule_on_transition
-        from deployments.reports import definitions  # noqa: F401  (the deployment reports)
+        from deployments.reports import access_review, definitions  # noqa: F401  (the deployment reports)
         from deployments.reports.scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)
         from deployments.signals import request_transitioned
 

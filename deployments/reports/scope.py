@@ -17,6 +17,7 @@ from deployments.api import tokens
 from deployments.choices import Action, TokenAction
 from deployments.gate import services
 from deployments.models import ApiToken, Environment
+from deployments.reports import access_review
 from deployments.reports import definitions as reports
 
 
@@ -46,7 +47,7 @@ TOKEN_REPORT_POLICY = register_credential_policy(TokenReportPolicy())
 for _report, _rows in (
     (reports.AUTHORIZATION_LOG, reports.authorization_log_rows),
     (reports.SOD_EXCEPTIONS, reports.sod_exception_rows),
-    (reports.ACCESS_REVIEW, reports.access_review_rows),
+    (access_review.ACCESS_REVIEW, access_review.access_review_rows),
     (reports.REFUSALS, reports.refusal_rows),
 ):
     register_scoped_rows(_report.slug, _rows)

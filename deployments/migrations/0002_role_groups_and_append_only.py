@@ -18,7 +18,7 @@ def create_role_groups(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("deployments", "0001_initial"),
-        ("compliance", "0002_audit_trail"),
+        ("compliance", "0002_training_defaults_and_append_only"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("auditlog", "__latest__"),
         ("axes", "__latest__"),

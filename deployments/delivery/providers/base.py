@@ -13,6 +13,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 from django.utils import timezone
+from requests.structures import CaseInsensitiveDict
 
 from portal.outbound import describe_status
 
@@ -52,8 +53,11 @@ RETRYABLE_CLIENT_ERRORS = {408, 409, 425, 429}
 
 
 def retry_after_seconds(headers, now: datetime | None = None) -> float | None:
-    """Seconds to wait according to ``Retry-After`` (seconds or HTTP date) or a rate-limit reset header."""
+    """Seconds to wait according to ``Retry-After`` (seconds or HTTP date) or a rate-limit reset header
+    (``X-RateLimit-*`` as GitHub and GitLab send them, or the IETF draft's ``RateLimit-*``): the one
+    parser every provider uses. ``None`` when the answer says nothing about waiting."""
     now = now or timezone.now()
+    headers = CaseInsensitiveDict(headers or {})
     value = (headers.get("Retry-After") or "").strip()
     if value:
         if value.isdigit():

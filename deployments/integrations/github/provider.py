@@ -20,10 +20,10 @@ How GitHub's answers map to outcomes:
 from __future__ import annotations
 
 import logging
-import time
+from datetime import UTC, datetime
 
 from deployments.choices import DeliveryDecision, RequestSource
-from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome
+from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome, retry_after_seconds
 from portal.links import absolute_url
 
 from .client import GitHubClient, GitHubError, GitHubNotConfigured, is_api_url
@@ -54,16 +54,11 @@ def comment_for(request, decision: str) -> str:
 
 
 def rate_limit_wait(headers, now: float | None = None) -> float:
-    """Seconds to wait after a 403/429, as GitHub documents it."""
-    now = time.time() if now is None else now
-    retry_after = (headers.get("Retry-After") or "").strip()
-    if retry_after.isdigit():
-        return max(1.0, float(retry_after))
-    remaining = (headers.get("x-ratelimit-remaining") or "").strip()
-    reset = (headers.get("x-ratelimit-reset") or "").strip()
-    if remaining == "0" and reset.isdigit():
-        return max(1.0, float(reset) - now)
-    return SECONDARY_RATE_LIMIT_WAIT
+    """Seconds to wait after a 403/429, as GitHub documents it: ``Retry-After``, else the primary limit's
+    reset when it is exhausted, else at least a minute (secondary rate limits say nothing)."""
+    at = None if now is None else datetime.fromtimestamp(now, UTC)
+    wait = retry_after_seconds(headers, now=at)
+    return SECONDARY_RATE_LIMIT_WAIT if wait is None else max(1.0, wait)
 
 
 class GitHubProvider(DecisionProvider):

@@ -424,6 +424,8 @@ PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 2
 PORTAL_SECRETS_KEY = _secret("PORTAL_SECRETS_KEY", "") or ""
 
 # --- Monitoring and audit trail -------------------------------------------------------------
+# PDF exports of reports stop after this many rows (CSV, XLSX and JSON have every row).
+PORTAL_REPORT_PDF_MAX_ROWS = _positive_int("PORTAL_REPORT_PDF_MAX_ROWS", 1000)
 PORTAL_VIOLATION_ACK_HOURS = _positive_int("PORTAL_VIOLATION_ACK_HOURS", 24)
 PORTAL_AUDIT_REVIEW_INTERVAL_DAYS = _positive_int("PORTAL_AUDIT_REVIEW_INTERVAL_DAYS", 30)
 PORTAL_AUDIT_CHAIN_GRACE_MINUTES = _positive_int("PORTAL_AUDIT_CHAIN_GRACE_MINUTES", 10)

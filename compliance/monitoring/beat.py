@@ -13,6 +13,8 @@ from __future__ import annotations
 from auditlog.context import set_actor
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from portal.schedule import beat_schedule
+
 from ..people.identity import system_actor
 from .jobs import expect_scheduled_jobs
 
@@ -20,7 +22,7 @@ from .jobs import expect_scheduled_jobs
 class PortalScheduler(DatabaseScheduler):
     def setup_schedule(self):
         self.install_default_entries(self.schedule)
-        code_defined = {name: {**entry, "enabled": True} for name, entry in self.app.conf.beat_schedule.items()}
+        code_defined = {name: {**entry, "enabled": True} for name, entry in beat_schedule().items()}
         with set_actor(system_actor()):
             self.update_from_dict(code_defined)
         expect_scheduled_jobs()

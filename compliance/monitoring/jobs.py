@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.links import absolute_url
+from portal.schedule import beat_schedule
 
 from ..people.alerts import alert_administrators
 from .models import JobHeartbeat, JobOutcome
@@ -55,7 +56,7 @@ def _interval(schedule) -> timedelta | None:
 def scheduled_jobs() -> dict[str, timedelta | None]:
     """Task name → interval, for every task of the code-defined schedule (shortest if listed twice)."""
     jobs: dict[str, timedelta | None] = {}
-    for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values():
+    for entry in beat_schedule().values():
         interval = _interval(entry.get("schedule"))
         task = entry["task"]
         known = jobs.get(task)
@@ -64,7 +65,7 @@ def scheduled_jobs() -> dict[str, timedelta | None]:
 
 
 def late_factor() -> int:
-    return getattr(settings, "PORTAL_JOB_LATE_FACTOR", 2)
+    return settings.PORTAL_JOB_LATE_FACTOR
 
 
 # --- writes ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def _is_address_only(parameter) -> bool:
 class PortalAxesHandler(AxesDatabaseHandler):
     def _parameter_limits(self, request, credentials) -> list[int]:
         person_limit = get_failure_limit(request, credentials)
-        address_limit = getattr(settings, "PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", person_limit)
+        address_limit = settings.PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT
         return [
             address_limit if _is_address_only(parameter) else person_limit
             for parameter in get_lockout_parameters(request, credentials)

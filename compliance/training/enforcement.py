@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _suspend_after() -> timedelta:
-    return timedelta(days=getattr(settings, "PORTAL_TRAINING_SUSPEND_AFTER_DAYS", 7))
+    return timedelta(days=settings.PORTAL_TRAINING_SUSPEND_AFTER_DAYS)
 
 
 def _lapsed(rows, now: datetime) -> list:
@@ -146,7 +146,7 @@ def _reminder_due(row, now: datetime) -> tuple[str, str] | None:
     """(kind, period) of the reminder ``row`` calls for right now, if any."""
     deadline = row.standing.deadline
     if row.status == TrainingStatus.OVERDUE:
-        period_days = getattr(settings, "PORTAL_TRAINING_REMINDER_PERIOD_DAYS", 7)
+        period_days = settings.PORTAL_TRAINING_REMINDER_PERIOD_DAYS
         return ReminderKind.OVERDUE, f"{deadline.isoformat()}#{(now - deadline).days // period_days}"
     if row.status in (TrainingStatus.DUE, TrainingStatus.EXPIRING) and deadline - now <= selectors.warn_before():
         return ReminderKind.BEFORE_DEADLINE, deadline.isoformat()

@@ -29,12 +29,12 @@ MATRIX_FILTERS = {
 DUE_SOON = timedelta(days=30)
 
 
-def _days(name: str, default: int) -> timedelta:
-    return timedelta(days=getattr(settings, name, default))
+def _days(name: str) -> timedelta:
+    return timedelta(days=getattr(settings, name))
 
 
 def warn_before() -> timedelta:
-    return _days("PORTAL_TRAINING_REMIND_DAYS_BEFORE", 14)
+    return _days("PORTAL_TRAINING_REMIND_DAYS_BEFORE")
 
 
 def training_url() -> str:
@@ -67,7 +67,7 @@ def policy_facts(*, now: datetime | None = None) -> rules.PolicyFacts | None:
         version=in_effect[0][0],
         major=in_effect[0][1],
         major_starts=tuple(sorted(starts.items())),
-        grace=_days("PORTAL_POLICY_GRACE_DAYS", 30),
+        grace=_days("PORTAL_POLICY_GRACE_DAYS"),
     )
 
 

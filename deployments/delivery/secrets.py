@@ -16,7 +16,7 @@ from django.conf import settings
 
 
 def _fernet() -> Fernet:
-    material = getattr(settings, "PORTAL_SECRETS_KEY", "") or settings.SECRET_KEY
+    material = settings.PORTAL_SECRETS_KEY or settings.SECRET_KEY
     digest = hashlib.sha256(b"deployment-portal/secrets/v1:" + material.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
@@ -35,13 +35,9 @@ def decrypt_secret(ciphertext: str) -> str | None:
         return None
 
 
-def encrypt(value: str) -> str:
-    return _fernet().encrypt(value.encode()).decode()
-
-
-def decrypt(token: str) -> str:
+def readable_secret(ciphertext: str) -> str:
     """Like ``decrypt_secret`` but raising ``ValueError`` with a message people can act on."""
-    clear = decrypt_secret(token)
+    clear = decrypt_secret(ciphertext)
     if clear is None:
         raise ValueError("The stored secret cannot be decrypted with the current key; enter it again.")
     return clear

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from deployments.delivery.secrets import decrypt, encrypt, hint
+from deployments.delivery.secrets import encrypt_secret, hint, readable_secret
 
 
 class ChatKind(models.TextChoices):
@@ -66,10 +66,10 @@ class ChatChannel(models.Model):
 
     @property
     def webhook_url(self) -> str:
-        return decrypt(self.webhook_url_encrypted) if self.webhook_url_encrypted else ""
+        return readable_secret(self.webhook_url_encrypted)
 
     def set_webhook_url(self, url: str) -> None:
-        self.webhook_url_encrypted = encrypt(url)
+        self.webhook_url_encrypted = encrypt_secret(url)
         self.webhook_hint = hint(url)
 
 

@@ -9,7 +9,8 @@ Imports are read two ways:
 * **module level** — executed when the module is imported: statements at the top of the module,
   including inside ``if``/``try``/``with`` blocks and class bodies, but not inside functions.
   These build the graph the cycle rule checks.
-* **all** — module level plus imports inside functions (``def``/``lambda``). The layering rules
+* **all** — module level plus imports inside functions (``def``/``lambda``) and under
+  ``if TYPE_CHECKING:`` (counted as function-local: they never run at import). The layering rules
   ("compliance never imports deployments", "the core never imports an integration") use these: a
   function-local import is still a dependency, moving it into a function only hides it.
 
@@ -87,6 +88,20 @@ class _ImportCollector(ast.NodeVisitor):
         self._depth -= 1
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _in_function
+
+    def visit_If(self, node: ast.If) -> None:
+        # ``if TYPE_CHECKING:`` never runs: counted like a function-local import (a dependency, no cycle).
+        test = node.test
+        if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+            self._depth += 1
+            for child in node.body:
+                self.visit(child)
+            self._depth -= 1
+            for child in node.orelse:
+                self.visit(child)
+        else:
+            self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import) -> None:
         self.found.append((node, self._depth > 0))

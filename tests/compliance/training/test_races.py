@@ -9,7 +9,7 @@ from django.utils import timezone
 from compliance.models import Attestation, Suspension, TrainingReminder
 from compliance.training import enforcement
 from tests import factories
-from tests.test_races import _run_at_once
+from tests.gate.test_races import _run_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

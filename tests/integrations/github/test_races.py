@@ -8,8 +8,8 @@ import pytest
 from deployments.integrations.github import events
 from deployments.integrations.github.models import DeliveryState, GitHubWebhookDelivery
 from deployments.models import DeploymentRequest
+from tests.gate.test_races import _run_at_once
 from tests.integrations.github.conftest import prepare_github, protection_payload
-from tests.test_races import _run_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

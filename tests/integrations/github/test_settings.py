@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.test_settings import PRODUCTION, manage
+from tests.portal.test_settings import PRODUCTION, manage
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,13 @@ from tests.integrations.github.conftest import (
     protection_payload,
     send,
 )
-from tests.test_worker import celery_worker, wait_for  # noqa: F401  (fixture)
+from tests.services_required import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 def test_github_protection_rule_end_to_end_on_a_worker(
-    celery_worker,  # noqa: F811
+    celery_worker,
     client,
     github,
     production,

@@ -25,7 +25,7 @@ from deployments.notifications.admin import ChatChannelForm
 from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog
 from portal import outbound
 from tests import factories
-from tests.test_delivery import SECRET, Receiver, approve_one, configure_webhook, run_until_settled
+from tests.delivery.test_delivery import SECRET, Receiver, approve_one, configure_webhook, run_until_settled
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from deployments.choices import DeliveryStatus
 from deployments.delivery.secrets import decrypt_secret
 from deployments.models import ApiToken, DecisionDelivery, WebhookEndpoint
 from tests import factories
-from tests.test_delivery import Receiver, approve_one, configure_webhook, run_until_settled
+from tests.delivery.test_delivery import Receiver, approve_one, configure_webhook, run_until_settled
 
 pytestmark = pytest.mark.django_db
 

@@ -6,12 +6,12 @@ from django.core import mail
 
 from deployments.notifications.models import ChatChannel, ChatKind, NotificationLog, NotificationStatus
 from tests import factories
-from tests.test_worker import celery_worker, wait_for  # noqa: F401  (the worker fixture)
+from tests.services_required import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_worker_notifies_approvers_and_the_chat_after_commit(celery_worker, submit, approvers,  # noqa: F811
+def test_the_worker_notifies_approvers_and_the_chat_after_commit(celery_worker, submit, approvers,
                                                                  environment, httpserver):
     httpserver.expect_request("/hooks/deploys", method="POST").respond_with_json({"ok": True})
     channel = ChatChannel(environment=environment, name="#deploys", kind=ChatKind.JSON)

@@ -6,13 +6,13 @@ from pytest_httpserver import HTTPServer
 from deployments.choices import DeliveryStatus, EventKind
 from deployments.models import DecisionDelivery, RequestEvent
 from tests import factories
-from tests.test_delivery import Receiver, configure_webhook
-from tests.test_worker import celery_worker, wait_for  # noqa: F401  (fixture)
+from tests.delivery.test_delivery import Receiver, configure_webhook
+from tests.services_required import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_worker_on_redis_delivers_the_decision_after_commit(celery_worker, httpserver: HTTPServer, environment,  # noqa: F811
+def test_a_worker_on_redis_delivers_the_decision_after_commit(celery_worker, httpserver: HTTPServer, environment,
                                                               submit, approvers):
     receiver = Receiver(httpserver, [200])
     configure_webhook(environment, receiver.url)

@@ -1,6 +1,5 @@
 """A real Celery worker on Redis runs the periodic jobs against the database (CI runs this)."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -11,35 +10,9 @@ from compliance.people.identity import SYSTEM_USERNAME
 from deployments import tasks
 from deployments.choices import RequestStatus
 from deployments.models import DeploymentRequest
-from tests.services_required import require_redis
+from tests.services_required import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def celery_worker():
-    """A worker thread consuming from the real broker (Redis), not eager execution."""
-    require_redis()
-    from celery.contrib.testing.worker import start_worker
-
-    from portal.celery import app
-
-    app.conf.task_always_eager = False
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING",
-                          shutdown_timeout=10):
-            yield app
-    finally:
-        app.conf.task_always_eager = True
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_the_worker_expires_due_requests_as_the_system_actor(celery_worker, submit):

@@ -23,7 +23,7 @@ from deployments.choices import Action, RequestStatus, Tier, TokenAction
 from deployments.gate import services
 from deployments.models import Refusal
 from tests import factories
-from tests.test_tokens_security import assert_error, bearer
+from tests.api.test_tokens_security import assert_error, bearer
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 # --- Content-Security-Policy ----------------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_a_policy_document_keeps_only_same_origin_images(client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_pages_work_in_chromium_under_the_policy_without_violations(monkeypatch, live_server):
     from tests.services_required import require_chromium
-    from tests.test_browser import CHROMIUM_ARGS, PASSWORD
+    from tests.web.test_browser import CHROMIUM_ARGS, PASSWORD
 
     path = require_chromium()
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

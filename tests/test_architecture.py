@@ -301,7 +301,10 @@ def test_no_import_cycles_at_module_level():
 
 def test_function_local_imports_do_not_hide_a_cycle():
     """A function-local import of a project module that would close a cycle if it were at the top is
-    a cycle dodged, not removed (docs/architecture.md: no import whose only purpose is to dodge one)."""
+    a cycle dodged, not removed (docs/architecture.md: no import whose only purpose is to dodge one).
+
+    Celery task modules are the one sanctioned exception: services enqueue tasks (importing the task
+    module at the top), and each task loads the service it calls inside its body."""
     graph = _graph(local=False)
     reach: dict[str, set[str]] = {}
 
@@ -321,6 +324,7 @@ def test_function_local_imports_do_not_hide_a_cycle():
         for module in modules().values()
         for imp in module.imports
         if imp.local and imp.target not in graph[module.name] and module.name in reachable(imp.target)
+        and module.name.rpartition(".")[2] != "tasks"
     )
     assert not offenders, _report(
         "Function-local imports that would close an import cycle at module level", offenders)

@@ -7,7 +7,7 @@ from auditlog.admin import LogEntryAdmin
 from auditlog.models import LogEntry
 from django.contrib import admin
 
-from ..admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
+from .admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from .models import AuditReview, ChainLink
 
 

@@ -16,7 +16,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from ..admin_base import ReadOnlyAdmin
+from ..audit.admin_base import ReadOnlyAdmin
 from .models import JobHeartbeat
 
 

@@ -12,7 +12,7 @@ from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 
-from ..admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
+from ..audit.admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from ..choices import SuspensionTrigger
 from ..errors import RuleViolation
 from ..training import enforcement

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
-from ..admin_base import ReadOnlyAdmin
+from ..audit.admin_base import ReadOnlyAdmin
 from . import rules, services
 from .models import (
     Attestation,

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from ..admin_base import ReadOnlyAdmin
+from ..audit.admin_base import ReadOnlyAdmin
 from .models import Violation, ViolationEvent
 
 

@@ -41,6 +41,7 @@ from deployments.delivery import providers
 from deployments.delivery.providers.base import DeliveryOutcome
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
 from deployments.signals import request_transitioned
+from deployments.tasks import deliver_decision
 from portal.links import absolute_url
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ def queue_decision(*, request: DeploymentRequest, decision: str) -> list[Decisio
 
 def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
     def enqueue() -> None:
-        from deployments.tasks import deliver_decision
-
         try:
             deliver_decision.apply_async((delivery_id,), countdown=countdown)
         except Exception:  # the broker is down: the sweeper will pick the row up
@@ -237,8 +236,6 @@ def due_delivery_ids(*, now: datetime | None = None, limit: int = 500) -> list[i
 
 def sweep_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
     """Enqueue every due pending delivery (safe to run twice: the claim decides who attempts)."""
-    from deployments.tasks import deliver_decision
-
     ids = due_delivery_ids(now=now, limit=limit)
     for delivery_id in ids:
         deliver_decision.delay(delivery_id)

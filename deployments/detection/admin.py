@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from compliance.admin_base import ReadOnlyAdmin
+from compliance.audit.admin_base import ReadOnlyAdmin
 from deployments.models import (
     ReconciliationRun,
 )

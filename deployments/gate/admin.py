@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from guardian.admin import GuardedModelAdmin
 
-from compliance.admin_base import ReadOnlyAdmin
+from compliance.audit.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
 from compliance.people import privileges
 from deployments.gate import services

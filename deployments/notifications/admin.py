@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from compliance.admin_base import ReadOnlyAdmin
+from compliance.audit.admin_base import ReadOnlyAdmin
 from deployments.notifications.models import ChatChannel, NotificationLog
 
 

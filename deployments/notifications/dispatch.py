@@ -43,6 +43,7 @@ from deployments.notifications.models import (
     NotificationLog,
     NotificationStatus,
 )
+from deployments.tasks import deliver_notification, notify_request
 from portal import outbound
 from portal.links import absolute_url
 
@@ -177,8 +178,6 @@ def plan_notifications(*, request_id: int, kind: str, period: int = 0) -> list[i
 
 
 def enqueue_deliveries(ids: Iterable[int]) -> None:
-    from deployments.tasks import deliver_notification
-
     for log_id in ids:
         try:
             deliver_notification.delay(log_id)
@@ -387,8 +386,6 @@ def schedule_on_transition(sender, request, old_status, new_status, actor=None, 
     request_id = request.pk
 
     def enqueue() -> None:
-        from deployments.tasks import notify_request
-
         try:
             notify_request.delay(request_id, kind)
         except Exception:  # the decision is committed; the sweep plans missed notifications later

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from compliance.admin_base import ReadOnlyAdmin
+from compliance.audit.admin_base import ReadOnlyAdmin
 from compliance.people.roles import administers
 
 from . import branch_protection, events

@@ -26,6 +26,7 @@ from .intake import (  # noqa: F401  (re-exported for tasks and tests)
 )
 from .models import DeliveryState, GitHubWebhookDelivery
 from .monitoring import handle_branch_protection_rule, handle_push
+from .tasks import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ def reprocess_delivery(*, actor, delivery: GitHubWebhookDelivery) -> bool:
 
     Processing stays idempotent: a request already created for it is reused, not duplicated.
     """
-    from .tasks import enqueue_delivery
-
     updated = GitHubWebhookDelivery.objects.filter(
         pk=delivery.pk,
         state__in=(DeliveryState.FAILED, DeliveryState.UNCONFIGURED, DeliveryState.REFUSED, DeliveryState.RECEIVED),
@@ -114,8 +113,6 @@ def reprocess_delivery(*, actor, delivery: GitHubWebhookDelivery) -> bool:
 
 def requeue_stale_deliveries() -> int:
     """Queue deliveries that were stored but never processed (broker down, worker killed)."""
-    from .tasks import enqueue_delivery
-
     cutoff = timezone.now() - STALE_PROCESSING
     stale = GitHubWebhookDelivery.objects.filter(
         Q(state=DeliveryState.RECEIVED) | Q(state=DeliveryState.PROCESSING), updated_at__lt=cutoff

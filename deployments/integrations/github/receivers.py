@@ -9,11 +9,11 @@ from django.dispatch import receiver
 from deployments.choices import Decision, RequestSource, RequestStatus
 from deployments.signals import decision_recorded, request_transitioned
 
+from .tasks import post_status_report
+
 
 def _queue(request_id: int) -> None:
     def enqueue() -> None:
-        from .tasks import post_status_report
-
         try:
             post_status_report.delay(request_id)
         except Exception:  # best effort: a missed status report changes nothing

@@ -1,4 +1,5 @@
-"""Thin Celery tasks for the GitHub integration."""
+"""Thin Celery tasks for the GitHub integration: each loads the service it calls inside its body
+(services enqueue tasks; tasks never sit above the services they call in the import graph)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from celery import shared_task
 
 from compliance.people.identity import as_system_actor
 
-from . import branch_protection, events
 from .client import GitHubError
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ def enqueue_delivery(delivery_pk: int) -> None:
 )
 @as_system_actor
 def process_github_delivery(self, delivery_pk: int) -> str | None:
+    from . import events
+
     try:
         return events.process_delivery(delivery_pk)
     except GitHubError as exc:
@@ -41,18 +43,24 @@ def process_github_delivery(self, delivery_pk: int) -> str | None:
 @shared_task(name="deployments.github.requeue_stale_deliveries", acks_late=True)
 @as_system_actor
 def requeue_stale_deliveries() -> int:
+    from . import events
+
     return events.requeue_stale_deliveries()
 
 
 @shared_task(name="deployments.github.refresh_pending_checks", acks_late=True)
 @as_system_actor
 def refresh_pending_checks() -> int:
+    from . import events
+
     return events.refresh_pending_checks()
 
 
 @shared_task(name="deployments.github.audit_branch_protection", acks_late=True)
 @as_system_actor
 def audit_branch_protection() -> int:
+    from . import branch_protection
+
     return branch_protection.audit_all()
 
 

@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .models import GitHubWebhookDelivery, GitHubWebhookRejection
+from .tasks import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +245,6 @@ def _summary(body: bytes) -> tuple[str, int | None, str]:
 
 def store_delivery(*, request: HttpRequest, delivery_id: str, event: str, body: bytes) -> GitHubWebhookDelivery | None:
     """Store a verified delivery and queue its processing after commit; None for a redelivery."""
-    from .tasks import enqueue_delivery
-
     action, installation_id, repository = _summary(body)
     headers = {name: request.headers[name][:500] for name in KEPT_HEADERS if name in request.headers}
     try:

@@ -1,9 +1,11 @@
 """Thin Celery tasks: load, call a service as the system actor, own the retry policy."""
 
 from celery import shared_task
+from django.conf import settings
 
 from compliance.people.identity import as_system_actor, system_actor
 from deployments.gate import services
+from portal.retry import RetryPolicy
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)
@@ -33,7 +35,12 @@ def sweep_deliveries() -> int:
 
 # --- notifications ------------------------------------------------------------------------------
 
-NOTIFICATION_MAX_RETRIES = 8
+NOTIFICATION_RETRY = RetryPolicy(
+    max_attempts=settings.PORTAL_NOTIFICATION_MAX_ATTEMPTS,
+    base_seconds=settings.PORTAL_NOTIFICATION_BACKOFF_SECONDS,
+    cap_seconds=settings.PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS,
+)
+NOTIFICATION_MAX_RETRIES = NOTIFICATION_RETRY.max_attempts
 
 
 @shared_task(name="deployments.notify_request", acks_late=True)
@@ -48,8 +55,6 @@ def notify_request(request_id: int, kind: str, period: int = 0) -> int:
 @as_system_actor
 def deliver_notification(self, log_id: int) -> str:
     """Send one notification; on failure retry with capped exponential backoff and jitter, then give up."""
-    import random
-
     from deployments.notifications import dispatch as notifications
 
     try:
@@ -59,8 +64,7 @@ def deliver_notification(self, log_id: int) -> str:
         if exc.attempts > self.max_retries:
             notifications.give_up(log_id=log_id)
             return "failed"
-        countdown = min(3600, 30 * 2 ** (exc.attempts - 1)) + random.uniform(0, 10)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        raise self.retry(exc=exc, countdown=NOTIFICATION_RETRY.backoff_seconds(exc.attempts)) from exc
 
 
 @shared_task(name="deployments.send_notification_reminders", acks_late=True)

@@ -332,6 +332,10 @@ PORTAL_DELIVERY_MAX_ATTEMPTS = _positive_int("PORTAL_DELIVERY_MAX_ATTEMPTS", 8)
 PORTAL_DELIVERY_BACKOFF_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_SECONDS", 30)
 PORTAL_DELIVERY_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_CAP_SECONDS", 3600)
 PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS", 6 * 3600)
+# Notifications (e-mail, chat): the same retry rule (portal/retry.py) with their own policy.
+PORTAL_NOTIFICATION_MAX_ATTEMPTS = _positive_int("PORTAL_NOTIFICATION_MAX_ATTEMPTS", 8)
+PORTAL_NOTIFICATION_BACKOFF_SECONDS = _positive_int("PORTAL_NOTIFICATION_BACKOFF_SECONDS", 30)
+PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS", 3600)
 
 # Outbound URL policy (portal/outbound.py): configured URLs (CI webhooks, chat channels) must be
 # https and reach public addresses only, checked at save and at connect; these hosts and networks
@@ -417,6 +421,10 @@ GITHUB_WEBHOOK_MAX_BYTES = _positive_int("GITHUB_WEBHOOK_MAX_BYTES", 25 * 1024 *
 # one source address writes at most one row per interval (later ones are counted on that row).
 GITHUB_WEBHOOK_REJECTIONS_KEEP = _positive_int("GITHUB_WEBHOOK_REJECTIONS_KEEP", 1000)
 GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS", 60)
+# Processing a stored delivery again when GitHub could not be reached (portal/retry.py).
+GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES = _positive_int("GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES", 6)
+GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS", 15)
+GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS", 600)
 # --- Notifications (dashboard) --------------------------------------------------------------
 # Remind eligible approvers of a request still awaiting approval after this many minutes (then every period).
 PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 240)

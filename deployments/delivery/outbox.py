@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -43,6 +42,7 @@ from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequ
 from deployments.signals import request_transitioned
 from deployments.tasks import deliver_decision
 from portal.links import absolute_url
+from portal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +107,18 @@ def lease_seconds() -> float:
     return max(60.0, settings.PORTAL_HTTP_TIMEOUT * 3)
 
 
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.PORTAL_DELIVERY_MAX_ATTEMPTS,
+        base_seconds=settings.PORTAL_DELIVERY_BACKOFF_SECONDS,
+        cap_seconds=settings.PORTAL_DELIVERY_BACKOFF_CAP_SECONDS,
+        retry_after_cap_seconds=settings.PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS,
+    )
+
+
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     """Capped exponential backoff with jitter (half to full of the step); ``retry_after`` is a floor."""
-    base = settings.PORTAL_DELIVERY_BACKOFF_SECONDS
-    cap = settings.PORTAL_DELIVERY_BACKOFF_CAP_SECONDS
-    step = min(cap, base * (2 ** max(0, attempts - 1)))
-    delay = random.uniform(step / 2, step)
-    if retry_after is not None:
-        delay = max(delay, min(float(retry_after), settings.PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS))
-    return delay
+    return retry_policy().backoff_seconds(attempts, retry_after)
 
 
 def _claim(delivery_id: int, now: datetime) -> tuple[DecisionDelivery, DeliveryAttempt] | None:

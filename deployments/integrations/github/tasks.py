@@ -6,12 +6,20 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from compliance.people.identity import as_system_actor
+from portal.retry import RetryPolicy
 
 from .client import GitHubError
 
 logger = logging.getLogger(__name__)
+# Processing a stored webhook delivery again after GitHub could not be reached.
+PROCESSING_RETRY = RetryPolicy(
+    max_attempts=settings.GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES,
+    base_seconds=settings.GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS,
+    cap_seconds=settings.GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS,
+)
 
 
 def enqueue_delivery(delivery_pk: int) -> None:
@@ -26,7 +34,7 @@ def enqueue_delivery(delivery_pk: int) -> None:
     name="deployments.github.process_delivery",
     acks_late=True,
     bind=True,
-    max_retries=6,
+    max_retries=PROCESSING_RETRY.max_attempts,
 )
 @as_system_actor
 def process_github_delivery(self, delivery_pk: int) -> str | None:
@@ -37,7 +45,7 @@ def process_github_delivery(self, delivery_pk: int) -> str | None:
     except GitHubError as exc:
         if self.request.is_eager:
             return "failed"
-        raise self.retry(exc=exc, countdown=min(600, 15 * 2**self.request.retries)) from None
+        raise self.retry(exc=exc, countdown=PROCESSING_RETRY.backoff_seconds(self.request.retries + 1)) from None
 
 
 @shared_task(name="deployments.github.requeue_stale_deliveries", acks_late=True)

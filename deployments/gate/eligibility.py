@@ -37,6 +37,14 @@ from deployments.gate import permissions, policy
 from deployments.gate.facts import environment_in_freeze, facts_for
 from deployments.models import Approval, DeploymentRequest, FreezeWindow
 
+# Which rule a refusal comes from (``decision_refusals``).
+REQUEST = "request"
+PERMISSION = "permission"
+COMPLIANCE = "compliance"
+SEPARATION_OF_DUTIES = "separation_of_duties"
+DUPLICATE = "duplicate"
+FREEZE = "freeze"
+
 
 @dataclass(frozen=True)
 class Standing:
@@ -50,12 +58,13 @@ class Standing:
     at: datetime | None = None
 
 
-def standing_of(user, *, now: datetime | None = None, environment_ids: Iterable[int] | None = None) -> Standing:
-    """``user``'s standing now: identities, where they may approve, the acting gates, and (given the
-    environments of a list) which of those environments are frozen — a fixed number of queries."""
+def standing_of(user, *, now: datetime | None = None, with_freezes: bool = False) -> Standing:
+    """``user``'s standing at ``now``: identities, where they may approve, the acting gates, and
+    (``with_freezes``) which of those environments are frozen — a fixed number of queries."""
     now = now or timezone.now()
+    environment_ids = frozenset(permissions.environments_for(user, permissions.APPROVE).values_list("pk", flat=True))
     frozen = None
-    if environment_ids is not None:
+    if with_freezes:
         frozen = frozenset(
             FreezeWindow.objects.filter(
                 environment_id__in=list(environment_ids), starts_at__lte=now, ends_at__gt=now
@@ -63,13 +72,15 @@ def standing_of(user, *, now: datetime | None = None, environment_ids: Iterable[
         )
     return Standing(
         identities=identities_of(user),
-        approve_environment_ids=frozenset(
-            permissions.environments_for(user, permissions.APPROVE).values_list("pk", flat=True)
-        ),
+        approve_environment_ids=environment_ids,
         gate_refusal=acting_refusal(user=user, action="approve"),
         frozen_environment_ids=frozen,
         at=now,
     )
+
+
+def _expired() -> RuleViolation:
+    return RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
 
 
 def _request_refusal(request: DeploymentRequest, *, now: datetime, checks_pending_ok: bool) -> RuleViolation | None:
@@ -91,7 +102,7 @@ def _request_refusal(request: DeploymentRequest, *, now: datetime, checks_pendin
             details={"status": request.status},
         )
     if now >= request.expires_at:
-        return RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
+        return _expired()
     return None
 
 
@@ -105,9 +116,9 @@ def decision_refusals(
     standing: Standing | None = None,
     checks_pending_ok: bool = False,
     live: bool = True,
-) -> Iterator[RuleViolation]:
-    """Every rule that stops ``user`` making ``decision`` on ``request`` at ``now``, in order, lazily
-    (``decision_refusal`` takes the first; detection collects them all).
+) -> Iterator[tuple[str, RuleViolation]]:
+    """Every rule that stops ``user`` making ``decision`` on ``request`` at ``now``, in order, lazily,
+    as (which rule, the refusal) — ``decision_refusal`` takes the first; detection collects them all.
 
     ``approvals``: the request's decisions to count (default: all of them; detection passes the
     others). ``checks_pending_ok``: a request still waiting for its checks counts as decidable (who
@@ -120,7 +131,7 @@ def decision_refusals(
     if live:
         refusal = _request_refusal(request, now=now, checks_pending_ok=checks_pending_ok)
         if refusal is not None:
-            yield refusal
+            yield REQUEST, refusal
             return
         permitted = (
             request.environment_id in standing.approve_environment_ids
@@ -128,31 +139,33 @@ def decision_refusals(
             else permissions.can_act(user, permissions.APPROVE, request.environment)
         )
         if not permitted:
-            yield RuleViolation(
+            yield PERMISSION, RuleViolation(
                 "not_permitted",
                 f"You do not hold the deployment approver role with approval permission for {request.environment}.",
                 status_code=403,
             )
         gate = standing.gate_refusal if standing is not None else acting_refusal(user=user, action="approve")
         if gate is not None:
-            yield gate
+            yield COMPLIANCE, gate
     elif now >= request.expires_at:
-        yield RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
+        yield REQUEST, _expired()
     identities = standing.identities if standing is not None else identities_of(user)
     ineligible = policy.eligibility_refusal(
         policy.Person(user.pk, identities), facts_for(request, approvals), decision=decision
     )
     if ineligible is not None:
-        yield ineligible
+        yield SEPARATION_OF_DUTIES, ineligible
     if any(a.approver_id == user.pk for a in approvals):
-        yield RuleViolation("duplicate_decision", "You have already decided on this request; each person decides once.")
+        yield DUPLICATE, RuleViolation(
+            "duplicate_decision", "You have already decided on this request; each person decides once."
+        )
     if not request.is_emergency:
         if standing is not None and standing.frozen_environment_ids is not None and standing.at == now:
             frozen = request.environment_id in standing.frozen_environment_ids
         else:
             frozen = environment_in_freeze(request.environment, now) is not None
         if frozen:
-            yield RuleViolation(
+            yield FREEZE, RuleViolation(
                 "freeze_in_effect",
                 "A deployment freeze started after this request was submitted; only emergency requests may be "
                 "approved during a freeze.",
@@ -170,13 +183,12 @@ def decision_refusal(
     checks_pending_ok: bool = False,
 ) -> RuleViolation | None:
     """The first rule that stops ``user`` making ``decision`` on ``request`` now, or None."""
-    return next(
-        decision_refusals(
-            user=user, request=request, decision=decision, now=now, approvals=approvals, standing=standing,
-            checks_pending_ok=checks_pending_ok,
-        ),
-        None,
-    )
+    for _rule, refusal in decision_refusals(
+        user=user, request=request, decision=decision, now=now, approvals=approvals, standing=standing,
+        checks_pending_ok=checks_pending_ok,
+    ):
+        return refusal
+    return None
 
 
 def may_decide(*, user, request: DeploymentRequest, **kwargs) -> bool:

@@ -83,11 +83,13 @@ def _expired() -> RuleViolation:
     return RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
 
 
-def _request_refusal(request: DeploymentRequest, *, now: datetime, checks_pending_ok: bool) -> RuleViolation | None:
+def _request_refusal(
+    request: DeploymentRequest, *, now: datetime, checks_pending_ok: bool, approvals: list[Approval]
+) -> RuleViolation | None:
     if request.status == RequestStatus.PENDING_CHECKS:
         if checks_pending_ok:
             return None
-        facts = facts_for(request)
+        facts = facts_for(request, approvals)
         missing, _ = policy.check_summary(facts.rules.required_checks, policy.effective_checks(facts))
         return RuleViolation(
             "checks_not_passed",
@@ -129,7 +131,7 @@ def decision_refusals(
     now = now or timezone.now()
     approvals = list(request.approvals.all() if approvals is None else approvals)
     if live:
-        refusal = _request_refusal(request, now=now, checks_pending_ok=checks_pending_ok)
+        refusal = _request_refusal(request, now=now, checks_pending_ok=checks_pending_ok, approvals=approvals)
         if refusal is not None:
             yield REQUEST, refusal
             return

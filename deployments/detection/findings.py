@@ -41,7 +41,7 @@ from compliance.models import Severity, Suspension, Violation, ViolationKind
 from compliance.people.gates import acting_refusal
 from compliance.violations.services import open_violation
 from deployments.choices import Decision, EventKind, Tier
-from deployments.gate import permissions, policy
+from deployments.gate import eligibility, permissions
 from deployments.models import (
     Approval,
     EnvironmentGroupObjectPermission,
@@ -298,22 +298,33 @@ def _lacked_approve_permission(approval: Approval) -> bool:
 
 
 def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
-    """Re-evaluate a decision against the rules as they stood when it was made.
+    """Re-evaluate a decision: would ``eligibility`` have refused it when it was made?
 
-    Always: separation of duties (requester, change authors), service accounts, a suspension in
-    force at that time, and the decision's timeline event (a decision without one was written
-    outside the gate). ``live`` (at decision time) adds the role + permission and the compliance
-    gates (training) as they are at that moment.
+    Always: what the records still tell (``eligibility`` after the fact: separation of duties and
+    identity gaps for this decision, the request's expiry, a freeze, one decision each), service
+    accounts, a suspension in force at that time, and the decision's timeline event (a decision
+    without one was written outside the gate). ``live`` (at decision time) asks every rule as it
+    stands at that moment (the request's state, role + permission, the compliance gates: a lapsed
+    training is its own finding); afterwards, a missing permission counts only when the audit log
+    shows no access change since.
     """
-    from deployments.gate.services import _identities, facts_for
-
     request = approval.request
     approver = approval.approver
     environment = request.environment
+    others = [a for a in request.approvals.all() if a.pk != approval.pk]
     reasons: list[str] = []
-    refusal = policy.eligibility_refusal(policy.Person(approver.pk, _identities(approver)), facts_for(request))
-    if refusal is not None:
-        reasons.append(refusal.message)
+    lapsed = None
+    for rule, refusal in eligibility.decision_refusals(
+        user=approver, request=request, decision=approval.decision, now=approval.created_at, approvals=others,
+        live=live,
+    ):
+        if rule == eligibility.PERMISSION:
+            reasons.append(f"The approver did not hold the approver role and approval permission for {environment}.")
+        elif rule == eligibility.COMPLIANCE:
+            if refusal.code != "suspended":  # a suspension is judged at that time, below
+                lapsed = refusal
+        else:
+            reasons.append(refusal.message)
     if approver.is_service_account:
         reasons.append("A service account recorded a decision; service accounts can never approve.")
     suspension = _suspended_at(approver, approval.created_at)
@@ -327,13 +338,6 @@ def approval_findings(approval: Approval, *, live: bool) -> list[Finding]:
             f"The approver did not hold the approver role and approval permission for {environment}, and the "
             "audit log shows no access change since the decision."
         )
-    lapsed = None
-    if live:
-        if not permissions.can_act(approver, permissions.APPROVE, environment):
-            reasons.append(f"The approver did not hold the approver role and approval permission for {environment}.")
-        gate = acting_refusal(user=approver, action="approve")
-        if gate is not None and gate.code != "suspended":
-            lapsed = gate
     key = f"approval:{approval.pk}"
     evidence = {
         "approval": {

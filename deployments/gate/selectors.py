@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from deployments.choices import OPEN_STATUSES, Decision, RequestStatus
-from deployments.gate import permissions
+from deployments.gate import eligibility, permissions
 from deployments.models import Approval, DeploymentRequest, RequestEvent
 
 _APPROVALS = Prefetch("approvals", queryset=Approval.objects.only("id", "request_id", "approver_id", "decision"))
@@ -27,13 +28,34 @@ def request_for(*, user, pk: int) -> DeploymentRequest:
 
 
 def requests_awaiting(*, user, statuses=(RequestStatus.AWAITING_APPROVAL,)) -> QuerySet[DeploymentRequest]:
-    """Requests waiting for ``user``'s decision, oldest first (``statuses`` widens it to open requests
-    still waiting for checks). Approvals are prefetched so the policy progress costs no extra query."""
-    environments = permissions.environments_for(user, permissions.APPROVE)
-    return (
-        DeploymentRequest.objects.filter(environment__in=environments.values("pk"), status__in=list(statuses))
+    """Requests ``user`` may decide on (approve or reject, ``eligibility``), oldest first (``statuses``
+    widens it to open requests still waiting for checks: listed for who may decide once they pass).
+    Approvals are prefetched so the policy progress costs no extra query.
+
+    The cheap rules narrow the query (permission, requester, own decision, expiry); the rest
+    (change authors, identities named by CI, identity gaps, a freeze) is asked of ``eligibility`` row
+    by row over the open candidates, with the person's standing gathered
+    once: a fixed number of queries. Open requests expire (the policy's request time limit), so the
+    candidates are the environment's current work, not its history."""
+    now = timezone.now()
+    standing = eligibility.standing_of(user, now=now, with_freezes=True)
+    if standing.gate_refusal is not None or not standing.approve_environment_ids:
+        return DeploymentRequest.objects.none()
+    candidates = (
+        DeploymentRequest.objects.filter(
+            environment_id__in=standing.approve_environment_ids, status__in=list(statuses), expires_at__gt=now
+        )
         .exclude(requester=user)
         .exclude(approvals__approver=user)
+    )
+    refused = [
+        row.pk
+        for row in candidates.select_related("environment", "requester").prefetch_related(_APPROVALS)
+        if not eligibility.may_decide(user=user, request=row, now=now, approvals=row.approvals.all(),
+                                      standing=standing, checks_pending_ok=True)
+    ]
+    return (
+        candidates.exclude(pk__in=refused)
         .select_related("environment__service", "requester")
         .prefetch_related(_APPROVALS)
         .order_by("created_at", "id")

@@ -25,10 +25,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from compliance.people.gates import acting_refusal
 from compliance.people.roles import Role
 from deployments.choices import EventKind, RequestStatus
-from deployments.gate import permissions, policy
+from deployments.gate import eligibility
 from deployments.models import (
     DeploymentRequest,
     EnvironmentGroupObjectPermission,
@@ -68,11 +67,9 @@ def request_url(request: DeploymentRequest) -> str:
 
 
 def eligible_approvers(request: DeploymentRequest) -> list:
-    """People who may decide on ``request`` now: approver role and the environment's approve
-    permission (``permissions.can_act``), not the requester, not a change author when the policy
-    excludes them, not suspended (compliance gates), and not already decided."""
-    from deployments.gate.services import _identities, facts_for  # services imports nothing from here
-
+    """People who may decide on ``request`` now (``eligibility.may_decide``: role and permission,
+    compliance gates, separation of duties, one decision each, freezes), among the approvers granted
+    the environment's approve permission."""
     environment = request.environment
     direct = EnvironmentUserObjectPermission.objects.filter(
         content_object=environment, permission__codename="approve_deployment"
@@ -88,17 +85,12 @@ def eligible_approvers(request: DeploymentRequest) -> list:
         .distinct()
         .order_by("username")
     )
-    facts = facts_for(request)
-    people = []
-    for user in candidates:
-        if not permissions.can_act(user, permissions.APPROVE, environment):
-            continue
-        if policy.eligibility_refusal(policy.Person(user.pk, _identities(user)), facts) is not None:
-            continue
-        if acting_refusal(user=user, action="approve") is not None:
-            continue
-        people.append(user)
-    return people
+    now = timezone.now()
+    approvals = list(request.approvals.all())
+    return [
+        user for user in candidates
+        if eligibility.may_decide(user=user, request=request, now=now, approvals=approvals)
+    ]
 
 
 # --- planning -----------------------------------------------------------------------------------

@@ -15,10 +15,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from compliance.errors import RuleViolation
-from compliance.people.gates import acting_refusal
 from compliance.people.roles import Role, has_role
 from deployments.choices import Action, Decision, RequestStatus
-from deployments.gate import permissions, policy, selectors, services
+from deployments.gate import eligibility, permissions, selectors, services
 
 PAGE_SIZE = 25
 QUEUE_STATUS_CHOICES = [
@@ -141,24 +140,31 @@ def decisions(request):
 # --- the request page ---------------------------------------------------------------------------
 
 
-def _decision_state(user, req, verdict) -> dict:
-    """Whether to show the decision form, and if not, why (only to people who approve here)."""
+def _decision_state(user, req) -> dict:
+    """Which decisions the form offers (``eligibility``: approve, reject or both), and when neither
+    is possible, why (only to people who approve here)."""
     if not permissions.can_act(user, permissions.APPROVE, req.environment):
         return {"show_form": False, "why_not": ""}
+    if req.status == RequestStatus.PENDING_CHECKS:
+        return {"show_form": False, "why_not": "The request can be decided once its required checks pass."}
     if req.status != RequestStatus.AWAITING_APPROVAL:
-        why = "" if req.is_terminal or req.status != RequestStatus.PENDING_CHECKS else (
-            "The request can be decided once its required checks pass.")
-        return {"show_form": False, "why_not": why}
-    refusal = policy.eligibility_refusal(
-        policy.Person(user.pk, services._identities(user)), services.facts_for(req, req.approvals.all())
-    )
-    if refusal is None and any(a.approver_id == user.pk for a in req.approvals.all()):
-        refusal = RuleViolation("duplicate_decision", "You have already decided on this request.")
-    if refusal is None:
-        refusal = acting_refusal(user=user, action="approve")
-    if refusal is not None:
-        return {"show_form": False, "why_not": refusal.message}
-    return {"show_form": True, "why_not": ""}
+        return {"show_form": False, "why_not": ""}
+    approvals, standing = req.approvals.all(), eligibility.standing_of(user)
+    refusals = {
+        decision: eligibility.decision_refusal(
+            user=user, request=req, decision=decision, approvals=approvals, standing=standing, now=standing.at
+        )
+        for decision in (Decision.APPROVE, Decision.REJECT)
+    }
+    if all(refusals.values()):
+        return {"show_form": False, "why_not": refusals[Decision.APPROVE].message}
+    approve_refusal = refusals[Decision.APPROVE]
+    return {
+        "show_form": True,
+        "can_approve": approve_refusal is None,
+        "can_reject": refusals[Decision.REJECT] is None,
+        "why_not": approve_refusal.message if approve_refusal else "",
+    }
 
 
 def _checks(req) -> list[tuple[str, str, bool, str]]:
@@ -212,7 +218,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "error": error,
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
-        **_decision_state(request.user, req, verdict),
+        **_decision_state(request.user, req),
     }
     return render(request, "deployments/request_detail.html", context, status=status)
 

@@ -9,20 +9,21 @@ The package's modules hold one capability each (requests, decisions, executions,
 share); callers use ``deployments.gate.services.<function>``.
 """
 
+from deployments.gate.facts import (
+    change_authors_known,
+    environment_in_freeze,
+    facts_for,
+    untrusted_checks,
+    verdict_for,
+)
 from deployments.gate.services.common import (
     STRICT_PRODUCTION_DEFAULTS,
     _expire_if_due,
-    _identities,
     _records_refusals,
-    change_authors_known,
     create_environment,
-    environment_in_freeze,
-    facts_for,
     policy_rules,
     record_refusal,
-    untrusted_checks,
     update_policy,
-    verdict_for,
 )
 from deployments.gate.services.decisions import approve_request, reject_request
 from deployments.gate.services.executions import EXECUTION_FINISHED, report_execution
@@ -40,7 +41,6 @@ __all__ = [
     "EXECUTION_FINISHED",
     "STRICT_PRODUCTION_DEFAULTS",
     "_expire_if_due",
-    "_identities",
     "_records_refusals",
     "approve_request",
     "cancel_request",

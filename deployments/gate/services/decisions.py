@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
-from compliance.people.gates import acting_refusal
 from deployments.choices import (
     Action,
     Decision,
     EventKind,
-    RequestStatus,
 )
-from deployments.gate import permissions, policy
+from deployments.gate import eligibility, policy
+from deployments.gate.facts import facts_for
 from deployments.gate.services.common import (
     _apply_verdict,
     _event,
-    _identities,
     _lock,
     _records_refusals,
-    environment_in_freeze,
-    facts_for,
 )
 from deployments.models import (
     Approval,
@@ -33,52 +28,6 @@ from deployments.models import (
 from deployments.signals import decision_recorded
 
 # --- decisions ----------------------------------------------------------------------------------
-
-
-def _refuse_unless_decidable(request: DeploymentRequest, *, actor, now: datetime) -> None:
-    if request.status == RequestStatus.PENDING_CHECKS:
-        facts = facts_for(request)
-        missing, _ = policy.check_summary(facts.rules.required_checks, policy.effective_checks(facts))
-        raise RuleViolation(
-            "checks_not_passed",
-            f"Required checks have not passed yet: {', '.join(missing)}. A request can only be decided "
-            "once its checks pass.",
-            details={"missing_checks": list(missing)},
-        )
-    if request.status != RequestStatus.AWAITING_APPROVAL:
-        raise RuleViolation(
-            "request_terminal" if request.is_terminal else "already_decided",
-            f"The request is {request.get_status_display().lower()}; it can no longer be decided.",
-            details={"status": request.status},
-        )
-    if now >= request.expires_at:
-        # The refusal handler expires the request in its own transaction once this one rolls back.
-        raise RuleViolation("request_expired", "The request expired before it was decided (request time limit).")
-
-
-def _refuse_ineligible(request: DeploymentRequest, *, actor, now: datetime, decision: str) -> None:
-    if not permissions.can_act(actor, permissions.APPROVE, request.environment):
-        raise RuleViolation(
-            "not_permitted",
-            f"You do not hold the deployment approver role with approval permission for {request.environment}.",
-            status_code=403,
-        )
-    refusal = acting_refusal(user=actor, action="approve")
-    if refusal is not None:
-        raise refusal
-    ineligible = policy.eligibility_refusal(
-        policy.Person(actor.pk, _identities(actor)), facts_for(request), decision=decision
-    )
-    if ineligible is not None:
-        raise ineligible
-    if Approval.objects.filter(request=request, approver=actor).exists():
-        raise RuleViolation("duplicate_decision", "You have already decided on this request; each person decides once.")
-    if not request.is_emergency and environment_in_freeze(request.environment, now):
-        raise RuleViolation(
-            "freeze_in_effect",
-            "A deployment freeze started after this request was submitted; only emergency requests may be "
-            "approved during a freeze.",
-        )
 
 
 def _decide(
@@ -92,8 +41,11 @@ def _decide(
 ) -> Approval:
     now = timezone.now()
     locked = _lock(request)
-    _refuse_unless_decidable(locked, actor=actor, now=now)
-    _refuse_ineligible(locked, actor=actor, now=now, decision=decision)
+    # The one answer to "may this person decide this request now", under the row lock. (A refused
+    # "request_expired" is followed by the expiry, in its own transaction, once this one rolls back.)
+    refusal = eligibility.decision_refusal(user=actor, request=locked, decision=decision, now=now)
+    if refusal is not None:
+        raise refusal
     comment = (comment or "").strip()
     checklist = {str(k): bool(v) for k, v in (checklist or {}).items()}
     rules = policy.PolicyRules.from_snapshot(locked.policy_snapshot)

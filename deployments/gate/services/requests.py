@@ -20,6 +20,7 @@ from deployments.choices import (
     RequestStatus,
 )
 from deployments.gate import permissions, policy
+from deployments.gate.facts import environment_in_freeze
 from deployments.gate.services.common import (
     _apply_verdict,
     _event,
@@ -29,7 +30,6 @@ from deployments.gate.services.common import (
     _provenance,
     _records_refusals,
     _transition,
-    environment_in_freeze,
     policy_rules,
     record_refusal,
 )

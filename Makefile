@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint format migrations-check bench clean
+.PHONY: install run test test-core architecture lint format migrations-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ run: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/ruff check .
+
+# The core alone: no CI integration installed (they plug in; the portal must work without them).
+test-core: install
+	PORTAL_INTEGRATIONS= $(BIN)/python -m pytest --ignore=tests/integrations $(PYTEST_ARGS)
+
+# The portal's shape (tests/test_architecture.py): reads the source tree only, no database, ~1 s.
+architecture: install
+	$(BIN)/python -m pytest -q tests/test_architecture.py
 
 lint: install
 	$(BIN)/ruff check .

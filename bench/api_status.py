@@ -35,7 +35,8 @@ SEED = r"""
 import json
 from django.contrib.auth import get_user_model
 from guardian.shortcuts import assign_perm
-from deployments import services, tokens
+from deployments.gate import services
+from deployments.api import tokens
 from deployments.models import Service
 User = get_user_model()
 service, _ = Service.objects.get_or_create(name="bench-service", defaults={"repository": "acme/bench"})

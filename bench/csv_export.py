@@ -190,7 +190,7 @@ def report_sql() -> str:
     from django.db import connection
 
     from compliance.reports.registry import Filters
-    from deployments.reports import authorization_log_queryset
+    from deployments.reports.definitions import authorization_log_queryset
 
     sql, params = authorization_log_queryset(Filters()).query.sql_with_params()
     connection.ensure_connection()

@@ -44,8 +44,9 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from compliance.roles import Role  # noqa: E402
+from compliance.people.roles import Role  # noqa: E402
 from deployments.choices import Decision, EventKind, RequestStatus, Tier  # noqa: E402
+from deployments.gate.policy import PolicyRules  # noqa: E402
 from deployments.models import (  # noqa: E402
     Approval,
     ApprovalPolicy,
@@ -55,7 +56,6 @@ from deployments.models import (  # noqa: E402
     RequestEvent,
     Service,
 )
-from deployments.policy import PolicyRules  # noqa: E402
 
 PREFIX = "bench-"
 BATCH = 5000

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+from .people.roles import sync_role_groups
 
 
 class ComplianceConfig(AppConfig):
@@ -6,22 +9,15 @@ class ComplianceConfig(AppConfig):
     verbose_name = "People and compliance"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from . import (
-            audit,  # noqa: F401  (registers models with django-auditlog)
-            signals,
-            training_gate,  # noqa: F401  (registers the training gate)
-        )
+        # Registrations, imported once the models are loaded (in this order: the audit chain links
+        # privilege changes before audit entries).
+        from . import signals, tasks  # noqa: F401  (Celery tasks in every process)
+        from .audit import registration, trail  # noqa: F401  (django-auditlog, the hash chain)
+        from .monitoring import panels  # noqa: F401  (the monitoring page's panels)
+        from .reports import builtin, oversight  # noqa: F401  (the reports compliance owns)
+        from .training import gate  # noqa: F401  (the training gate)
 
         signals.connect()
-
-        from . import audit_trail  # noqa: F401  (hash chain, violations, reviews)
-        from .reports import (
-            builtin,  # noqa: F401  (registers the report-exports report)
-            oversight,  # noqa: F401  (training, violations and audit-review reports)
-        )
-
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 
 
@@ -29,6 +25,4 @@ def _sync_roles_after_migrate(sender, app_config=None, using="default", plan=Non
     # Runs once per migrate (keyed on this app's signal), so models added later get role permissions.
     if sender.name != "compliance":
         return
-    from .roles import sync_role_groups
-
     sync_role_groups()

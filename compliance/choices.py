@@ -14,7 +14,7 @@ class SuspensionScope(models.TextChoices):
 
 
 class TrainingStatus(models.TextChoices):
-    """Where a person stands on one required course (see ``compliance.training``)."""
+    """Where a person stands on one required course (see ``compliance.training.rules``)."""
 
     CURRENT = "current", "Current"
     EXPIRING = "expiring", "Expiring soon"

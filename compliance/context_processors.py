@@ -1,5 +1,7 @@
 from django.utils.functional import SimpleLazyObject
 
+from .training.selectors import training_banner
+
 
 def training(request):
     """The page banner: an active suspension, and training that is due or overdue.
@@ -10,6 +12,4 @@ def training(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or not user.is_active:
         return {}
-    from .selectors import training_banner
-
     return {"training_banner": SimpleLazyObject(lambda: training_banner(user=user))}

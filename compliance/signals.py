@@ -7,11 +7,12 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed
 
+from .monitoring import jobs
+from .people.roles import ROLE_NAMES
+from .training.services import sync_role_assignments
+
 
 def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
-    from .selectors import ROLE_NAMES
-    from .services import sync_role_assignments
-
     user_model = get_user_model()
     if not reverse:  # user.groups.add/remove/clear/set
         if action in {"post_add", "post_remove", "post_clear"}:
@@ -34,8 +35,6 @@ def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
 
 
 def connect() -> None:
-    from . import jobs, tasks_jobs  # noqa: F401  (the heartbeat check task, in every process)
-
     jobs.connect()
     m2m_changed.connect(
         _groups_changed, sender=get_user_model().groups.through, dispatch_uid="compliance.role_assignments"

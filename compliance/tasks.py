@@ -1,14 +1,17 @@
-"""Thin Celery tasks for training enforcement."""
+"""Every Celery task of ``compliance``, in the module Celery's autodiscovery imports (``<app>.tasks``).
 
-from celery import shared_task
+Each task lives in its capability package and keeps its registered name (``compliance.<task>``).
+"""
 
-from .audit import as_system_actor
-from .services import enforce_training as enforce_training_service
-from .services import system_actor
+from .audit.tasks import seal_audit_chain, verify_audit_chain
+from .monitoring.tasks import check_job_heartbeats
+from .training.tasks import enforce_training
+from .violations.tasks import escalate_overdue_violations
 
-
-@shared_task(name="compliance.enforce_training", acks_late=True)
-@as_system_actor
-def enforce_training() -> dict[str, int]:
-    """Reminders before and after deadlines, suspensions for lapsed training, lifting resolved ones."""
-    return enforce_training_service(actor=system_actor())
+__all__ = [
+    "check_job_heartbeats",
+    "enforce_training",
+    "escalate_overdue_violations",
+    "seal_audit_chain",
+    "verify_audit_chain",
+]

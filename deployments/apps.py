@@ -6,25 +6,18 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployment authorization"
 
     def ready(self) -> None:
-        from . import (
-            audit,  # noqa: F401  (registers models with django-auditlog)
-            delivery,  # noqa: F401  (the outbox receiver of request_transitioned)
+        # Registrations made at start-up (each module registers itself when imported):
+        from deployments import audit  # noqa: F401  (models recorded by django-auditlog, chained models)
+        from deployments.delivery import (
+            outbox,  # noqa: F401  (the outbox receiver of request_transitioned)
             providers,
         )
-        from .providers.webhook import WebhookProvider
+        from deployments.delivery.providers.webhook import WebhookProvider
+        from deployments.detection import findings, panels  # noqa: F401  (violation receivers, monitoring panels)
+        from deployments.notifications.dispatch import schedule_on_transition
+        from deployments.reports import access_review, definitions  # noqa: F401  (the deployment reports)
+        from deployments.reports.scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)
+        from deployments.signals import request_transitioned
 
         providers.register(WebhookProvider())
-
-        from .github import receivers  # noqa: F401  (status reports to waiting GitHub runs)
-        from .providers.github import GitHubProvider
-
-        providers.register(GitHubProvider())
-
-        from .notifications import schedule_on_transition
-        from .signals import request_transitioned
-
         request_transitioned.connect(schedule_on_transition, dispatch_uid="deployments.notifications")
-
-        from . import detection, monitoring  # noqa: F401  (violations, monitoring panels)
-        from . import reports as _reports  # noqa: F401  (registers the deployment reports)
-        from .report_scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)

@@ -14,18 +14,17 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from compliance.audit_chain import seal_chain
-from compliance.audit_reviews import record_audit_review
-from compliance.demo import load_training_demo
+from compliance.audit.chain import seal_chain
+from compliance.audit.reviews import record_audit_review
 from compliance.errors import RuleViolation
 from compliance.models import Violation, ViolationKind, ViolationStatus
-from compliance.roles import Role
-from compliance.services import system_actor
-from compliance.violations import transition_violation
-
-from . import services
-from .choices import CIProvider, ExecutionStatus, RequestSource, Tier
-from .models import DeploymentRequest, Environment, FreezeWindow, Service
+from compliance.people.identity import system_actor
+from compliance.people.roles import Role
+from compliance.training.demo import load_training_demo
+from compliance.violations.services import transition_violation
+from deployments.choices import CIProvider, ExecutionStatus, RequestSource, Tier
+from deployments.gate import services
+from deployments.models import DeploymentRequest, Environment, FreezeWindow, Service
 
 DEMO_USERS = [
     # username, password, role, full name, extra

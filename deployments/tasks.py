@@ -1,11 +1,11 @@
 """Thin Celery tasks: load, call a service as the system actor, own the retry policy."""
 
 from celery import shared_task
+from django.conf import settings
 
-from compliance.audit import as_system_actor
-from compliance.services import system_actor
-
-from . import services
+from compliance.people.identity import as_system_actor, system_actor
+from deployments.gate import services
+from portal.retry import RetryPolicy
 
 
 @shared_task(name="deployments.expire_due_requests", acks_late=True)
@@ -18,7 +18,7 @@ def expire_due_requests() -> int:
 @as_system_actor
 def deliver_decision(delivery_id: int) -> bool:
     """One attempt at delivering a decision (a no-op when it is not due or another worker holds it)."""
-    from . import delivery
+    from deployments.delivery import outbox as delivery
 
     return delivery.attempt_delivery(delivery_id=delivery_id) is not None
 
@@ -27,27 +27,26 @@ def deliver_decision(delivery_id: int) -> bool:
 @as_system_actor
 def sweep_deliveries() -> int:
     """Re-enqueue due and stuck decision deliveries."""
-    from . import delivery
+    from deployments.delivery import outbox as delivery
 
     return delivery.sweep_deliveries()
 
 
-from .github.tasks import (  # noqa: E402,F401  (registers the GitHub integration's tasks)
-    audit_branch_protection,
-    process_github_delivery,
-    refresh_pending_checks,
-    requeue_stale_deliveries,
-)
 
 # --- notifications ------------------------------------------------------------------------------
 
-NOTIFICATION_MAX_RETRIES = 8
+NOTIFICATION_RETRY = RetryPolicy(
+    max_attempts=settings.PORTAL_NOTIFICATION_MAX_ATTEMPTS,
+    base_seconds=settings.PORTAL_NOTIFICATION_BACKOFF_SECONDS,
+    cap_seconds=settings.PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS,
+)
+NOTIFICATION_MAX_RETRIES = NOTIFICATION_RETRY.max_attempts
 
 
 @shared_task(name="deployments.notify_request", acks_late=True)
 @as_system_actor
 def notify_request(request_id: int, kind: str, period: int = 0) -> int:
-    from . import notifications
+    from deployments.notifications import dispatch as notifications
 
     return len(notifications.plan_notifications(request_id=request_id, kind=kind, period=period))
 
@@ -56,9 +55,7 @@ def notify_request(request_id: int, kind: str, period: int = 0) -> int:
 @as_system_actor
 def deliver_notification(self, log_id: int) -> str:
     """Send one notification; on failure retry with capped exponential backoff and jitter, then give up."""
-    import random
-
-    from . import notifications
+    from deployments.notifications import dispatch as notifications
 
     try:
         return notifications.deliver(log_id=log_id)
@@ -67,14 +64,13 @@ def deliver_notification(self, log_id: int) -> str:
         if exc.attempts > self.max_retries:
             notifications.give_up(log_id=log_id)
             return "failed"
-        countdown = min(3600, 30 * 2 ** (exc.attempts - 1)) + random.uniform(0, 10)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        raise self.retry(exc=exc, countdown=NOTIFICATION_RETRY.backoff_seconds(exc.attempts)) from exc
 
 
 @shared_task(name="deployments.send_notification_reminders", acks_late=True)
 @as_system_actor
 def send_notification_reminders() -> dict:
-    from . import notifications
+    from deployments.notifications import dispatch as notifications
 
     return notifications.sweep()
 
@@ -82,11 +78,10 @@ def send_notification_reminders() -> dict:
 @shared_task(name="deployments.reconcile_deployments", acks_late=True)
 @as_system_actor
 def reconcile_deployments() -> dict:
-    """Ask GitHub for deployments whose webhook never arrived (only when the GitHub App is
-    configured), then re-scan the portal's own executions and decisions. The local counts stay at the
-    top level; ``github`` says what GitHub reconciliation did, or why it was skipped. A failure of
-    the GitHub part never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
-    from . import detection
-    from .github import reconciliation
+    """Ask each installed CI integration for deployments whose event never arrived, then re-scan the
+    portal's own executions and decisions. The local counts stay at the top level; each integration's
+    result is under its name (e.g. ``github``), saying what it did or why it was skipped. A failing
+    integration never stops the local re-scan. Each run is kept as a ``ReconciliationRun``."""
+    from deployments.detection import reconciliation
 
-    return detection.run_reconciliation(github=reconciliation.reconcile_github_deployments)
+    return reconciliation.run_reconciliation()

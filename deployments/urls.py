@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import token_views, views
+from deployments.web import tokens as token_views
+from deployments.web import views
 
 app_name = "deployments"
 urlpatterns = [

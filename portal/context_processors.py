@@ -1,13 +1,13 @@
 from django.conf import settings
 
-from compliance.roles import Role, has_role
+from compliance.people.roles import Role, administers, has_role, oversees_everything
 
 
 def portal(request):
     user = getattr(request, "user", None)
     return {
         "portal_base_url": settings.PORTAL_BASE_URL,
-        "is_portal_admin": has_role(user, Role.ADMINISTRATOR) or bool(user and user.is_superuser),
+        "is_portal_admin": administers(user),
         "is_approver": has_role(user, Role.APPROVER),
         "is_engineer": has_role(user, Role.ENGINEER),
         "is_auditor": has_role(user, Role.AUDITOR),
@@ -29,7 +29,7 @@ def navigation(request):
     user = getattr(request, "user", None)
     if not (user and user.is_authenticated):
         return {"nav": {}}
-    sees_all = user.is_superuser or has_role(user, Role.AUDITOR) or has_role(user, Role.ADMINISTRATOR)
+    sees_all = oversees_everything(user)
     return {
         "nav": {
             "queue": has_role(user, Role.APPROVER),

@@ -113,7 +113,7 @@ def parse_allow_list(entries) -> AllowList:
 
 
 def allow_list() -> AllowList:
-    return parse_allow_list(getattr(settings, "PORTAL_OUTBOUND_ALLOWED_HOSTS", ()))
+    return parse_allow_list(settings.PORTAL_OUTBOUND_ALLOWED_HOSTS)
 
 
 def _unmapped(address: IPAddress) -> IPAddress:

@@ -110,6 +110,17 @@ INSTALLED_APPS = [
     "compliance",
     "deployments",
 ]
+# CI/SCM integrations (deployments/integrations/<name>/), each a Django app that plugs into the gate's
+# registries; the portal runs without any of them (the generic signed webhook and polling remain).
+INTEGRATIONS = {"github": "deployments.integrations.github"}
+PORTAL_INTEGRATIONS = [name.strip() for name in _read("PORTAL_INTEGRATIONS", list, list(INTEGRATIONS)) if name.strip()]
+_unknown_integrations = sorted(set(PORTAL_INTEGRATIONS) - set(INTEGRATIONS))
+if _unknown_integrations:
+    raise ImproperlyConfigured(
+        f"PORTAL_INTEGRATIONS names unknown integration(s) {', '.join(_unknown_integrations)}; "
+        f"known: {', '.join(INTEGRATIONS)}"
+    )
+INSTALLED_APPS += [INTEGRATIONS[name] for name in PORTAL_INTEGRATIONS]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -197,7 +208,7 @@ AXES_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("PORTAL_LOGIN_COOLOFF_MINUTES", 15))
 # Two throttles: a username from one address (PORTAL_LOGIN_FAILURE_LIMIT), and one address whatever
 # the usernames (password spraying, PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT). Axes has one limit for all
-# parameters; compliance.signin.PortalAxesHandler applies each its own, and a successful sign-in
+# parameters; compliance.people.signin.PortalAxesHandler applies each its own, and a successful sign-in
 # clears only that person's counter, never the address's.
 PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = _positive_int("PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 if PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
@@ -206,7 +217,7 @@ if PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
         f"({PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT} < {AXES_FAILURE_LIMIT})"
     )
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_HANDLER = "compliance.signin.PortalAxesHandler"
+AXES_HANDLER = "compliance.people.signin.PortalAxesHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
@@ -296,12 +307,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
-# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/beat.py).
-CELERY_BEAT_SCHEDULER = "compliance.beat:PortalScheduler"
+# The database scheduler, re-asserting CELERY_BEAT_SCHEDULE (enabled) at start (compliance/monitoring/beat.py).
+CELERY_BEAT_SCHEDULER = "compliance.monitoring.beat:PortalScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# The portal's own periodic jobs, assigned once; integrations add theirs through portal.schedule.
 CELERY_BEAT_SCHEDULE = {
     "expire-due-requests": {"task": "deployments.expire_due_requests", "schedule": 60.0},
     "sweep-decision-deliveries": {"task": "deployments.sweep_deliveries", "schedule": 30.0},
+    "enforce-training": {"task": "compliance.enforce_training", "schedule": 3600.0},
+    "send-notification-reminders": {"task": "deployments.send_notification_reminders", "schedule": 300.0},
+    "seal-audit-chain": {"task": "compliance.seal_audit_chain", "schedule": 60.0},
+    "verify-audit-chain": {"task": "compliance.verify_audit_chain", "schedule": 24 * 3600.0},
+    "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
+    "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
+    "check-job-heartbeats": {"task": "compliance.check_job_heartbeats", "schedule": 300.0},
 }
 
 # --- Portal behaviour -----------------------------------------------------------------------
@@ -313,6 +332,10 @@ PORTAL_DELIVERY_MAX_ATTEMPTS = _positive_int("PORTAL_DELIVERY_MAX_ATTEMPTS", 8)
 PORTAL_DELIVERY_BACKOFF_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_SECONDS", 30)
 PORTAL_DELIVERY_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_BACKOFF_CAP_SECONDS", 3600)
 PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS = _positive_int("PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS", 6 * 3600)
+# Notifications (e-mail, chat): the same retry rule (portal/retry.py) with their own policy.
+PORTAL_NOTIFICATION_MAX_ATTEMPTS = _positive_int("PORTAL_NOTIFICATION_MAX_ATTEMPTS", 8)
+PORTAL_NOTIFICATION_BACKOFF_SECONDS = _positive_int("PORTAL_NOTIFICATION_BACKOFF_SECONDS", 30)
+PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS = _positive_int("PORTAL_NOTIFICATION_BACKOFF_CAP_SECONDS", 3600)
 
 # Outbound URL policy (portal/outbound.py): configured URLs (CI webhooks, chat channels) must be
 # https and reach public addresses only, checked at save and at connect; these hosts and networks
@@ -330,7 +353,6 @@ PORTAL_TRAINING_SUSPEND_AFTER_DAYS = _read("PORTAL_TRAINING_SUSPEND_AFTER_DAYS",
 PORTAL_POLICY_GRACE_DAYS = _read("PORTAL_POLICY_GRACE_DAYS", int, 30)
 if PORTAL_TRAINING_SUSPEND_AFTER_DAYS < 0 or PORTAL_POLICY_GRACE_DAYS < 0:
     raise ImproperlyConfigured("PORTAL_TRAINING_SUSPEND_AFTER_DAYS and PORTAL_POLICY_GRACE_DAYS must not be negative")
-CELERY_BEAT_SCHEDULE["enforce-training"] = {"task": "compliance.enforce_training", "schedule": 3600.0}
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -399,26 +421,19 @@ GITHUB_WEBHOOK_MAX_BYTES = _positive_int("GITHUB_WEBHOOK_MAX_BYTES", 25 * 1024 *
 # one source address writes at most one row per interval (later ones are counted on that row).
 GITHUB_WEBHOOK_REJECTIONS_KEEP = _positive_int("GITHUB_WEBHOOK_REJECTIONS_KEEP", 1000)
 GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS", 60)
-CELERY_BEAT_SCHEDULE["github-requeue-stale-deliveries"] = {
-    "task": "deployments.github.requeue_stale_deliveries", "schedule": 300.0,
-}
-CELERY_BEAT_SCHEDULE["github-refresh-pending-checks"] = {
-    "task": "deployments.github.refresh_pending_checks", "schedule": 60.0,
-}
-CELERY_BEAT_SCHEDULE["github-audit-branch-protection"] = {
-    "task": "deployments.github.audit_branch_protection", "schedule": 3600.0,
-}
+# Processing a stored delivery again when GitHub could not be reached (portal/retry.py).
+GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES = _positive_int("GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES", 6)
+GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS", 15)
+GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS", 600)
 # --- Notifications (dashboard) --------------------------------------------------------------
 # Remind eligible approvers of a request still awaiting approval after this many minutes (then every period).
 PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 240)
 # Key material for secrets stored in the database (chat webhook URLs); defaults to the secret key.
 PORTAL_SECRETS_KEY = _secret("PORTAL_SECRETS_KEY", "") or ""
-CELERY_BEAT_SCHEDULE["send-notification-reminders"] = {
-    "task": "deployments.send_notification_reminders",
-    "schedule": 300.0,
-}
 
 # --- Monitoring and audit trail -------------------------------------------------------------
+# PDF exports of reports stop after this many rows (CSV, XLSX and JSON have every row).
+PORTAL_REPORT_PDF_MAX_ROWS = _positive_int("PORTAL_REPORT_PDF_MAX_ROWS", 1000)
 PORTAL_VIOLATION_ACK_HOURS = _positive_int("PORTAL_VIOLATION_ACK_HOURS", 24)
 PORTAL_AUDIT_REVIEW_INTERVAL_DAYS = _positive_int("PORTAL_AUDIT_REVIEW_INTERVAL_DAYS", 30)
 PORTAL_AUDIT_CHAIN_GRACE_MINUTES = _positive_int("PORTAL_AUDIT_CHAIN_GRACE_MINUTES", 10)
@@ -428,13 +443,6 @@ PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS = _positive_int("PORTAL_AUDIT_CHAIN_SEA
 PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = _bool("PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT", not TESTING)
 PORTAL_RECONCILIATION_DAYS = _positive_int("PORTAL_RECONCILIATION_DAYS", 7)
 PORTAL_REQUEST_OVERDUE_HOURS = _positive_int("PORTAL_REQUEST_OVERDUE_HOURS", 8)
-CELERY_BEAT_SCHEDULE.update({
-    "seal-audit-chain": {"task": "compliance.seal_audit_chain", "schedule": 60.0},
-    "verify-audit-chain": {"task": "compliance.verify_audit_chain", "schedule": 24 * 3600.0},
-    "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
-    "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
-    "check-job-heartbeats": {"task": "compliance.check_job_heartbeats", "schedule": 300.0},
-})
 # A periodic job is late when its last success is older than this many times its interval.
 PORTAL_JOB_LATE_FACTOR = _positive_int("PORTAL_JOB_LATE_FACTOR", 2)
 if TESTING and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":

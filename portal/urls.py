@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from deployments.github.webhooks import github_webhook
+from deployments.integrations import webhook_urlpatterns
 
 from . import health, views
 
@@ -17,10 +17,11 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("api/", include("deployments.api.urls")),
-    path("webhooks/github/", github_webhook, name="github_webhook"),
+    # each installed CI integration's webhook receivers (deployments.integrations registry)
+    path("webhooks/", include(webhook_urlpatterns())),
     path("", include("deployments.urls")),
     path("", include("compliance.urls")),
-    path("monitoring/", include("compliance.monitoring_urls")),
+    path("monitoring/", include("compliance.monitoring.urls")),
     # Auditor reports: namespace "reports" (index "reports:index"), API under "reports_api".
     path("reports/", include("compliance.reports.urls")),
 ]

@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from deployments import selectors
+from deployments.gate import selectors
 
 
 @login_required

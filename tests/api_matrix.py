@@ -15,8 +15,8 @@ from auditlog.models import LogEntry
 from django.db import transaction
 from django.test import Client
 
-from compliance.roles import Role
-from deployments import tokens
+from compliance.people.roles import Role
+from deployments.api import tokens
 from deployments.choices import TokenAction
 from deployments.models import Approval, DeploymentRequest, Environment, Execution, Service
 from tests import factories
@@ -59,7 +59,7 @@ class ApiWorld:
             # People make their own tokens; administrators make the service accounts' ones.
             actor = users["administrator"] if user.is_service_account else user
             _, issued[name] = tokens.create_api_token(actor=actor, user=user, name=f"{name} token", **scope)
-        from deployments import services
+        from deployments.gate import services
 
         request = services.submit_request(actor=users["engineer"], environment=env, sha=factories.sha(), ref="main")
         return cls(env=env, other_env=other_env, request=request, users=users, tokens=issued)

@@ -1,14 +1,14 @@
 import pytest
 
 from tests import factories
-from tests.services_required import require_postgres
+from tests.services_required import require_postgres, require_redis
 
 
 @pytest.fixture(autouse=True)
 def outbound_allows_the_local_test_receivers(settings):
     """Test receivers (pytest-httpserver, the fake GitHub) listen on loopback, which the outbound
     policy refuses by default: allow exactly loopback (pytest-httpserver names it "localhost"), as an
-    operator would allow an internal CI host. The policy itself stays on (tests/test_outbound.py)."""
+    operator would allow an internal CI host. The policy itself stays on (tests/portal/test_outbound.py)."""
     settings.PORTAL_OUTBOUND_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "::1"]
 
 
@@ -33,7 +33,7 @@ def submit(requester, environment):
     def _submit(*, actor=None, env=None, **kwargs):
         kwargs.setdefault("sha", factories.sha())
         kwargs.setdefault("ref", "refs/heads/main")
-        from deployments import services
+        from deployments.gate import services
 
         return services.submit_request(actor=actor or requester, environment=env or environment, **kwargs)
 
@@ -55,3 +55,20 @@ def celery_retries_eagerly():
     app.conf.task_eager_propagates = False
     yield
     app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture
+def celery_worker():
+    """A worker thread consuming from the real broker (Redis), not eager execution."""
+    require_redis()
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING",
+                          shutdown_timeout=10):
+            yield app
+    finally:
+        app.conf.task_always_eager = True

@@ -10,12 +10,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from guardian.shortcuts import assign_perm, remove_perm
 
-from compliance import services as compliance_services
-from compliance.defaults import install_default_training
 from compliance.models import TrainingCourse
-from compliance.roles import Role
-from deployments import services
+from compliance.people.roles import Role
+from compliance.training import services as compliance_services
+from compliance.training.defaults import install_default_training
 from deployments.choices import Tier
+from deployments.gate import services
 from deployments.models import Service
 
 _counter = itertools.count()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,3 +59,13 @@ def require_chromium() -> str:
     if path is None:
         missing("needs Debian's chromium package for browser tests")
     return path
+
+
+def wait_for(predicate, timeout=20.0):
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False): work done by a real worker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

@@ -20,15 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role, has_role
+from compliance.people.roles import oversees_everything
 
 from .registry import Filters, Report
 
 
 def can_read_reports(user) -> bool:
-    if not (user and user.is_authenticated and user.is_active):
-        return False
-    return user.is_superuser or has_role(user, Role.AUDITOR) or has_role(user, Role.ADMINISTRATOR)
+    return oversees_everything(user)
 
 
 @dataclasses.dataclass(frozen=True)

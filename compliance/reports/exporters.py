@@ -34,7 +34,7 @@ XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, minus the header row
 
 
 def pdf_row_limit() -> int:
-    return int(getattr(settings, "PORTAL_REPORT_PDF_MAX_ROWS", 1000))
+    return settings.PORTAL_REPORT_PDF_MAX_ROWS
 
 
 def cell_text(value: Any) -> str:

@@ -9,7 +9,7 @@ audit-log review sign-offs. Registered from ``ComplianceConfig.ready()``.
   covers, and whether the next review is overdue.
 
 Large tables stream (one query per section read with ``.iterator``); training standings are worked
-out in Python by ``compliance.training`` (the rule lives there), a batch of people at a time.
+out in Python by ``compliance.training.rules`` (the rule lives there), a batch of people at a time.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
-from ..audit_reviews import review_status
-from ..models import Attestation, Suspension
-from ..models_audit import AuditReview, Violation
-from ..selectors import ROLE_NAMES, people_in_scope, standings
+from ..audit.models import AuditReview
+from ..audit.reviews import review_status
+from ..people.models import Suspension
+from ..people.roles import ROLE_NAMES
+from ..training.models import Attestation
+from ..training.selectors import people_in_scope, standings
+from ..violations.models import Violation
 from .registry import PERIOD, Column, Filters, Report, register
 from .sql import IsoTimestamp, string_agg
 

@@ -1,7 +1,7 @@
 from django import template
 from django.core.exceptions import PermissionDenied
 
-from compliance import selectors
+from compliance.training import selectors
 
 register = template.Library()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from auditlog.context import auditlog_value
 from rest_framework import authentication, exceptions
 
-from .. import tokens
+from deployments.api import tokens
 
 
 def set_audit_actor(user) -> None:

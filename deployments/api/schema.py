@@ -6,7 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 
-from .errors import ErrorSerializer
+from deployments.api.errors import ErrorSerializer
 
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input (malformed JSON, wrong types, unknown fields, a control character in the query).",

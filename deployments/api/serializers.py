@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import CheckState, Decision, DeliveryDecision, ExecutionStatus, RequestSource, RequestStatus, Tier
-from ..models import Approval, ApprovalPolicy, Environment, Service
+from deployments.choices import (
+    CheckState,
+    Decision,
+    DeliveryDecision,
+    ExecutionStatus,
+    RequestSource,
+    RequestStatus,
+    Tier,
+)
+from deployments.models import Approval, ApprovalPolicy, Environment, Service
+from portal.links import absolute_url
 
 
 class StrictInput(serializers.Serializer):
@@ -236,7 +244,7 @@ class RequestSerializer(serializers.Serializer):
         return obj.requester.username if obj.requester_id else None
 
     def get_url(self, obj) -> str:
-        return f"{settings.PORTAL_BASE_URL}/requests/{obj.pk}/"
+        return absolute_url("deployments:request_detail", obj.pk)
 
     @extend_schema_field(serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True))
     def get_decision(self, obj) -> str | None:
@@ -332,7 +340,7 @@ class RequestDetailSerializer(RequestSerializer):
 
     @extend_schema_field(VerdictSerializer)
     def get_verdict(self, obj) -> dict:
-        from .. import services
+        from deployments.gate import services
 
         verdict = services.verdict_for(obj, self._approvals(obj))
         return {

@@ -3,8 +3,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
-from . import views
-from .errors import api_not_found
+from deployments.api import views
+from deployments.api.errors import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False

@@ -1,6 +1,6 @@
 """API views. Configuration: small viewsets. Workflow: explicit actions that each call one service.
 
-Every queryset starts from the one permission layer (``deployments.permissions``), narrowed by
+Every queryset starts from the one permission layer (``deployments.gate.permissions``), narrowed by
 the API token's scope; anything outside it is a 404 that never reveals whether it exists.
 """
 
@@ -20,12 +20,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
-from compliance.roles import Role, has_role, roles_of
-
-from .. import permissions as gate
-from .. import services, tokens
-from ..choices import Action, RequestSource, RequestStatus, TokenAction
-from ..models import (
+from compliance.people.roles import Role, has_role, roles_of
+from deployments.api import serializers as s
+from deployments.api import tokens
+from deployments.api.authentication import set_audit_actor
+from deployments.api.errors import error_body
+from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
+from deployments.gate import permissions as gate
+from deployments.gate import services
+from deployments.models import (
     ApiToken,
     Approval,
     ApprovalPolicy,
@@ -34,9 +37,6 @@ from ..models import (
     IdempotencyKey,
     Service,
 )
-from . import serializers as s
-from .authentication import set_audit_actor
-from .errors import error_body
 
 
 def token_of(request) -> ApiToken | None:

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.audit_chain import seal_chain, verify_chain
+from compliance.audit.chain import seal_chain, verify_chain
 
 
 class Command(BaseCommand):

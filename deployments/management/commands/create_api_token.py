@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from compliance.errors import RuleViolation
-from compliance.services import system_actor
-from deployments import tokens
+from compliance.people.identity import system_actor
+from deployments.api import tokens
 from deployments.choices import TokenAction
 from deployments.models import Environment, Service
 

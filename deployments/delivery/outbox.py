@@ -1,0 +1,263 @@
+"""Decision delivery: the transactional outbox every CI provider uses.
+
+1. When a request reaches a final decision, ``queue_decision`` writes one ``DecisionDelivery`` row
+   per provider that targets the request, *inside* the decision's transaction (receiver of
+   ``request_transitioned``), and enqueues ``deliver_decision`` only after commit.
+2. ``attempt_delivery`` claims a due row with a conditional UPDATE (the claim pushes
+   ``next_attempt_at`` forward by a lease, so two workers never attempt the same row at once and a
+   worker that dies mid-attempt leaves a row the sweeper picks up when the lease ends), makes one
+   attempt through the provider and records it as a ``DeliveryAttempt``.
+3. A failure is retried with capped exponential backoff and jitter (``Retry-After`` honoured);
+   after ``PORTAL_DELIVERY_MAX_ATTEMPTS`` — or at once when retrying cannot help — the row is
+   marked failed and administrators are alerted by e-mail; ``retry_delivery`` (admin action)
+   starts it again.
+4. ``sweep_deliveries`` (beat) re-enqueues due rows: retries whose time has come, rows whose
+   on-commit enqueue never ran (process killed), and rows whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import receiver
+from django.utils import timezone
+
+from compliance.errors import RuleViolation
+from compliance.people.alerts import alert_administrators
+from deployments.choices import (
+    OPEN_STATUSES,
+    AttemptOutcome,
+    DeliveryDecision,
+    DeliveryStatus,
+    EventKind,
+    RequestStatus,
+)
+from deployments.delivery import providers
+from deployments.delivery.providers.base import DeliveryOutcome
+from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
+from deployments.signals import request_transitioned
+from deployments.tasks import deliver_decision
+from portal.links import absolute_url
+from portal.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+# Statuses that end the wait of a CI that asked for permission, as "no".
+_REJECTING_WHEN_OPEN = {RequestStatus.EXPIRED, RequestStatus.CANCELLED, RequestStatus.SUPERSEDED}
+
+
+def decision_for_transition(old_status: str | None, new_status: str) -> str | None:
+    """The decision a CI waiting on a request must learn from this transition, if any."""
+    if new_status == RequestStatus.APPROVED:
+        return DeliveryDecision.APPROVED
+    if new_status in (RequestStatus.REJECTED, RequestStatus.BLOCKED):
+        return DeliveryDecision.REJECTED
+    if new_status in _REJECTING_WHEN_OPEN and old_status in OPEN_STATUSES:
+        return DeliveryDecision.REJECTED
+    return None
+
+
+@receiver(request_transitioned, dispatch_uid="deployments.delivery.outbox.queue_on_transition")
+def _queue_on_transition(sender, request, old_status, new_status, actor=None, **kwargs) -> None:
+    decision = decision_for_transition(old_status, new_status)
+    if decision is not None:
+        queue_decision(request=request, decision=decision)
+
+
+def queue_decision(*, request: DeploymentRequest, decision: str) -> list[DecisionDelivery]:
+    """Write the outbox rows for ``decision`` (inside the caller's transaction) and enqueue them on commit."""
+    created = []
+    now = timezone.now()
+    with transaction.atomic():
+        for provider in providers.all_providers():
+            if not provider.targets(request):
+                continue
+            delivery, was_created = DecisionDelivery.objects.get_or_create(
+                request=request,
+                provider=provider.name,
+                decision=decision,
+                defaults={"payload": provider.build_payload(request, decision), "next_attempt_at": now},
+            )
+            if was_created:
+                created.append(delivery)
+    for delivery in created:
+        _enqueue_on_commit(delivery.pk)
+    return created
+
+
+def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
+    def enqueue() -> None:
+        try:
+            deliver_decision.apply_async((delivery_id,), countdown=countdown)
+        except Exception:  # the broker is down: the sweeper will pick the row up
+            logger.exception("Could not enqueue delivery %s; the sweeper will retry it", delivery_id)
+
+    transaction.on_commit(enqueue)
+
+
+# --- one attempt ----------------------------------------------------------------------------
+
+
+def lease_seconds() -> float:
+    """How long a claimed attempt may run before the sweeper considers the worker gone."""
+    return max(60.0, settings.PORTAL_HTTP_TIMEOUT * 3)
+
+
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.PORTAL_DELIVERY_MAX_ATTEMPTS,
+        base_seconds=settings.PORTAL_DELIVERY_BACKOFF_SECONDS,
+        cap_seconds=settings.PORTAL_DELIVERY_BACKOFF_CAP_SECONDS,
+        retry_after_cap_seconds=settings.PORTAL_DELIVERY_RETRY_AFTER_CAP_SECONDS,
+    )
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Capped exponential backoff with jitter (half to full of the step); ``retry_after`` is a floor."""
+    return retry_policy().backoff_seconds(attempts, retry_after)
+
+
+def _claim(delivery_id: int, now: datetime) -> tuple[DecisionDelivery, DeliveryAttempt] | None:
+    with transaction.atomic():
+        claimed = DecisionDelivery.objects.filter(
+            pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+        ).update(next_attempt_at=now + timedelta(seconds=lease_seconds()), attempts=F("attempts") + 1)
+        if not claimed:
+            return None
+        delivery = DecisionDelivery.objects.select_related("request__environment__service").get(pk=delivery_id)
+        # An attempt still "in progress" here belonged to a worker that died during its lease.
+        DeliveryAttempt.objects.filter(delivery=delivery, outcome=AttemptOutcome.IN_PROGRESS).update(
+            outcome=AttemptOutcome.ABANDONED, finished_at=now, error="The worker stopped during the attempt."
+        )
+        attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, started_at=now)
+    return delivery, attempt
+
+
+def _call_provider(delivery: DecisionDelivery) -> DeliveryOutcome:
+    try:
+        provider = providers.get(delivery.provider)
+    except KeyError:
+        return DeliveryOutcome(delivered=False, error=f"No provider {delivery.provider!r} is registered.",
+                               permanent=True)
+    try:
+        return provider.deliver(delivery)
+    except Exception as exc:  # a provider bug must not lose the row: record it and retry
+        logger.exception("Provider %s raised while delivering %s", delivery.provider, delivery.pk)
+        # The type only: an exception's text may quote a URL or an answer (details are in the log).
+        return DeliveryOutcome(delivered=False, error=f"the {delivery.provider} provider failed "
+                                                      f"({type(exc).__name__}; see the worker log)")
+
+
+def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> DecisionDelivery | None:
+    """Make one attempt at a due delivery; ``None`` when it is not due or another worker holds it."""
+    now = now or timezone.now()
+    claim = _claim(delivery_id, now)
+    if claim is None:
+        return None
+    delivery, attempt = claim
+    outcome = _call_provider(delivery)
+    return _finish(delivery.pk, attempt.pk, outcome, started=now)
+
+
+@transaction.atomic
+def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, started: datetime) -> DecisionDelivery:
+    finished = max(timezone.now(), started)
+    delivery = (
+        DecisionDelivery.objects.select_for_update(of=("self",))
+        .select_related("request")
+        .get(pk=delivery_id)
+    )
+    attempt = DeliveryAttempt.objects.get(pk=attempt_id)
+    attempt.finished_at = finished
+    attempt.status_code = outcome.status_code
+    attempt.error = outcome.error[:2000]
+    delivery.last_status_code = outcome.status_code
+    delivery.last_error = outcome.error[:2000]
+    if delivery.status != DeliveryStatus.PENDING:  # an administrator intervened meanwhile
+        attempt.outcome = AttemptOutcome.DELIVERED if outcome.delivered else AttemptOutcome.FAILED
+        attempt.save()
+        return delivery
+    if outcome.delivered:
+        attempt.outcome = AttemptOutcome.DELIVERED
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = finished
+        delivery.last_error = ""
+        RequestEvent.objects.create(
+            request=delivery.request,
+            kind=EventKind.DELIVERED,
+            message=f"{delivery.get_decision_display()} delivered to {delivery.provider} "
+                    f"(attempt {delivery.attempts}).",
+            data={"delivery_id": delivery.pk, "provider": delivery.provider, "status_code": outcome.status_code},
+        )
+    elif outcome.permanent or delivery.attempts >= settings.PORTAL_DELIVERY_MAX_ATTEMPTS:
+        attempt.outcome = AttemptOutcome.FAILED
+        delivery.status = DeliveryStatus.FAILED
+        delivery.failed_at = finished
+        transaction.on_commit(lambda: alert_delivery_failed(delivery_id=delivery.pk))
+    else:
+        attempt.outcome = AttemptOutcome.RETRY
+        delay = backoff_seconds(delivery.attempts, outcome.retry_after)
+        delivery.next_attempt_at = finished + timedelta(seconds=delay)
+        _enqueue_on_commit(delivery.pk, countdown=delay)
+    attempt.save()
+    delivery.save()
+    return delivery
+
+
+def alert_delivery_failed(*, delivery_id: int) -> int:
+    """E-mail the active administrators that a decision could not be delivered (after commit)."""
+    delivery = DecisionDelivery.objects.select_related("request__environment__service").get(pk=delivery_id)
+    request = delivery.request
+    subject = f"Decision for request #{request.pk} could not be delivered to {delivery.provider}"
+    body = (
+        f"The {delivery.get_decision_display().lower()} decision for request #{request.pk} "
+        f"({request.environment} @ {request.short_sha}) could not be delivered to {delivery.provider} "
+        f"after {delivery.attempts} attempt(s).\n\nLast error: {delivery.last_error or '-'}\n"
+        f"Last HTTP status: {delivery.last_status_code or '-'}\n\n"
+        f"Request: {absolute_url('deployments:request_detail', request.pk)}\n"
+        f"Retry it from the admin: "
+        f"{absolute_url('admin:deployments_decisiondelivery_change', delivery.pk)}\n"
+    )
+    return len(alert_administrators(subject, body))
+
+
+# --- sweeper and manual retry ---------------------------------------------------------------
+
+
+def due_delivery_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    now = now or timezone.now()
+    return list(
+        DecisionDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def sweep_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Enqueue every due pending delivery (safe to run twice: the claim decides who attempts)."""
+    ids = due_delivery_ids(now=now, limit=limit)
+    for delivery_id in ids:
+        deliver_decision.delay(delivery_id)
+    return len(ids)
+
+
+@transaction.atomic
+def retry_delivery(*, actor, delivery: DecisionDelivery) -> DecisionDelivery:
+    """Give a failed delivery a fresh retry budget and enqueue it (attempt history is kept)."""
+    locked = DecisionDelivery.objects.select_for_update(of=("self",)).get(pk=delivery.pk)
+    if locked.status != DeliveryStatus.FAILED:
+        raise RuleViolation(
+            "delivery_not_failed",
+            f"Only a failed delivery can be retried; this one is {locked.get_status_display().lower()}.",
+        )
+    locked.status = DeliveryStatus.PENDING
+    locked.attempts = 0
+    locked.failed_at = None
+    locked.next_attempt_at = timezone.now()
+    locked.save()
+    _enqueue_on_commit(locked.pk)
+    return locked

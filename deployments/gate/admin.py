@@ -1,0 +1,266 @@
+"""Administrators configure services, environments, policies, freezes and grants here; every kind of
+evidence (requests, decisions, events, refusals, executions) is read-only."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from guardian.admin import GuardedModelAdmin
+
+from compliance.audit.admin_base import ReadOnlyAdmin
+from compliance.errors import RuleViolation
+from compliance.people import privileges
+from deployments.gate import services
+from deployments.models import (
+    Approval,
+    ApprovalPolicy,
+    DeploymentRequest,
+    Environment,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    Execution,
+    FreezeWindow,
+    Refusal,
+    RequestEvent,
+    Service,
+)
+
+
+class EnvironmentInline(admin.TabularInline):
+    model = Environment
+    extra = 0
+    fields = ["name", "tier", "is_protected"]
+    show_change_link = True
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "display_name", "repository", "ci_provider", "created_at"]
+    list_filter = ["ci_provider"]
+    search_fields = ["name", "display_name", "repository"]
+    inlines = [EnvironmentInline]
+
+
+class ApprovalPolicyInline(admin.StackedInline):
+    model = ApprovalPolicy
+    can_delete = False
+    readonly_fields = ["version", "updated_at"]
+
+
+class FreezeWindowInline(admin.TabularInline):
+    model = FreezeWindow
+    extra = 0
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(GuardedModelAdmin):
+    list_display = ["__str__", "service", "tier", "is_protected", "required_approvals"]
+    list_filter = ["tier", "is_protected", "service"]
+    search_fields = ["name", "service__name", "service__repository"]
+    list_select_related = ["service", "policy"]
+    inlines = [ApprovalPolicyInline, FreezeWindowInline]
+
+    def _refuse_self_grant(self, request, object_pk, *, user=None, group=None):
+        """Guardian's object-permission pages: nobody edits their own permissions or those of a
+        group they belong to (the refusal is recorded; the page says why)."""
+        if request.method != "POST":
+            return None
+        environment = self.get_object(request, object_pk)
+        try:
+            privileges.check_object_permission_grant(
+                actor=request.user, permission="object permissions", target=str(environment), user=user, group=group
+            )
+        except RuleViolation as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return None
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        from django.contrib.auth import get_user_model
+
+        person = get_user_model().objects.filter(pk=user_id).first()
+        refused = self._refuse_self_grant(request, object_pk, user=person) if person else None
+        return refused or super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        from django.contrib.auth.models import Group
+
+        group = Group.objects.filter(pk=group_id).first()
+        refused = self._refuse_self_grant(request, object_pk, group=group) if group else None
+        return refused or super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+    @admin.display(description="Approvals required")
+    def required_approvals(self, obj):
+        return obj.policy.required_approvals if hasattr(obj, "policy") else "—"
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is ApprovalPolicy:
+            # Policy edits go through the service so the version increases and the change is audited.
+            for policy_form in formset.forms:
+                if policy_form.instance.pk and policy_form.has_changed():
+                    changes = {name: policy_form.cleaned_data[name] for name in policy_form.changed_data}
+                    services.update_policy(actor=request.user, approval_policy=policy_form.instance, **changes)
+                elif not policy_form.instance.pk and policy_form.has_changed():
+                    policy_form.save()
+            return
+        super().save_formset(request, form, formset, change)
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(admin.ModelAdmin):
+    list_display = ["environment", "required_approvals", "exclude_change_authors", "request_ttl",
+                    "approval_ttl", "version", "updated_at"]
+    list_filter = ["exclude_change_authors", "environment__tier"]
+    search_fields = ["environment__name", "environment__service__name"]
+    list_select_related = ["environment__service"]
+    readonly_fields = ["version", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            services.update_policy(actor=request.user, approval_policy=obj, **changes)
+        else:
+            super().save_model(request, obj, form, change)
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(admin.ModelAdmin):
+    list_display = ["environment", "starts_at", "ends_at", "reason"]
+    list_filter = ["environment__service"]
+    search_fields = ["reason", "environment__name", "environment__service__name"]
+    date_hierarchy = "starts_at"
+
+
+@admin.register(EnvironmentUserObjectPermission)
+class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
+    list_display = ["content_object", "user", "permission"]
+    list_filter = ["permission__codename", "content_object__service"]
+    search_fields = ["user__username", "content_object__name", "content_object__service__name"]
+    list_select_related = ["content_object__service", "user", "permission"]
+    autocomplete_fields = ["user"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
+
+        def clean(self):
+            # Nobody grants an environment permission to themselves or a group they are in; the
+            # refusal is recorded and shown on the form.
+            data = form.clean(self)
+            permission, environment = data.get("permission"), data.get("content_object")
+            if permission is not None and environment is not None:
+                try:
+                    privileges.check_object_permission_grant(
+                        actor=actor, permission=permission.codename, target=str(environment),
+                        user=data.get("user"), group=data.get("group"),
+                    )
+                except RuleViolation as exc:
+                    raise forms.ValidationError(exc.message, code=exc.code) from exc
+            return data
+
+        return type(form.__name__, (form,), {"clean": clean})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "permission":
+            from django.contrib.auth.models import Permission
+
+            kwargs["queryset"] = Permission.objects.filter(
+                content_type__app_label="deployments", codename__in=["request_deployment", "approve_deployment"]
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(EnvironmentGroupObjectPermission)
+class EnvironmentGroupPermissionAdmin(EnvironmentUserPermissionAdmin):
+    list_display = ["content_object", "group", "permission"]
+    search_fields = ["group__name", "content_object__name", "content_object__service__name"]
+    list_select_related = ["content_object__service", "group", "permission"]
+    autocomplete_fields = []
+
+
+class ApprovalInline(admin.TabularInline):
+    model = Approval
+    extra = 0
+    can_delete = False
+    fields = ["approver", "decision", "comment", "created_at", "ip_address"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class EventInline(admin.TabularInline):
+    model = RequestEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "actor", "message"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeploymentRequest)
+class DeploymentRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "environment", "ref", "short_sha", "requester", "status", "is_emergency",
+                    "flagged_for_review", "created_at"]
+    list_filter = ["status", "is_emergency", "flagged_for_review", "during_freeze", "source",
+                   "environment__tier", "environment__service"]
+    search_fields = ["sha", "ref", "requester__username", "requester_login", "environment__name",
+                     "environment__service__name", "title"]
+    list_select_related = ["environment__service", "requester"]
+    date_hierarchy = "created_at"
+    inlines = [ApprovalInline, EventInline]
+    actions = ["cancel_requests"]
+
+    @admin.action(description="Cancel the selected requests")
+    def cancel_requests(self, request, queryset):
+        done = 0
+        for deployment_request in queryset:
+            try:
+                services.cancel_request(actor=request.user, request=deployment_request,
+                                        reason="Cancelled by an administrator in the admin.")
+                done += 1
+            except RuleViolation as exc:
+                self.message_user(request, f"#{deployment_request.pk}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"Cancelled {done} request(s).", messages.SUCCESS)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("deployments.change_deploymentrequest")
+
+    cancel_requests.allowed_permissions = ["cancel"]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["request", "approver", "decision", "policy_version", "created_at", "ip_address"]
+    list_filter = ["decision"]
+    search_fields = ["approver__username", "comment", "request__sha"]
+    list_select_related = ["request__environment__service", "approver"]
+
+
+@admin.register(RequestEvent)
+class RequestEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "request", "kind", "actor", "message"]
+    list_filter = ["kind"]
+    search_fields = ["message", "actor__username"]
+    list_select_related = ["request__environment__service", "actor"]
+
+
+@admin.register(Refusal)
+class RefusalAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor", "action", "code", "environment", "request", "message"]
+    list_filter = ["action", "code"]
+    search_fields = ["actor__username", "message", "code"]
+    list_select_related = ["actor", "environment__service", "request__environment__service"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "started_at", "environment", "sha", "status", "authorized", "request", "flag_reason"]
+    list_filter = ["status", "authorized", "environment__tier"]
+    search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
+    list_select_related = ["environment__service", "request__environment__service"]

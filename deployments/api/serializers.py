@@ -8,7 +8,6 @@ from rest_framework import serializers
 
 from deployments.choices import (
     CheckState,
-    Decision,
     DeliveryDecision,
     ExecutionStatus,
     RequestSource,
@@ -411,11 +410,6 @@ class ExecutionOutputSerializer(serializers.Serializer):
     url = serializers.CharField()
     external_id = serializers.CharField()
     created_at = serializers.DateTimeField()
-
-
-class DecisionResultSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Decision.choices)
-    request = RequestDetailSerializer()
 
 
 class MeSerializer(serializers.Serializer):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 
 from compliance.errors import RuleViolation
@@ -340,7 +340,3 @@ def evaluate(facts: RequestFacts) -> Verdict:
         )
         reasons.append(f"Separation of duties cannot be fully verified: {' '.join(gaps)} {consequence}")
     return Verdict("awaiting_approval", tuple(reasons), approvals, required, missing, failed)
-
-
-def in_window(now: datetime, windows: Iterable[tuple[datetime, datetime]]) -> bool:
-    return any(start <= now < end for start, end in windows)

@@ -25,7 +25,7 @@ from .intake import (  # noqa: F401  (re-exported for tasks and tests)
     refresh_pending_checks,
 )
 from .models import DeliveryState, GitHubWebhookDelivery
-from .monitoring import handle_branch_protection_rule, handle_push
+from .pushes import handle_branch_protection_rule, handle_push
 from .tasks import enqueue_delivery
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""``push`` and ``branch_protection_rule``: monitoring signals, handed to ``deployments.detection.findings``."""
+"""``push`` and ``branch_protection_rule`` webhooks: pushes to protected branches and rule changes become
+monitoring signals, handed to ``deployments.detection.findings`` (which opens the violations)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,10 @@
    starts it again.
 4. ``sweep_deliveries`` (beat) re-enqueues due rows: retries whose time has come, rows whose
    on-commit enqueue never ran (process killed), and rows whose worker died.
+
+Claim, lease, backoff, sweep and give-up are the portal's one outbox mechanism (``portal.outbox``,
+``DELIVERIES`` below); this module adds what is particular to decisions: the attempt log, the
+providers, the timeline event and the administrators' alert.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -42,6 +45,7 @@ from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequ
 from deployments.signals import request_transitioned
 from deployments.tasks import deliver_decision
 from portal.links import absolute_url
+from portal.outbox import Outbox
 from portal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -116,17 +120,26 @@ def retry_policy() -> RetryPolicy:
     )
 
 
+# The rows stay pending while attempted: the claim pushes ``next_attempt_at`` to the end of the lease.
+DELIVERIES = Outbox(
+    model=DecisionDelivery,
+    ready=(DeliveryStatus.PENDING,),
+    failed=DeliveryStatus.FAILED,
+    due_field="next_attempt_at",
+    failed_at_field="failed_at",
+    lease=lambda: timedelta(seconds=lease_seconds()),
+    policy=retry_policy,
+)
+
+
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     """Capped exponential backoff with jitter (half to full of the step); ``retry_after`` is a floor."""
-    return retry_policy().backoff_seconds(attempts, retry_after)
+    return DELIVERIES.retry_delay(attempts, retry_after)
 
 
 def _claim(delivery_id: int, now: datetime) -> tuple[DecisionDelivery, DeliveryAttempt] | None:
     with transaction.atomic():
-        claimed = DecisionDelivery.objects.filter(
-            pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-        ).update(next_attempt_at=now + timedelta(seconds=lease_seconds()), attempts=F("attempts") + 1)
-        if not claimed:
+        if not DELIVERIES.claim(delivery_id, now=now):
             return None
         delivery = DecisionDelivery.objects.select_related("request__environment__service").get(pk=delivery_id)
         # An attempt still "in progress" here belonged to a worker that died during its lease.
@@ -193,15 +206,14 @@ def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, star
                     f"(attempt {delivery.attempts}).",
             data={"delivery_id": delivery.pk, "provider": delivery.provider, "status_code": outcome.status_code},
         )
-    elif outcome.permanent or delivery.attempts >= settings.PORTAL_DELIVERY_MAX_ATTEMPTS:
+    elif outcome.permanent or DELIVERIES.exhausted(delivery.attempts):
         attempt.outcome = AttemptOutcome.FAILED
-        delivery.status = DeliveryStatus.FAILED
-        delivery.failed_at = finished
-        transaction.on_commit(lambda: alert_delivery_failed(delivery_id=delivery.pk))
+        DELIVERIES.give_up_row(delivery, now=finished, alert=lambda: alert_delivery_failed(delivery_id=delivery.pk))
     else:
         attempt.outcome = AttemptOutcome.RETRY
-        delay = backoff_seconds(delivery.attempts, outcome.retry_after)
-        delivery.next_attempt_at = finished + timedelta(seconds=delay)
+        delivery.next_attempt_at, delay = DELIVERIES.next_attempt(
+            delivery.attempts, now=finished, retry_after=outcome.retry_after
+        )
         _enqueue_on_commit(delivery.pk, countdown=delay)
     attempt.save()
     delivery.save()
@@ -229,20 +241,13 @@ def alert_delivery_failed(*, delivery_id: int) -> int:
 
 
 def due_delivery_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    now = now or timezone.now()
-    return list(
-        DecisionDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at", "id")
-        .values_list("pk", flat=True)[:limit]
-    )
+    """Pending deliveries whose time has come (a retry, a lost enqueue, or a lease that ended)."""
+    return DELIVERIES.due_ids(now=now, order_by=("next_attempt_at", "id"), limit=limit)
 
 
 def sweep_deliveries(*, now: datetime | None = None, limit: int = 500) -> int:
     """Enqueue every due pending delivery (safe to run twice: the claim decides who attempts)."""
-    ids = due_delivery_ids(now=now, limit=limit)
-    for delivery_id in ids:
-        deliver_decision.delay(delivery_id)
-    return len(ids)
+    return DELIVERIES.sweep(enqueue=deliver_decision.delay, now=now, order_by=("next_attempt_at", "id"), limit=limit)
 
 
 @transaction.atomic

@@ -64,7 +64,7 @@ def deliver_notification(self, log_id: int) -> str:
         if exc.attempts > self.max_retries:
             notifications.give_up(log_id=log_id)
             return "failed"
-        raise self.retry(exc=exc, countdown=NOTIFICATION_RETRY.backoff_seconds(exc.attempts)) from exc
+        raise self.retry(exc=exc, countdown=notifications.NOTIFICATIONS.retry_delay(exc.attempts)) from exc
 
 
 @shared_task(name="deployments.send_notification_reminders", acks_late=True)

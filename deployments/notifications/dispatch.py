@@ -9,6 +9,9 @@ Flow (every step after the decision has committed, so a failing notification nev
    timeline event, and after commit enqueues ``deliver_notification(log_id)`` for each new row.
 3. ``deliver`` sends one notification; a failure is recorded on the row and the task retries with
    capped exponential backoff; ``sweep`` (beat) re-enqueues rows left pending and plans reminders.
+
+Claim, lease, backoff, sweep and give-up are the portal's one outbox mechanism (``portal.outbox``,
+``NOTIFICATIONS`` below): a row is "sending" while claimed, and the claim is its lease.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from compliance.people.roles import Role
@@ -42,9 +45,10 @@ from deployments.notifications.models import (
     NotificationLog,
     NotificationStatus,
 )
-from deployments.tasks import deliver_notification, notify_request
+from deployments.tasks import NOTIFICATION_RETRY, deliver_notification, notify_request
 from portal import outbound
 from portal.links import absolute_url
+from portal.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +283,16 @@ def _send_email(log: NotificationLog, subject: str, body: str) -> None:
 
 SENDING_TIMEOUT = timedelta(minutes=15)
 
+NOTIFICATIONS = Outbox(
+    model=NotificationLog,
+    ready=(NotificationStatus.PENDING,),
+    claimed=NotificationStatus.SENDING,
+    claimed_at_field="last_attempt_at",
+    failed=NotificationStatus.FAILED,
+    lease=lambda: SENDING_TIMEOUT,
+    policy=NOTIFICATION_RETRY,
+)
+
 
 def deliver(*, log_id: int) -> str:
     """Send one claimed notification once. Returns its status; raises ``DeliveryFailed`` to retry.
@@ -288,14 +302,7 @@ def deliver(*, log_id: int) -> str:
     second worker holding the same id finds nothing to claim. A claim older than ``SENDING_TIMEOUT``
     (a worker that died while sending) may be taken over.
     """
-    now = timezone.now()
-    claimable = Q(status=NotificationStatus.PENDING) | Q(
-        status=NotificationStatus.SENDING, last_attempt_at__lt=now - SENDING_TIMEOUT
-    )
-    claimed = NotificationLog.objects.filter(claimable, pk=log_id).update(
-        status=NotificationStatus.SENDING, last_attempt_at=now, attempts=F("attempts") + 1
-    )
-    if not claimed:
+    if not NOTIFICATIONS.claim(log_id, now=timezone.now()):
         return NotificationLog.objects.filter(pk=log_id).values_list("status", flat=True).first() or "missing"
     log = NotificationLog.objects.select_related(
         "request__environment__service", "request__requester", "chat_channel"
@@ -307,9 +314,7 @@ def deliver(*, log_id: int) -> str:
         else:
             _send_email(log, subject, body)
     except DeliveryFailed as exc:
-        NotificationLog.objects.filter(pk=log_id, status=NotificationStatus.SENDING).update(
-            status=NotificationStatus.PENDING, last_error=str(exc)[:1000]
-        )
+        NOTIFICATIONS.release(log_id, to=NotificationStatus.PENDING, last_error=str(exc)[:1000])
         raise DeliveryFailed(str(exc), attempts=log.attempts) from exc
     NotificationLog.objects.filter(pk=log_id).update(
         status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
@@ -320,13 +325,7 @@ def deliver(*, log_id: int) -> str:
 @transaction.atomic
 def give_up(*, log_id: int) -> None:
     """Retries exhausted: mark the notification failed (visible in the admin) and log it."""
-    updated = NotificationLog.objects.filter(
-        pk=log_id, status__in=(NotificationStatus.PENDING, NotificationStatus.SENDING)
-    ).update(
-        status=NotificationStatus.FAILED
-    )
-    if updated:
-        logger.error("notification %s failed after all retries", log_id)
+    NOTIFICATIONS.give_up(log_id, alert=lambda: logger.error("notification %s failed after all retries", log_id))
 
 
 # --- periodic: reminders and the sweep ----------------------------------------------------------
@@ -353,13 +352,10 @@ def sweep(*, now: datetime | None = None) -> dict:
     for pk in never_told.values_list("pk", flat=True):
         missed += len(plan_notifications(request_id=pk, kind=NotificationKind.AWAITING))
     # Never tried (the enqueue failed), tried and left behind longer than any backoff (a lost retry),
-    # or claimed by a worker that died while sending.
+    # or claimed by a worker that died while sending (its lease ended: the outbox adds those).
     never_tried = Q(status=NotificationStatus.PENDING, attempts=0, created_at__lte=now - timedelta(minutes=10))
     lost_retry = Q(status=NotificationStatus.PENDING, attempts__gt=0, last_attempt_at__lte=now - timedelta(hours=2))
-    dead_sender = Q(status=NotificationStatus.SENDING, last_attempt_at__lte=now - SENDING_TIMEOUT)
-    stuck = list(
-        NotificationLog.objects.filter(never_tried | lost_retry | dead_sender).values_list("pk", flat=True)[:500]
-    )
+    stuck = NOTIFICATIONS.due_ids(now=now, overdue=never_tried | lost_retry, limit=500)
     enqueue_deliveries(stuck)
     return {"reminders": reminders, "missed": missed, "re_enqueued": len(stuck)}
 

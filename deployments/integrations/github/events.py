@@ -4,6 +4,9 @@ Each handler reads the stored body, maps the repository and environment to the p
 ``Service``/``Environment``, and calls the deployments services. The outcome is written on the
 delivery (processed, ignored, unconfigured, refused, failed with the reason), so nothing received
 is lost and an administrator can re-process a failed one.
+
+Claim, lease, backoff and sweep are the portal's one outbox mechanism (``portal.outbox``,
+``WEBHOOK_DELIVERIES`` below): a delivery is "processing" while claimed, and the claim is its lease.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
+
+from portal.outbox import Outbox
 
 from .client import GitHubError
 from .common import Outcome, github_account  # noqa: F401  (used by callers)
@@ -26,7 +31,7 @@ from .intake import (  # noqa: F401  (re-exported for tasks and tests)
 )
 from .models import DeliveryState, GitHubWebhookDelivery
 from .pushes import handle_branch_protection_rule, handle_push
-from .tasks import enqueue_delivery
+from .tasks import PROCESSING_RETRY, enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +45,20 @@ HANDLERS = {
 
 # --- the processing loop --------------------------------------------------------------------------
 
-CLAIMABLE = (DeliveryState.RECEIVED, DeliveryState.FAILED, DeliveryState.PROCESSING)
 # A delivery left "processing" this long was abandoned by a worker that died; it may be claimed again.
 STALE_PROCESSING = timedelta(minutes=10)
+
+# Received and failed deliveries may be claimed (a failed one is retried by its task or re-processed).
+WEBHOOK_DELIVERIES = Outbox(
+    model=GitHubWebhookDelivery,
+    state_field="state",
+    ready=(DeliveryState.RECEIVED, DeliveryState.FAILED),
+    claimed=DeliveryState.PROCESSING,
+    claimed_at_field="updated_at",
+    failed=DeliveryState.FAILED,
+    lease=lambda: STALE_PROCESSING,
+    policy=PROCESSING_RETRY,
+)
 
 
 def _finish(delivery: GitHubWebhookDelivery, state: str, reason: str = "") -> None:
@@ -59,10 +75,7 @@ def process_delivery(delivery_pk: int) -> str | None:
     ``GitHubError`` when GitHub could not be reached, after marking the delivery failed, so the
     task can retry.
     """
-    claimed = GitHubWebhookDelivery.objects.filter(pk=delivery_pk, state__in=CLAIMABLE).exclude(
-        state=DeliveryState.PROCESSING, updated_at__gt=timezone.now() - STALE_PROCESSING
-    )
-    if not claimed.update(state=DeliveryState.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()):
+    if not WEBHOOK_DELIVERIES.claim(delivery_pk, now=timezone.now()):
         return None
     delivery = GitHubWebhookDelivery.objects.select_related("request").get(pk=delivery_pk)
     handler = HANDLERS.get(delivery.event)
@@ -112,12 +125,8 @@ def reprocess_delivery(*, actor, delivery: GitHubWebhookDelivery) -> bool:
 
 
 def requeue_stale_deliveries() -> int:
-    """Queue deliveries that were stored but never processed (broker down, worker killed)."""
-    cutoff = timezone.now() - STALE_PROCESSING
-    stale = GitHubWebhookDelivery.objects.filter(
-        Q(state=DeliveryState.RECEIVED) | Q(state=DeliveryState.PROCESSING), updated_at__lt=cutoff
-    ).values_list("pk", flat=True)
-    pks = list(stale[:500])
-    for pk in pks:
-        enqueue_delivery(pk)
-    return len(pks)
+    """Queue deliveries that were stored but never processed (broker down, worker killed): received
+    ones older than their own task could be, and processing ones whose lease ended."""
+    now = timezone.now()
+    never_processed = Q(state=DeliveryState.RECEIVED, updated_at__lt=now - STALE_PROCESSING)
+    return WEBHOOK_DELIVERIES.sweep(enqueue=enqueue_delivery, now=now, overdue=never_processed, limit=500)

@@ -45,7 +45,7 @@ def process_github_delivery(self, delivery_pk: int) -> str | None:
     except GitHubError as exc:
         if self.request.is_eager:
             return "failed"
-        raise self.retry(exc=exc, countdown=PROCESSING_RETRY.backoff_seconds(self.request.retries + 1)) from None
+        raise self.retry(exc=exc, countdown=events.WEBHOOK_DELIVERIES.retry_delay(self.request.retries + 1)) from None
 
 
 @shared_task(name="deployments.github.requeue_stale_deliveries", acks_late=True)

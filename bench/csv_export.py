@@ -114,7 +114,8 @@ def load(rows: int, reload: bool) -> None:
             """
             INSERT INTO deployments_deploymentrequest (
                 environment_id, sha, ref, requester_id, requester_login, source, source_url, external_ids, title,
-                change_authors, change_set, checks, policy_snapshot, is_emergency, emergency_justification,
+                change_authors, change_set, checks, check_provenance, policy_snapshot, is_emergency,
+                emergency_justification,
                 during_freeze, flagged_for_review, status, status_reason, created_at, updated_at, expires_at,
                 decided_at, approval_expires_at, finished_at, superseded_by_id)
             SELECT (%(envs)s::bigint[])[1 + i %% cardinality(%(envs)s::bigint[])],
@@ -126,6 +127,7 @@ def load(rows: int, reload: bool) -> None:
                    jsonb_build_object('commits', jsonb_build_array(
                        jsonb_build_object('sha', md5((i * 7)::text)), jsonb_build_object('sha', md5((i * 11)::text)))),
                    '{"unit": "success", "lint": "success", "integration": "success"}'::jsonb,
+                   '{}'::jsonb,
                    '{"version": 3, "required_approvals": 2}'::jsonb,
                    i %% 997 = 0, CASE WHEN i %% 997 = 0 THEN 'Hotfix for an outage.' ELSE '' END,
                    i %% 997 = 0, i %% 997 = 0,

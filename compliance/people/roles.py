@@ -82,11 +82,19 @@ THIRD_PARTY_APPS = ("auditlog", "auth", "django_celery_beat", "axes")
 PORTAL_PACKAGES = ("compliance", "deployments")
 
 
-def portal_app_labels() -> tuple[str, ...]:
+def own_app_labels() -> tuple[str, ...]:
+    """The labels of the portal's own installed apps: compliance, deployments and every integration
+    app installed under deployments."""
     from django.apps import apps as installed
 
-    own = [config.label for config in installed.get_app_configs() if config.name.split(".")[0] in PORTAL_PACKAGES]
-    return (*own, *THIRD_PARTY_APPS)
+    return tuple(config.label for config in installed.get_app_configs()
+                 if config.name.split(".")[0] in PORTAL_PACKAGES)
+
+
+def portal_app_labels() -> tuple[str, ...]:
+    return (*own_app_labels(), *THIRD_PARTY_APPS)
+
+
 ENGINEER_AND_APPROVER_VIEWS = {
     "deployments.service",
     "deployments.environment",

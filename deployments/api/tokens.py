@@ -32,7 +32,7 @@ from compliance.errors import RuleViolation
 from compliance.people.identity import SYSTEM_USERNAME
 from compliance.people.roles import administers
 from deployments.choices import Action, TokenAction
-from deployments.gate.services import _records_refusals, record_refusal
+from deployments.gate.services import record_refusal, records_refusals
 from deployments.models import ApiToken, Environment, Service
 
 TOKEN_PREFIX = "dap_"
@@ -79,7 +79,7 @@ def issue_refusal(*, actor, user) -> RuleViolation | None:
     )
 
 
-@_records_refusals(Action.CREATE_TOKEN)
+@records_refusals(Action.CREATE_TOKEN)
 @transaction.atomic
 def create_api_token(
     *,

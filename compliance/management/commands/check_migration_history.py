@@ -7,16 +7,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
-PORTAL_PACKAGES = ("compliance", "deployments")
+from compliance.people.roles import own_app_labels
 
 
 class Command(BaseCommand):
     help = "Refuse a database migrated by an older version of the portal, saying what to delete."
 
     def handle(self, *args, **options):
-        from django.apps import apps
-
-        ours = {config.label for config in apps.get_app_configs() if config.name.split(".")[0] in PORTAL_PACKAGES}
+        ours = set(own_app_labels())
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         unknown = sorted(f"{app}.{name}" for app, name in loader.applied_migrations
                          if app in ours and (app, name) not in loader.disk_migrations)

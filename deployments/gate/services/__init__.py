@@ -19,10 +19,10 @@ from deployments.gate.facts import (
 from deployments.gate.services.common import (
     STRICT_PRODUCTION_DEFAULTS,
     _expire_if_due,
-    _records_refusals,
     create_environment,
     policy_rules,
     record_refusal,
+    records_refusals,
     update_policy,
 )
 from deployments.gate.services.decisions import approve_request, reject_request
@@ -41,7 +41,7 @@ __all__ = [
     "EXECUTION_FINISHED",
     "STRICT_PRODUCTION_DEFAULTS",
     "_expire_if_due",
-    "_records_refusals",
+    "records_refusals",
     "approve_request",
     "cancel_request",
     "change_authors_known",

@@ -67,7 +67,7 @@ def record_refusal(
     return refusal
 
 
-def _records_refusals(action: str):
+def records_refusals(action: str):
     """Decorator: record any ``RuleViolation`` the service raises, then re-raise it."""
 
     def wrap(func):

@@ -19,7 +19,7 @@ from deployments.gate.services.common import (
     _apply_verdict,
     _event,
     _lock,
-    _records_refusals,
+    records_refusals,
 )
 from deployments.models import (
     Approval,
@@ -90,7 +90,7 @@ def _decide(
     return approval
 
 
-@_records_refusals(Action.APPROVE)
+@records_refusals(Action.APPROVE)
 @transaction.atomic
 def approve_request(
     *,
@@ -111,7 +111,7 @@ def approve_request(
     )
 
 
-@_records_refusals(Action.REJECT)
+@records_refusals(Action.REJECT)
 @transaction.atomic
 def reject_request(
     *,

@@ -18,8 +18,8 @@ from deployments.gate import policy
 from deployments.gate.services.common import (
     _expire_locked,
     _lock,
-    _records_refusals,
     _transition,
+    records_refusals,
 )
 from deployments.models import (
     DeploymentRequest,
@@ -35,7 +35,7 @@ EXECUTION_FINISHED = {
 }
 
 
-@_records_refusals(Action.EXECUTE)
+@records_refusals(Action.EXECUTE)
 def report_execution(
     *,
     actor,

@@ -28,10 +28,10 @@ from deployments.gate.services.common import (
     _lock,
     _normalize_checks,
     _provenance,
-    _records_refusals,
     _transition,
     policy_rules,
     record_refusal,
+    records_refusals,
 )
 from deployments.models import (
     ApprovalPolicy,
@@ -63,7 +63,7 @@ def find_environment(*, actor, service: str, environment: str) -> Environment:
     return found
 
 
-@_records_refusals(Action.SUBMIT)
+@records_refusals(Action.SUBMIT)
 @transaction.atomic
 def submit_request(
     *,
@@ -185,7 +185,7 @@ def submit_request_by_name(*, actor, service: str, environment: str, **kwargs) -
 # --- checks -------------------------------------------------------------------------------------
 
 
-@_records_refusals(Action.RECORD_CHECKS)
+@records_refusals(Action.RECORD_CHECKS)
 @transaction.atomic
 def record_checks(
     *, actor, request: DeploymentRequest, checks: Mapping[str, str], ip_address: str | None = None
@@ -208,7 +208,7 @@ def record_checks(
     return request
 
 
-@_records_refusals(Action.RECORD_CHECKS)
+@records_refusals(Action.RECORD_CHECKS)
 @transaction.atomic
 def record_change_set(
     *, actor, request: DeploymentRequest, change_set: Mapping, change_authors: Iterable[str] = ()
@@ -229,7 +229,7 @@ def record_change_set(
 
 
 
-@_records_refusals(Action.CANCEL)
+@records_refusals(Action.CANCEL)
 @transaction.atomic
 def cancel_request(
     *, actor, request: DeploymentRequest, reason: str = "", ip_address: str | None = None

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.audit.chain import verify_chain
 from compliance.audit.reviews import record_audit_review, review_status
+from compliance.audit.verify import verify_chain
 from compliance.errors import RuleViolation
 from compliance.models import AuditReview, ViolationStatus
 from compliance.monitoring import panels as monitoring

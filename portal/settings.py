@@ -459,7 +459,9 @@ PORTAL_AUDIT_DEVELOPMENT_KEYS = not (PORTAL_AUDIT_CHAIN_KEY and PORTAL_AUDIT_SIG
 if not PORTAL_AUDIT_CHAIN_KEY:
     PORTAL_AUDIT_CHAIN_KEY = "insecure-development-audit-chain-key-for-make-run-and-tests-only"
 if len(PORTAL_AUDIT_CHAIN_KEY) < 32 or PORTAL_AUDIT_CHAIN_KEY == SECRET_KEY:
-    raise ImproperlyConfigured("PORTAL_AUDIT_CHAIN_KEY must be at least 32 characters and differ from DJANGO_SECRET_KEY")
+    raise ImproperlyConfigured(
+        "PORTAL_AUDIT_CHAIN_KEY must be at least 32 characters long and differ from DJANGO_SECRET_KEY"
+    )
 # Signed checkpoints of the chain's head are appended here, outside the database.
 PORTAL_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("PORTAL_AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
 # A new checkpoint at most this often (bundles, the daily e-mail and verification always make one).

@@ -232,7 +232,8 @@ def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE) -> int:
                     prev, prev_public = entry_hash, public
                 ChainLink.objects.bulk_create(links)
                 ForgedEntry.objects.bulk_create(forged, ignore_conflicts=True)
-                ChainTag.objects.filter(model_label=entry.label, object_id__in=[link.object_id for link in links]).delete()
+                linked_ids = [link.object_id for link in links]
+                ChainTag.objects.filter(model_label=entry.label, object_id__in=linked_ids).delete()
             total += len(links)
             if forged:
                 logger.error("Refused to link %d %s rows not written through the portal.", len(forged), entry.label)

@@ -10,7 +10,7 @@ check warns when it owns the audit tables. SQLite has no such protection; produc
 
 MAINTENANCE_ROLE = "portal_audit_maintenance"
 
-FUNCTION_SQL = f"""
+FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION portal_refuse_audit_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -32,9 +32,9 @@ BEGIN
                      '(portal.audit_maintenance is honoured only for the {MAINTENANCE_ROLE} role).';
 END;
 $$;
-"""
+""".replace("{MAINTENANCE_ROLE}", MAINTENANCE_ROLE)
 
-ROLE_SQL = f"""
+ROLE_SQL = """
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{MAINTENANCE_ROLE}') THEN
@@ -45,7 +45,7 @@ EXCEPTION WHEN insufficient_privilege THEN
                  'audit maintenance switch until a database administrator creates it.';
 END;
 $$;
-"""
+""".replace("{MAINTENANCE_ROLE}", MAINTENANCE_ROLE)
 
 
 def replace_function(apps, schema_editor):

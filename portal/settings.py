@@ -462,6 +462,17 @@ if len(PORTAL_AUDIT_CHAIN_KEY) < 32 or PORTAL_AUDIT_CHAIN_KEY == SECRET_KEY:
     raise ImproperlyConfigured(
         "PORTAL_AUDIT_CHAIN_KEY must be at least 32 characters long and differ from DJANGO_SECRET_KEY"
     )
+if PORTAL_AUDIT_SIGNING_KEY:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        _signing_key = load_pem_private_key(PORTAL_AUDIT_SIGNING_KEY.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_KEY must be an unencrypted PEM private key") from exc
+    if not isinstance(_signing_key, Ed25519PrivateKey):
+        raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_KEY must be an Ed25519 key (not RSA or EC)")
+    del _signing_key
 # Signed checkpoints of the chain's head are appended here, outside the database.
 PORTAL_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("PORTAL_AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
 # A new checkpoint at most this often (bundles, the daily e-mail and verification always make one).

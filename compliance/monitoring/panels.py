@@ -16,7 +16,9 @@ from django.apps import apps
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ..audit.models import ChainLink
+from ..audit import checkpoints
+from ..audit.keys import public_key_fingerprint, public_key_pem, using_development_keys
+from ..audit.models import ChainLink, ForgedEntry
 from ..audit.reviews import review_status
 from ..people.models import PrivilegeChange, PrivilegeChangeKind
 from ..people.privileges import WATCHED_ROLES
@@ -108,7 +110,16 @@ def branch_drift_context(*, user, now: datetime) -> dict:
 
 def audit_trail_context(*, user, now: datetime) -> dict:
     head = ChainLink.objects.order_by("-seq").first()
-    return {"review": review_status(today=timezone.localdate(now)), "chain_head": head}
+    return {
+        "review": review_status(today=timezone.localdate(now)),
+        "chain_head": head,
+        "checkpoint": checkpoints.latest(),
+        "public_key_pem": public_key_pem(),
+        "fingerprint": public_key_fingerprint(),
+        "development_keys": using_development_keys(),
+        "forged": list(ForgedEntry.objects.order_by("-detected_at", "-id")[:10]),
+        "forged_count": ForgedEntry.objects.count(),
+    }
 
 
 PRIVILEGE_PANEL_DAYS = 30

@@ -14,7 +14,6 @@ from django.db import connections
 from .db_triggers import MAINTENANCE_ROLE
 
 
-
 def audit_tables() -> list[str]:
     """Tables that carry the append-only triggers (the chained models and the chain itself)."""
     from .chain import chained_models

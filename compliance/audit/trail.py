@@ -7,8 +7,10 @@ from datetime import UTC
 from auditlog.models import LogEntry
 
 from ..reports.registry import register_chain_head_provider
-from . import bundle  # noqa: F401  (registers the bundle's audit part and manifest signature)
-from . import checks  # noqa: F401  (the runtime database role check)
+from . import (
+    bundle,  # noqa: F401  (registers the bundle's audit part and manifest signature)
+    checks,  # noqa: F401  (the runtime database role check)
+)
 from .chain import GENESIS_HASH, register_chained_model
 from .models import ChainLink
 

@@ -202,6 +202,7 @@ def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE) -> int:
     total = 0
     key = current_chain_key()
     for entry in chained_models():
+        after = 0  # walk past rows left waiting (untagged, still within the grace period)
         while True:
             with transaction.atomic():
                 _take_sealer_lock()
@@ -209,7 +210,7 @@ def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE) -> int:
                 seq = head.seq if head else 0
                 prev = head.entry_hash if head else GENESIS_HASH
                 prev_public = head.public_hash if head else GENESIS_HASH
-                rows = list(sealable(entry)[:batch_size])
+                rows = list(sealable(entry).filter(pk__gt=after)[:batch_size])
                 tags = tags_for(entry, [r.pk for r in rows])
                 now = timezone.now()
                 links, forged = [], []
@@ -237,8 +238,9 @@ def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE) -> int:
             total += len(links)
             if forged:
                 logger.error("Refused to link %d %s rows not written through the portal.", len(forged), entry.label)
-            if len(rows) < batch_size or not (links or forged):
+            if len(rows) < batch_size:
                 break
+            after = rows[-1].pk
     return total
 
 

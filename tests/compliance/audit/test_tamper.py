@@ -297,3 +297,13 @@ def test_the_daily_checkpoint_goes_to_every_auditor(scenario, mailoutbox):
     latest = checkpoints.latest()
     assert latest.line() in message.body and "DEVELOPMENT key" in message.body
     assert dict((name, content) for name, content, _ in message.attachments)["checkpoint.jsonl"] == latest.line() + "\n"
+
+
+def test_young_untagged_rows_do_not_hold_up_the_sealing_of_genuine_ones(scenario, approvers, submit):
+    rejected = scenario["rejected"]
+    for approver in (approvers[0], approvers[2]):  # approvers[1] already rejected it
+        insert_by_sql(Approval(request=rejected, approver=approver, decision="approve"))
+    genuine = factories.approve(submit(), approvers[2], comment="ok")
+    seal_chain(batch_size=2)
+    assert ChainLink.objects.filter(model_label="deployments.approval", object_id=genuine.pk).exists()
+    assert not ForgedEntry.objects.exists()  # still within the grace period: waiting, not yet forged

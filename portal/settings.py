@@ -449,6 +449,8 @@ PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = _bool("PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT", n
 PORTAL_AUDIT_CHAIN_KEY = _secret("PORTAL_AUDIT_CHAIN_KEY", "") or ""
 PORTAL_AUDIT_CHAIN_RETIRED_KEYS = _secret("PORTAL_AUDIT_CHAIN_RETIRED_KEYS", "") or ""
 PORTAL_AUDIT_SIGNING_KEY = _secret("PORTAL_AUDIT_SIGNING_KEY", "") or ""
+# Public keys (PEM, concatenated) of earlier signing keys, so older checkpoints still verify.
+PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS = _secret("PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS", "") or ""
 for _name in ("PORTAL_AUDIT_CHAIN_KEY", "PORTAL_AUDIT_SIGNING_KEY"):
     if not vars()[_name] and not (DEBUG or TESTING):
         raise ImproperlyConfigured(

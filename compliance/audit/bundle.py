@@ -70,7 +70,9 @@ def _segment_lines(first: int, last: int) -> Iterator[bytes]:
 
 def audit_bundle_part(filters: Filters) -> BundlePart:
     seal_and_checkpoint(force_checkpoint=True)
-    valid = [c for c in cp.read_all() if isinstance(c, cp.Checkpoint) and c.verifies()]
+    # Only checkpoints of the current signing key: the one the bundle's verifier is pinned to.
+    current = public_key_fingerprint()
+    valid = [c for c in cp.read_all() if isinstance(c, cp.Checkpoint) and c.signing_key == current and c.verifies()]
     anchor = max(valid, key=lambda c: c.seq) if valid else None
     first, last = _segment_bounds(filters, anchor, valid)
     before = ChainLink.objects.filter(seq=first - 1).first()

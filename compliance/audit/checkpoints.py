@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from .canonical import DATETIME_FORMAT
 from .chain import _take_sealer_lock
-from .keys import public_key, public_key_fingerprint, sign
+from .keys import public_key_fingerprint, sign, trusted_public_keys
 from .models import ChainLink
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,12 @@ class Checkpoint:
         return hashlib.sha256(self.line().encode()).hexdigest()
 
     def verifies(self, key: Ed25519PublicKey | None = None) -> bool:
+        """Signed by ``key``, or by the trusted key its ``signing_key`` fingerprint names."""
+        key = key or trusted_public_keys().get(self.signing_key)
+        if key is None:
+            return False
         try:
-            (key or public_key()).verify(base64.b64decode(self.signature), self.signed_text())
+            key.verify(base64.b64decode(self.signature), self.signed_text())
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -162,8 +166,10 @@ def record_checkpoint(*, force: bool = False, now: datetime | None = None) -> Ch
     with transaction.atomic():
         _take_sealer_lock()  # the head cannot move while it is read
         head = ChainLink.objects.order_by("-seq").first()
-    if head is None or (previous is not None and previous.seq == head.seq and previous.head_hash == head.entry_hash):
-        return previous
+    unchanged = previous is not None and (previous.seq, previous.head_hash) == (head.seq if head else 0,
+                                                                              head.entry_hash if head else "")
+    if head is None or (unchanged and previous.signing_key == public_key_fingerprint()):
+        return previous  # (after a signing-key rotation the same head is signed again, with the new key)
     data = {
         "format": FORMAT, "seq": head.seq, "head_hash": head.entry_hash, "public_hash": head.public_hash,
         "time": _format_time(now), "count": ChainLink.objects.filter(seq__lte=head.seq).count(),

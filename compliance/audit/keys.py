@@ -128,6 +128,31 @@ def public_key_fingerprint(key: Ed25519PublicKey | None = None) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+@lru_cache(maxsize=4)
+def _retired_public_keys(pems: str) -> dict[str, Ed25519PublicKey]:
+    keys = {}
+    marker = "-----END PUBLIC KEY-----"
+    for block in pems.split(marker):
+        if "-----BEGIN PUBLIC KEY-----" not in block:
+            continue
+        try:
+            key = serialization.load_pem_public_key((block.strip() + "\n" + marker + "\n").encode())
+        except ValueError as exc:
+            raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS must hold PEM public keys") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS must hold Ed25519 keys")
+        keys[public_key_fingerprint(key)] = key
+    return keys
+
+
+def trusted_public_keys() -> dict[str, Ed25519PublicKey]:
+    """The keys whose signatures verification accepts, by fingerprint: the current signing key and
+    the public keys of retired ones (``PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS``)."""
+    keys = dict(_retired_public_keys(settings.PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS or ""))
+    keys[public_key_fingerprint()] = public_key()
+    return keys
+
+
 def sign(message: bytes) -> str:
     return base64.b64encode(signing_key().sign(message)).decode()
 

@@ -21,10 +21,10 @@ from .verify import verify_chain
 logger = logging.getLogger(__name__)
 
 
-def seal_and_checkpoint(*, force_checkpoint: bool = False) -> int:
+def seal_and_checkpoint(*, force_checkpoint: bool = False, full: bool = False) -> int:
     """Link what is due, alert about rows that were not written through the portal, then sign the
     new head into the checkpoint log. Returns how many rows were linked."""
-    linked = seal_chain()
+    linked = seal_chain(full=full)
     alert_forged_entries()
     try:
         checkpoints.record_checkpoint(force=force_checkpoint)
@@ -51,7 +51,7 @@ def alert_forged_entries() -> int:
 
 
 def verify_and_alert() -> bool:
-    seal_and_checkpoint()
+    seal_and_checkpoint(full=True)
     report = verify_chain()
     if report.ok:
         return True

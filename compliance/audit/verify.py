@@ -32,7 +32,7 @@ from .chain import (
     unlinked,
     untagged_is_forged,
 )
-from .keys import UnknownKey
+from .keys import UnknownKey, trusted_public_keys
 from .models import ChainLink, ForgedEntry
 
 MAX_DETAILED = 200
@@ -152,10 +152,13 @@ def _load_checkpoints(report: ChainReport, items) -> dict[int, cp.Checkpoint]:
             continue
         report.checkpoints_checked += 1
         if not item.verifies():
+            trusted = item.signing_key in trusted_public_keys()
             report.add(
                 "checkpoint_signature",
                 f"checkpoint {item.source} (link {item.seq}, {item.time}) does not carry a valid signature "
-                "of the portal's signing key: it was forged or altered.",
+                + ("of the portal's signing key: it was forged or altered." if trusted else
+                   f"of a trusted key: it names key {item.signing_key[:16]}…, which is neither the signing key nor "
+                   "listed in PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS."),
             )
             continue
         by_seq[item.seq] = item

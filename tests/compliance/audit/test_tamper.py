@@ -307,3 +307,39 @@ def test_young_untagged_rows_do_not_hold_up_the_sealing_of_genuine_ones(scenario
     seal_chain(batch_size=2)
     assert ChainLink.objects.filter(model_label="deployments.approval", object_id=genuine.pk).exists()
     assert not ForgedEntry.objects.exists()  # still within the grace period: waiting, not yet forged
+
+
+def test_a_pass_looks_back_a_window_and_a_full_pass_reaches_everything(scenario, approvers, submit, monkeypatch):
+    """Rows commit slightly out of id order, so a pass starts a window below the newest linked row;
+    a row older than that window is linked by the full pass the daily verification runs."""
+    from compliance.audit import chain
+
+    straggler = factories.approve(submit(), approvers[0], comment="committed late")
+    newest = ChainLink.objects.filter(model_label="deployments.approval").order_by("-seq").first()
+    ChainLink.objects.filter(pk=newest.pk).update(object_id=10_000_000)  # a linked row far above the straggler
+    monkeypatch.setattr(chain, "SEAL_LOOKBACK_IDS", 5)
+    seal_chain()
+    assert not ChainLink.objects.filter(model_label="deployments.approval", object_id=straggler.pk).exists()
+    seal_chain(full=True)
+    assert ChainLink.objects.filter(model_label="deployments.approval", object_id=straggler.pk).exists()
+
+
+def test_a_rotated_signing_key_keeps_older_checkpoints_valid_once_its_public_key_is_retired(scenario, settings,
+                                                                                          submit):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compliance.audit.keys import public_key_pem
+
+    old_public = public_key_pem()
+    settings.PORTAL_AUDIT_SIGNING_KEY = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    submit()
+    seal_and_checkpoint(force_checkpoint=True)
+    report = verify_chain()
+    assert report.kinds == {"checkpoint_signature": 1} and "PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS" in report.problem
+    settings.PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS = old_public
+    report = verify_chain()
+    assert report.ok, report.summary()
+    assert report.checkpoints_checked == 2

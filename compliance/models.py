@@ -1,6 +1,6 @@
 """The models of ``compliance``, each defined in the package of its capability (app label "compliance")."""
 
-from .audit.models import AuditReview, ChainLink
+from .audit.models import AuditReview, ChainLink, ChainTag, ForgedEntry
 from .monitoring.models import JobHeartbeat, JobOutcome
 from .people.models import PrivilegeChange, PrivilegeChangeKind, Suspension, User
 from .reports.models import ExportFormat, ReportExport
@@ -29,6 +29,8 @@ __all__ = [
     "Attestation",
     "AuditReview",
     "ChainLink",
+    "ChainTag",
+    "ForgedEntry",
     "CourseRole",
     "ExportFormat",
     "JobHeartbeat",

@@ -5,6 +5,7 @@ are privileged access."""
 from auditlog.registry import auditlog
 
 from compliance.audit.chain import register_chained_model
+from compliance.audit.replay import register_replayed_model
 from compliance.people.privileges import watch_object_permissions
 from deployments.models import (
     ApiToken,
@@ -52,6 +53,17 @@ auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
 for model in (Approval, RequestEvent, Refusal):
     register_chained_model(model)
+
+# Requests and executions change over their life, so they are not chained; their audit entries are,
+# and verification replays them: a row changed by SQL disagrees with its own trail.
+register_replayed_model(
+    DeploymentRequest,
+    fields=("environment", "sha", "ref", "requester", "status", "is_emergency", "decided_at",
+            "approval_expires_at", "finished_at", "superseded_by"),
+)
+register_replayed_model(
+    Execution, fields=("environment", "request", "sha", "status", "authorized", "external_id", "started_at"),
+)
 
 # Approval rights are privileged access: every grant and removal is recorded and e-mailed to administrators.
 watch_object_permissions(EnvironmentUserObjectPermission, EnvironmentGroupObjectPermission)

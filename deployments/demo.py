@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from compliance.audit.chain import seal_chain
 from compliance.audit.reviews import record_audit_review
+from compliance.audit.services import seal_and_checkpoint
 from compliance.errors import RuleViolation
 from compliance.models import Violation, ViolationKind, ViolationStatus
 from compliance.people.identity import system_actor
@@ -289,5 +289,5 @@ def load_demo_data() -> dict:
         envs = _environments(users["admin"])
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
-    seal_chain()  # the demo's evidence is linked into the audit chain at once
+    seal_and_checkpoint(force_checkpoint=True)  # the demo's evidence is linked and signed at once
     return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

@@ -318,6 +318,7 @@ CELERY_BEAT_SCHEDULE = {
     "send-notification-reminders": {"task": "deployments.send_notification_reminders", "schedule": 300.0},
     "seal-audit-chain": {"task": "compliance.seal_audit_chain", "schedule": 60.0},
     "verify-audit-chain": {"task": "compliance.verify_audit_chain", "schedule": 24 * 3600.0},
+    "email-audit-checkpoint": {"task": "compliance.email_audit_checkpoint", "schedule": 24 * 3600.0},
     "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
     "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
     "check-job-heartbeats": {"task": "compliance.check_job_heartbeats", "schedule": 300.0},
@@ -441,6 +442,45 @@ PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS = _positive_int("PORTAL_AUDIT_CHAIN_SEA
 # Seal shortly after each commit that wrote audit evidence (the minute beat run seals regardless).
 # Off under pytest, where eager tasks would seal inline after every commit; tests turn it on.
 PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT = _bool("PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT", not TESTING)
+# The audit trail's keys live outside the database (compliance/audit/keys.py, docs/audit-trail.md):
+# an HMAC key for the chain (older keys stay listed as retired after a rotation) and an Ed25519 key
+# that signs checkpoints and bundle manifests. Required in production; `make run` and the tests use
+# fixed development keys.
+PORTAL_AUDIT_CHAIN_KEY = _secret("PORTAL_AUDIT_CHAIN_KEY", "") or ""
+PORTAL_AUDIT_CHAIN_RETIRED_KEYS = _secret("PORTAL_AUDIT_CHAIN_RETIRED_KEYS", "") or ""
+PORTAL_AUDIT_SIGNING_KEY = _secret("PORTAL_AUDIT_SIGNING_KEY", "") or ""
+# Public keys (PEM, concatenated) of earlier signing keys, so older checkpoints still verify.
+PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS = _secret("PORTAL_AUDIT_SIGNING_RETIRED_PUBLIC_KEYS", "") or ""
+for _name in ("PORTAL_AUDIT_CHAIN_KEY", "PORTAL_AUDIT_SIGNING_KEY"):
+    if not vars()[_name] and not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            f"{_name} (or {_name}_FILE) must be set when DJANGO_DEBUG is off; `manage.py generate_audit_keys` makes one"
+        )
+# Development keys (fixed, public, never protecting real evidence) stand in for a missing key.
+PORTAL_AUDIT_DEVELOPMENT_KEYS = not (PORTAL_AUDIT_CHAIN_KEY and PORTAL_AUDIT_SIGNING_KEY)
+if not PORTAL_AUDIT_CHAIN_KEY:
+    PORTAL_AUDIT_CHAIN_KEY = "insecure-development-audit-chain-key-for-make-run-and-tests-only"
+if len(PORTAL_AUDIT_CHAIN_KEY) < 32 or PORTAL_AUDIT_CHAIN_KEY == SECRET_KEY:
+    raise ImproperlyConfigured(
+        "PORTAL_AUDIT_CHAIN_KEY must be at least 32 characters long and differ from DJANGO_SECRET_KEY"
+    )
+if PORTAL_AUDIT_SIGNING_KEY:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        _signing_key = load_pem_private_key(PORTAL_AUDIT_SIGNING_KEY.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_KEY must be an unencrypted PEM private key") from exc
+    if not isinstance(_signing_key, Ed25519PrivateKey):
+        raise ImproperlyConfigured("PORTAL_AUDIT_SIGNING_KEY must be an Ed25519 key (not RSA or EC)")
+    del _signing_key
+# Signed checkpoints of the chain's head are appended here, outside the database.
+PORTAL_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("PORTAL_AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
+# A new checkpoint at most this often (bundles, the daily e-mail and verification always make one).
+PORTAL_AUDIT_CHECKPOINT_INTERVAL_SECONDS = _positive_int("PORTAL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", 60)
+# A chained row without a valid write-time tag is a forged insert once it is older than this.
+PORTAL_AUDIT_TAG_GRACE_SECONDS = _positive_int("PORTAL_AUDIT_TAG_GRACE_SECONDS", 60)
 PORTAL_RECONCILIATION_DAYS = _positive_int("PORTAL_RECONCILIATION_DAYS", 7)
 PORTAL_REQUEST_OVERDUE_HOURS = _positive_int("PORTAL_REQUEST_OVERDUE_HOURS", 8)
 # A periodic job is late when its last success is older than this many times its interval.

@@ -12,6 +12,13 @@ def outbound_allows_the_local_test_receivers(settings):
     settings.PORTAL_OUTBOUND_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "::1"]
 
 
+@pytest.fixture(autouse=True)
+def audit_checkpoints_of_this_test(settings, tmp_path):
+    """Each test's audit chain is new: its signed checkpoints go to its own directory (checkpoints of
+    an earlier test's database would rightly read as a rewritten or truncated chain)."""
+    settings.PORTAL_AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+
+
 @pytest.fixture
 def environment(db):
     """A staging environment with a one-approval policy and no required checks."""

@@ -1,40 +1,47 @@
-"""A hash chain that makes tampering with audit entries and decision records detectable.
+"""A keyed hash chain that makes tampering with audit entries and decision records detectable, even
+by someone who holds the database but not the portal's keys.
 
-Each registered model's rows are linked, in id order, by a ``ChainLink``:
-``entry_hash = sha256(prev_hash + canonical JSON of the row)``. The sealer appends links for every
-row that has none yet; it runs after commits that wrote a chained row (a debounced Celery task) and
-every minute from beat, under one lock (a PostgreSQL advisory lock; SQLite serializes writers), so
-hot transactions never wait on a global lock. ``verify_chain`` recomputes everything and reports
-the first broken link; ``manage.py verify_audit_chain`` and a daily task use it.
+Each registered model's rows are linked by a ``ChainLink``, with ``d = sha256(canonical row)``:
+
+- ``entry_hash = HMAC(chain key, prev entry_hash \\n label \\n pk \\n d)``: without the key nobody
+  can recompute the chain after rewriting history;
+- ``public_hash = sha256(prev public_hash \\n label \\n pk \\n d)``: the same chain without a secret,
+  which signed checkpoints carry, so an auditor can check an exported segment offline.
+
+Rows must come from the portal: when a chained row is written, a **write-time tag**
+(``HMAC(key, "tag" \\n label \\n pk \\n d)``) is written in the same transaction. The sealer links
+only rows whose tag verifies; a row inserted straight into the database is recorded as a
+``ForgedEntry`` instead, never linked, and reported by every verification.
+
+The sealer runs after commits that wrote a chained row (a debounced Celery task) and every minute
+from beat, under one lock (a PostgreSQL advisory lock; SQLite serializes writers). ``verify.py``
+checks everything; ``checkpoints.py`` signs the head outside the database.
 
 ``compliance`` never imports ``deployments``: ``deployments`` registers its decision records with
 ``register_chained_model`` from its ``audit`` module. Entries must have integer primary keys.
-
-Changing a chained row breaks the chain *by design* — including Django's ``SET_NULL`` on
-``LogEntry.actor`` when a user is deleted: deactivate users, never delete them.
+Changing a chained row breaks the chain *by design*: deactivate users, never delete them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from uuid import UUID
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from celery import signature
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, models, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Max, OuterRef
 from django.db.models.signals import post_save
 from django.utils import timezone
 
-from .models import ChainLink
+from .canonical import canonical_json, default_canonical, digest
+from .keys import UnknownKey, chain_key, current_chain_key
+from .models import ChainLink, ChainTag, ForgedEntry
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +49,8 @@ GENESIS_HASH = "0" * 64
 # Any fixed 64-bit number: the key of the advisory lock that serializes sealers on PostgreSQL.
 ADVISORY_LOCK_KEY = 0x706F7274616C  # "portal"
 SEAL_BATCH_SIZE = 2000
-DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# A sealing pass starts this many ids below the newest linked row of each model.
+SEAL_LOOKBACK_IDS = 100_000
 
 Canonical = Callable[[models.Model], dict]
 
@@ -56,62 +64,108 @@ class ChainedModel:
     def label(self) -> str:
         return self.model._meta.label_lower
 
+    def row_digest(self, instance: models.Model) -> str:
+        return digest(canonical_json(self.canonical(instance)))
+
 
 _registry: dict[str, ChainedModel] = {}
-
-
-def default_canonical(instance: models.Model) -> dict:
-    """Every concrete field by its column attribute name (``actor_id``, not the related object)."""
-    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
 
 
 def register_chained_model(model: type[models.Model], *, canonical: Canonical | None = None) -> None:
     """Chain ``model``'s rows. Idempotent; ``canonical(instance) -> dict`` chooses what is hashed."""
     entry = ChainedModel(model=model, canonical=canonical or default_canonical)
     _registry[entry.label] = entry
-    post_save.connect(_schedule_after_write, sender=model, dispatch_uid=f"audit_chain.{entry.label}", weak=False)
+    post_save.connect(_after_write, sender=model, dispatch_uid=f"audit_chain.{entry.label}", weak=False)
 
 
 def chained_models() -> list[ChainedModel]:
     return list(_registry.values())
 
 
-# --- canonical form -----------------------------------------------------------------------------
+def chained_model(label: str) -> ChainedModel | None:
+    return _registry.get(label)
 
 
-def _normalize(value):
-    if isinstance(value, datetime):
-        if timezone.is_naive(value):
-            value = timezone.make_aware(value, UTC)
-        return value.astimezone(UTC).strftime(DATETIME_FORMAT)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): _normalize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_normalize(v) for v in value]
-    return value
+# --- the hashes (the offline verifier repeats these three lines; keep them identical) -----------
 
 
-def canonical_json(data: dict) -> str:
-    """Sorted keys, no whitespace, UTC datetimes with microseconds: the same row gives the same text on
-    SQLite and PostgreSQL."""
-    return json.dumps(_normalize(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _message(prev: str, label: str, pk: int, row_digest: str) -> str:
+    return f"{prev}\n{label}\n{pk}\n{row_digest}"
 
 
-def link_hash(prev_hash: str, label: str, pk: int, canonical: str) -> str:
-    payload = f"{prev_hash}\n{label}\n{pk}\n{canonical}".encode()
-    return hashlib.sha256(payload).hexdigest()
+def public_link_hash(prev_public: str, label: str, pk: int, row_digest: str) -> str:
+    return hashlib.sha256(_message(prev_public, label, pk, row_digest).encode()).hexdigest()
 
 
-def entry_hash_for(entry: ChainedModel, instance: models.Model, prev_hash: str) -> str:
-    return link_hash(prev_hash, entry.label, instance.pk, canonical_json(entry.canonical(instance)))
+def keyed_link_hash(key_id: str, prev_hash: str, label: str, pk: int, row_digest: str) -> str:
+    """Raises ``UnknownKey`` when the portal does not hold the key named ``key_id``."""
+    return chain_key(key_id).mac(_message(prev_hash, label, pk, row_digest))
+
+
+def write_tag(key_id: str, label: str, pk: int, row_digest: str) -> str:
+    return chain_key(key_id).mac(_message("tag", label, pk, row_digest))
+
+
+# --- write-time tags ----------------------------------------------------------------------------
+
+
+def _after_write(sender, instance, created, **kwargs):
+    """Tag the row as written by the portal, in the writing transaction; then ask for a seal."""
+    entry = _registry.get(sender._meta.label_lower)
+    if entry is None:
+        return
+    tag_row(entry, instance.pk, created=created)
+    if created and settings.PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT:
+        _schedule_seal()
+
+
+def tag_row(entry: ChainedModel, pk: int, *, created: bool = True) -> None:
+    # The row as the database holds it (JSON and datetimes exactly as the sealer will read them).
+    stored = entry.model._base_manager.filter(pk=pk).first()
+    if stored is None:
+        return
+    key = current_chain_key()
+    values = {"key_id": key.key_id, "tag": write_tag(key.key_id, entry.label, pk, entry.row_digest(stored))}
+    if created:
+        ChainTag.objects.create(model_label=entry.label, object_id=pk, **values)
+    elif not ChainLink.objects.filter(model_label=entry.label, object_id=pk).exists():
+        ChainTag.objects.update_or_create(model_label=entry.label, object_id=pk, defaults=values)
+
+
+def tags_for(entry: ChainedModel, pks: list[int]) -> dict[int, ChainTag]:
+    return {t.object_id: t for t in ChainTag.objects.filter(model_label=entry.label, object_id__in=pks)}
+
+
+def tag_verifies(entry: ChainedModel, instance: models.Model, tag: ChainTag | None, row_digest: str) -> bool:
+    if tag is None:
+        return False
+    try:
+        return write_tag(tag.key_id, entry.label, instance.pk, row_digest) == tag.tag
+    except UnknownKey:
+        return False
+
+
+def timestamp_field(model) -> str | None:
+    for name in ("timestamp", "created_at"):
+        try:
+            model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        return name
+    return None
+
+
+def untagged_is_forged(entry: ChainedModel, instance: models.Model, now) -> bool:
+    """An untagged row is forged once it is older than the tag grace period (its writer's commit
+    would have tagged it by then), or when it claims a time in the future."""
+    stamp = timestamp_field(entry.model)
+    if stamp is None:
+        return True
+    written = getattr(instance, stamp)
+    if written is None:
+        return True
+    grace = timedelta(seconds=settings.PORTAL_AUDIT_TAG_GRACE_SECONDS)
+    return written <= now - grace or written > now + grace
 
 
 # --- sealing ------------------------------------------------------------------------------------
@@ -126,40 +180,88 @@ def _take_sealer_lock() -> None:
 
 def unlinked(entry: ChainedModel):
     linked = ChainLink.objects.filter(model_label=entry.label, object_id=OuterRef("pk"))
-    return entry.model._default_manager.filter(~Exists(linked)).order_by("pk")
+    return entry.model._base_manager.filter(~Exists(linked)).order_by("pk")
 
 
-def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE) -> int:
-    """Append a link for every chained row that has none yet; returns how many were linked.
+def sealable(entry: ChainedModel):
+    forged = ForgedEntry.objects.filter(model_label=entry.label, object_id=OuterRef("pk"))
+    return unlinked(entry).filter(~Exists(forged))
 
+
+def chain_head() -> tuple[int, str]:
+    """The sequence number and hash of the last link (0 and the genesis hash when empty)."""
+    head = ChainLink.objects.order_by("-seq").first()
+    return (head.seq, head.entry_hash) if head else (0, GENESIS_HASH)
+
+
+def _start_after(entry: ChainedModel, full: bool) -> int:
+    """Where a sealing pass starts: a window below the newest linked row (rows commit slightly out
+    of id order), or the beginning for a full pass (the daily verification runs one)."""
+    if full:
+        return 0
+    newest = ChainLink.objects.filter(model_label=entry.label).aggregate(newest=Max("object_id"))["newest"]
+    return max(0, (newest or 0) - SEAL_LOOKBACK_IDS)
+
+
+def seal_chain(*, batch_size: int = SEAL_BATCH_SIZE, full: bool = False) -> int:
+    """Link every chained row that carries a valid write-time tag; returns how many were linked.
+
+    Rows without one are recorded as ``ForgedEntry`` once past the tag grace period (see
+    ``untagged_is_forged``) and never linked. A pass looks at the rows from ``SEAL_LOOKBACK_IDS``
+    below the newest linked one, so its cost does not grow with the chain; ``full`` looks at all.
     Safe to run twice and in parallel: the lock makes sealers take turns and each re-reads the head.
     """
     total = 0
+    key = current_chain_key()
     for entry in chained_models():
+        after = _start_after(entry, full)  # then walks past rows left waiting (untagged, in their grace period)
         while True:
             with transaction.atomic():
                 _take_sealer_lock()
                 head = ChainLink.objects.order_by("-seq").first()
                 seq = head.seq if head else 0
                 prev = head.entry_hash if head else GENESIS_HASH
-                rows = list(unlinked(entry)[:batch_size])
-                links = []
+                prev_public = head.public_hash if head else GENESIS_HASH
+                rows = list(sealable(entry).filter(pk__gt=after)[:batch_size])
+                tags = tags_for(entry, [r.pk for r in rows])
                 now = timezone.now()
+                links, forged = [], []
                 for row in rows:
+                    row_digest = entry.row_digest(row)
+                    if not tag_verifies(entry, row, tags.get(row.pk), row_digest):
+                        if untagged_is_forged(entry, row, now):
+                            forged.append(_forged(entry, row, tags.get(row.pk), now))
+                        continue
                     seq += 1
-                    digest = entry_hash_for(entry, row, prev)
+                    entry_hash = keyed_link_hash(key.key_id, prev, entry.label, row.pk, row_digest)
+                    public = public_link_hash(prev_public, entry.label, row.pk, row_digest)
                     links.append(
                         ChainLink(
-                            seq=seq, model_label=entry.label, object_id=row.pk,
-                            prev_hash=prev, entry_hash=digest, sealed_at=now,
+                            seq=seq, model_label=entry.label, object_id=row.pk, row_digest=row_digest,
+                            prev_hash=prev, entry_hash=entry_hash, public_hash=public, key_id=key.key_id,
+                            sealed_at=now,
                         )
                     )
-                    prev = digest
+                    prev, prev_public = entry_hash, public
                 ChainLink.objects.bulk_create(links)
+                ForgedEntry.objects.bulk_create(forged, ignore_conflicts=True)
+                linked_ids = [link.object_id for link in links]
+                ChainTag.objects.filter(model_label=entry.label, object_id__in=linked_ids).delete()
             total += len(links)
+            if forged:
+                logger.error("Refused to link %d %s rows not written through the portal.", len(forged), entry.label)
             if len(rows) < batch_size:
                 break
+            after = rows[-1].pk
     return total
+
+
+def _forged(entry: ChainedModel, row, tag: ChainTag | None, now) -> ForgedEntry:
+    if tag is None:
+        reason = "It has no write-time tag: it was inserted without going through the portal."
+    else:
+        reason = "Its write-time tag does not verify: it was inserted or changed without going through the portal."
+    return ForgedEntry(model_label=entry.label, object_id=row.pk, detected_at=now, reason=reason)
 
 
 SEAL_PENDING_KEY = "compliance.audit_chain.seal_pending"
@@ -180,133 +282,10 @@ def request_seal() -> None:
         logger.warning("Could not queue audit chain sealing; the periodic job will seal.", exc_info=True)
 
 
-def _schedule_after_write(sender, instance, created, **kwargs):
-    if not created or not settings.PORTAL_AUDIT_CHAIN_SEAL_ON_COMMIT:
-        return
+def _schedule_seal() -> None:
     # One on_commit hook per transaction is enough.
     if connection.in_atomic_block and any(
         getattr(func, "__name__", "") == "request_seal" for _, func, _ in connection.run_on_commit
     ):
         return
     transaction.on_commit(request_seal, robust=True)
-
-
-# --- verification -------------------------------------------------------------------------------
-
-
-@dataclass
-class ChainReport:
-    """What verification found: the first break (if any) and old rows still unlinked."""
-
-    links_checked: int = 0
-    head_seq: int = 0
-    head_hash: str = GENESIS_HASH
-    broken_seq: int | None = None
-    problem: str = ""
-    unlinked: list[str] = field(default_factory=list)
-    unlinked_count: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_seq is None and not self.unlinked_count
-
-    def summary(self) -> str:
-        lines = []
-        if self.broken_seq is not None:
-            lines.append(f"BROKEN at link {self.broken_seq}: {self.problem}")
-        else:
-            lines.append(f"Chain intact: {self.links_checked} links, head {self.head_seq} {self.head_hash}.")
-        if self.unlinked_count:
-            shown = ", ".join(self.unlinked)
-            lines.append(f"{self.unlinked_count} entries older than the grace period are not linked: {shown}")
-        return "\n".join(lines)
-
-
-def _iter_links(batch_size: int = 5000) -> Iterable:
-    last = 0
-    while True:
-        batch = list(ChainLink.objects.filter(seq__gt=last).order_by("seq")[:batch_size])
-        if not batch:
-            return
-        yield batch
-        last = batch[-1].seq
-
-
-def verify_chain(*, grace: timedelta | None = None, now: datetime | None = None) -> ChainReport:
-    """Recompute the chain from the start and stop at the first broken link.
-
-    A link breaks when: its sequence number skips (a link was removed), its ``prev_hash`` is not the
-    previous link's hash (links reordered or replaced), its row is gone (entry deleted), its model is
-    unknown, or the row's recomputed hash differs (entry edited, or rows swapped).
-    """
-    report = ChainReport()
-    expected_seq = 1
-    prev = GENESIS_HASH
-    for batch in _iter_links():
-        objects: dict[str, dict[int, models.Model]] = {}
-        by_label: dict[str, list[int]] = {}
-        for link in batch:
-            by_label.setdefault(link.model_label, []).append(link.object_id)
-        for label, ids in by_label.items():
-            entry = _registry.get(label)
-            if entry is not None:
-                objects[label] = entry.model._default_manager.in_bulk(ids)
-        for link in batch:
-            where = f"{link.model_label} #{link.object_id}"
-            problem = ""
-            if link.seq != expected_seq:
-                problem = f"link {expected_seq} is missing (found {link.seq} next): links were removed."
-            elif link.prev_hash != prev:
-                problem = (
-                    f"{where} does not follow link {link.seq - 1}: its previous hash does not match "
-                    "(links were reordered or replaced)."
-                )
-            elif link.model_label not in _registry:
-                problem = f"{where}: model {link.model_label} is not registered for the chain."
-            else:
-                instance = objects[link.model_label].get(link.object_id)
-                if instance is None:
-                    problem = f"{where} was deleted."
-                elif entry_hash_for(_registry[link.model_label], instance, link.prev_hash) != link.entry_hash:
-                    problem = f"{where} was changed after it was sealed: its content no longer matches its hash."
-            if problem:
-                report.broken_seq = link.seq if link.seq == expected_seq else expected_seq
-                report.problem = problem
-                return report
-            report.links_checked += 1
-            report.head_seq = link.seq
-            report.head_hash = link.entry_hash
-            prev = link.entry_hash
-            expected_seq += 1
-    _find_old_unlinked(report, grace=grace, now=now)
-    return report
-
-
-def _timestamp_field(model) -> str | None:
-    for name in ("timestamp", "created_at"):
-        try:
-            model._meta.get_field(name)
-        except FieldDoesNotExist:
-            continue
-        return name
-    return None
-
-
-def _find_old_unlinked(report: ChainReport, *, grace: timedelta | None, now: datetime | None) -> None:
-    grace = grace if grace is not None else timedelta(minutes=settings.PORTAL_AUDIT_CHAIN_GRACE_MINUTES)
-    cutoff = (now or timezone.now()) - grace
-    for entry in chained_models():
-        stamp = _timestamp_field(entry.model)
-        queryset = unlinked(entry)
-        if stamp:
-            queryset = queryset.filter(**{f"{stamp}__lte": cutoff})
-        count = queryset.count()
-        if count:
-            report.unlinked_count += count
-            report.unlinked.extend(f"{entry.label} #{pk}" for pk in queryset.values_list("pk", flat=True)[:10])
-
-
-def chain_head() -> tuple[int, str]:
-    """The sequence number and hash of the last link (0 and the genesis hash when empty)."""
-    head = ChainLink.objects.order_by("-seq").first()
-    return (head.seq, head.entry_hash) if head else (0, GENESIS_HASH)

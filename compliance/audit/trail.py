@@ -1,11 +1,16 @@
 """Wiring for the audit trail, imported once from ``ComplianceConfig.ready``: audit entries join
-the hash chain, and evidence bundles name the chain's head."""
+the hash chain, and evidence bundles name the chain's head and carry its segment, checkpoints and
+offline verifier (``bundle``)."""
 
 from datetime import UTC
 
 from auditlog.models import LogEntry
 
 from ..reports.registry import register_chain_head_provider
+from . import (
+    bundle,  # noqa: F401  (registers the bundle's audit part and manifest signature)
+    checks,  # noqa: F401  (the runtime database role check)
+)
 from .chain import GENESIS_HASH, register_chained_model
 from .models import ChainLink
 

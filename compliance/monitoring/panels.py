@@ -16,7 +16,9 @@ from django.apps import apps
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ..audit.models import ChainLink
+from ..audit import checkpoints
+from ..audit.keys import public_key_fingerprint, public_key_pem, using_development_keys
+from ..audit.models import ChainLink, ForgedEntry
 from ..audit.reviews import review_status
 from ..people.models import PrivilegeChange, PrivilegeChangeKind
 from ..people.privileges import WATCHED_ROLES
@@ -106,9 +108,23 @@ def branch_drift_context(*, user, now: datetime) -> dict:
     return {"violations": drift}
 
 
+FORGED_SHOWN = 10
+
+
 def audit_trail_context(*, user, now: datetime) -> dict:
     head = ChainLink.objects.order_by("-seq").first()
-    return {"review": review_status(today=timezone.localdate(now)), "chain_head": head}
+    forged = list(ForgedEntry.objects.order_by("-detected_at", "-id")[:FORGED_SHOWN])
+    return {
+        "review": review_status(today=timezone.localdate(now)),
+        "chain_head": head,
+        "checkpoint": checkpoints.latest(),
+        "public_key_pem": public_key_pem(),
+        "fingerprint": public_key_fingerprint(),
+        "development_keys": using_development_keys(),
+        "forged": forged,
+        # Counted only when there are more than the panel lists (one query in the normal case).
+        "forged_count": len(forged) if len(forged) < FORGED_SHOWN else ForgedEntry.objects.count(),
+    }
 
 
 PRIVILEGE_PANEL_DAYS = 30

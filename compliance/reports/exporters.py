@@ -257,39 +257,44 @@ class _HashingWriter:
 def write_bundle(
     target: IO[bytes], *, filters: Filters, generated_by: str, reports: list[Report] | None = None
 ) -> dict:
-    """Write a ZIP of every report (CSV and JSON) plus ``manifest.json`` to ``target``; return the manifest.
+    """Write a ZIP of every report (CSV and JSON), the files other packages add (the audit chain's
+    segment, checkpoints and offline verifier), ``manifest.json`` and its signatures; return the manifest.
 
     The manifest lists each file with its SHA-256 and size, the filters, the generation time, who
-    generated it, and the head of the tamper-evident audit chain (None until that chain exists).
+    generated it, the head of the tamper-evident audit chain and each added part's section.
     """
     reports = registry.all_reports() if reports is None else reports
     files = []
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+
+        def add(name: str, chunks: Iterable[bytes], **about) -> None:
+            with archive.open(name, "w", force_zip64=True) as member:
+                writer = _HashingWriter(member)
+                writer.write_all(chunks)
+            files.append({"name": name, **about, "bytes": writer.size, "sha256": writer.sha256.hexdigest()})
+
         for report in reports:
             for extension, producer in (("csv", csv_bytes), ("json", json_bytes)):
-                name = f"{report.slug}.{extension}"
-                with archive.open(name, "w", force_zip64=True) as member:
-                    writer = _HashingWriter(member)
-                    writer.write_all(producer(report, filters))
-                files.append(
-                    {
-                        "name": name,
-                        "report": report.slug,
-                        "title": report.title,
-                        "format": extension,
-                        "bytes": writer.size,
-                        "sha256": writer.sha256.hexdigest(),
-                    }
-                )
+                add(f"{report.slug}.{extension}", producer(report, filters), report=report.slug, title=report.title,
+                    format=extension)
+        sections = {}
+        for part in registry.bundle_parts(filters):
+            for name, chunks in part.files:
+                add(name, chunks, part=part.key)
+            sections[part.key] = part.manifest
         manifest = {
             "kind": "deployment-authorization-evidence-bundle",
             "generated_at": timezone.now().isoformat(),
             "generated_by": generated_by,
             "filters": filters.as_dict(),
             "audit_chain_head": registry.audit_chain_head(),
+            **sections,
             "files": files,
         }
-        archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, cls=DjangoJSONEncoder))
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, cls=DjangoJSONEncoder).encode()
+        archive.writestr("manifest.json", manifest_bytes)
+        for name, signature in registry.manifest_signatures(manifest_bytes):
+            archive.writestr(name, signature)
     return manifest
 
 

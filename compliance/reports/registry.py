@@ -173,3 +173,43 @@ def audit_chain_head() -> Any:
     if not _chain_head_providers:
         return None
     return _chain_head_providers[-1]()
+
+
+# --- what else the evidence bundle carries ------------------------------------------------------
+
+
+@dataclass
+class BundlePart:
+    """Files another package adds to the evidence bundle (``(name, chunks)``; hashed into the manifest
+    like the reports) and a section of the manifest under ``key``."""
+
+    key: str
+    manifest: dict
+    files: Iterable[tuple[str, Iterable[bytes]]] = ()
+
+
+BundlePartProvider = Callable[[Filters], BundlePart]
+ManifestSigner = Callable[[bytes], tuple[str, bytes]]
+_bundle_parts: list[BundlePartProvider] = []
+_manifest_signers: list[ManifestSigner] = []
+
+
+def register_bundle_part(provider: BundlePartProvider) -> BundlePartProvider:
+    if provider not in _bundle_parts:
+        _bundle_parts.append(provider)
+    return provider
+
+
+def bundle_parts(filters: Filters) -> list[BundlePart]:
+    return [provider(filters) for provider in _bundle_parts]
+
+
+def register_manifest_signer(signer: ManifestSigner) -> ManifestSigner:
+    """``signer(manifest bytes) -> (file name, signature bytes)``, written next to the manifest."""
+    if signer not in _manifest_signers:
+        _manifest_signers.append(signer)
+    return signer
+
+
+def manifest_signatures(manifest: bytes) -> list[tuple[str, bytes]]:
+    return [signer(manifest) for signer in _manifest_signers]

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,9 +19,15 @@ def manage(*args, env):
                           text=True, timeout=120)
 
 
+SIGNING_KEY = Ed25519PrivateKey.generate().private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+
 PRODUCTION = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "q7-vJ2m!x9Lr4tZp0aWc8sKe1NhB6yUd3fGo5iQj_RlTnMbVwXz",
+    "PORTAL_AUDIT_CHAIN_KEY": "k3-Yb8nQ0wZr5tLp2aVc7sJe4NhC9yUd1fGo6iQj_RmTnMbWx",
+    "PORTAL_AUDIT_SIGNING_KEY": SIGNING_KEY,
     "DJANGO_ALLOWED_HOSTS": "portal.example.com",
     "PORTAL_BASE_URL": "https://portal.example.com",
     "DATABASE_URL": "sqlite:////tmp/portal-deploy-check.sqlite3",
@@ -44,6 +52,11 @@ def test_production_settings_pass_check_deploy_without_warnings():
         ({"PORTAL_HTTP_TIMEOUT": "soon"}, "PORTAL_HTTP_TIMEOUT"),
         ({"EMAIL_URL": "pigeon://coop"}, "EMAIL_URL"),
         ({"DJANGO_SECRET_KEY_FILE": "/nonexistent/secret"}, "DJANGO_SECRET_KEY_FILE"),
+        ({"PORTAL_AUDIT_CHAIN_KEY": ""}, "PORTAL_AUDIT_CHAIN_KEY"),
+        ({"PORTAL_AUDIT_CHAIN_KEY": "short"}, "PORTAL_AUDIT_CHAIN_KEY"),
+        ({"PORTAL_AUDIT_CHAIN_KEY": PRODUCTION["DJANGO_SECRET_KEY"]}, "PORTAL_AUDIT_CHAIN_KEY"),
+        ({"PORTAL_AUDIT_SIGNING_KEY": ""}, "PORTAL_AUDIT_SIGNING_KEY"),
+        ({"PORTAL_AUDIT_SIGNING_KEY": "not a pem key"}, "PORTAL_AUDIT_SIGNING_KEY"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env, variable):

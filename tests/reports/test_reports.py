@@ -353,7 +353,7 @@ def test_the_evidence_bundle_holds_every_report_with_verifiable_hashes(client, w
     names = {entry["name"] for entry in manifest["files"]}
     for report in registry.all_reports():
         assert {f"{report.slug}.csv", f"{report.slug}.json"} <= names
-    assert set(archive.namelist()) == names | {"manifest.json"}
+    assert set(archive.namelist()) == names | {"manifest.json", "manifest.json.sig"}
     for entry in manifest["files"]:
         data = archive.read(entry["name"])
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]

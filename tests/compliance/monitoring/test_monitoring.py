@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.audit.chain import verify_chain
 from compliance.audit.reviews import record_audit_review, review_status
+from compliance.audit.verify import verify_chain
 from compliance.errors import RuleViolation
 from compliance.models import AuditReview, ViolationStatus
 from compliance.monitoring import panels as monitoring
@@ -89,8 +89,9 @@ def test_the_page_runs_a_constant_number_of_queries(client, admin_user, environm
         assert client.get(url).status_code == 200
     assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
     # panels (the training panel works out every role-holder's standing in ~7 queries) plus the base
-    # template (navigation, training banner); the periodic-jobs and privileged-access panels read one each
-    assert len(small) <= 32, len(small)
+    # template (navigation, training banner); the periodic-jobs and privileged-access panels read one each,
+    # the audit-trail panel one for forged entries
+    assert len(small) <= 33, len(small)
 
 
 def test_open_violations_are_bucketed_by_age(environment, admin_user):
@@ -240,10 +241,18 @@ def test_the_demo_shows_a_violation_and_a_sealed_audit_chain(client):
     call_command("load_demo_data")
     violation = violations.Violation.objects.get()
     assert violation.kind == "unauthorized_deployment" and violation.severity == "critical"
-    assert verify_chain().ok
-    assert verify_chain().links_checked > 100
+    report = verify_chain()
+    assert report.ok, report.summary()
+    assert report.links_checked > 100 and report.states_replayed > 5 and report.latest_checkpoint is not None
     client.force_login(get_user_model().objects.get(username="frank"))  # the demo auditor
-    assert violation.title in client.get(reverse("monitoring:index")).content.decode()
+    page = client.get(reverse("monitoring:index")).content.decode()
+    assert violation.title in page
+    # The audit trail panel: the signed checkpoint, the public key auditors pin, and the warning that
+    # the demo signs with the development key.
+    from compliance.audit.keys import public_key_fingerprint
+
+    assert public_key_fingerprint() in page and "BEGIN PUBLIC KEY" in page
+    assert f"link {report.latest_checkpoint.seq} at" in page and "Development keys" in page
     # The administrator has started investigating it, and last month's audit-log review is signed off.
     assert violation.status == ViolationStatus.INVESTIGATING and violation.owner.username == "admin"
     assert AuditReview.objects.get().findings.startswith("No exceptions.")

@@ -15,8 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance.audit.chain import seal_chain, verify_chain
+from compliance.audit.chain import seal_chain
 from compliance.audit.reviews import record_audit_review
+from compliance.audit.verify import verify_chain
 from compliance.models import Attestation, RoleAssignment, Severity, ViolationKind, ViolationStatus
 from compliance.people import suspensions as compliance_services
 from compliance.people.identity import SYSTEM_USERNAME

@@ -4,6 +4,9 @@ One attempt (within one total deadline, shorter than the outbox's lease):
 
 1. Read ``<build>/wfapi/pendingInputActions``.
 2. If the build waits on the request's input:
+   - approved: first the build must have checked out the approved commit (``<build>/api/json``, the Git
+     plugin's ``lastBuiltRevision``; a build that says nothing passes): a build of another commit is
+     never proceeded (failed at once, administrators alerted);
    - approved, input without parameters: ``POST <build>/input/<id>/proceedEmpty``;
    - approved, input with parameters: ``POST <build>/input/<id>/submit`` with ``proceed`` and the form
      field ``json`` = ``{"parameter": [{"name", "value"}]}`` for the parameters the input declares among
@@ -68,6 +71,7 @@ class JenkinsProvider(DecisionProvider):
         )
         return {
             "decision": decision,
+            "sha": request.sha,
             "build_url": build.build_url,
             "input_id": build.input_id,
             "approvers": approvers if decision == DeliveryDecision.APPROVED else [],
@@ -114,23 +118,52 @@ def answer_input(client: JenkinsClient, build: JenkinsBuild, decision: str, payl
     approve = decision == DeliveryDecision.APPROVED
     pending = next((p for p in client.pending_inputs(build.build_url) if p.get("id") == build.input_id), None)
     if pending is not None:
+        if approve:
+            approved_sha = payload.get("sha", "")
+            built = BuildState.from_api(client.build(build.build_url)).built(approved_sha)
+            if built != approved_sha:
+                return DeliveryOutcome(
+                    delivered=False,
+                    permanent=True,
+                    error=f"The build checked out {built[:12]}, not the approved commit {approved_sha[:12]}: "
+                    f"its input was not proceeded.",
+                )
         base = f"{build.build_url}input/{build.input_id}/"
         form = submit_form(pending, payload) if approve else None
         action = "abort" if not approve else ("submit" if form is not None else "proceedEmpty")
-        response, _ = client.post(base + action, form=form)
+        response, body = client.post(base + action, form=form)
         code = response.status_code
-        if 200 <= code < 400:
+        # submit answers with a redirect to the build's console; any other redirect (a proxy sending
+        # http to https, a login page) means the input was not answered.
+        answered = 200 <= code < 300 or (
+            action == "submit"
+            and code in (302, 303)
+            and response.headers.get("Location", "").rstrip("/").endswith("console")
+        )
+        if 300 <= code < 400 and not answered:
+            raise JenkinsError(
+                f"Jenkins redirected POST input/…/{action} (HTTP {code}): set JENKINS_URL to the address "
+                f"Jenkins answers at.",
+                status_code=code,
+                permanent=True,
+            )
+        if answered:
             record_state(build, answer=InputAnswer.PROCEEDED if approve else InputAnswer.ABORTED)
             return DeliveryOutcome(delivered=True, status_code=code)
         if code not in (400, 404):  # 400/404: settled meanwhile; Jenkins' state says how
-            raise _post_failure(response, action)
+            raise _post_failure(response, body, action)
     return compare_with_jenkins(client, build, approve)
 
 
-def _post_failure(response, action: str) -> JenkinsError:
+def _post_failure(response, body: bytes, action: str) -> JenkinsError:
     error = failure(response, f"POST input/…/{action}")
     if response.status_code == 401:
         error.args = ("Jenkins refused the portal's credentials (HTTP 401): check JENKINS_USER and JENKINS_API_TOKEN.",)
+    elif response.status_code == 403 and b"crumb" in body[:4000].lower():
+        error.args = (
+            "Jenkins refused the CSRF crumb twice (HTTP 403): check the crumb issuer and any proxy that drops "
+            "the session cookie.",
+        )
     elif response.status_code == 403:
         error.args = (
             f"Jenkins refused {action} (HTTP 403): the portal's Jenkins user "

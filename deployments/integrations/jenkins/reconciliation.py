@@ -107,7 +107,7 @@ def record_build(
     state = BuildState.from_api(client.build(build_url))
     if build is not None:
         record_state(build, state)
-    sha = state.sha or (build.request.sha if build is not None else "")
+    sha = state.built(build.request.sha) if build is not None else state.sha
     if not sha:
         counts["unidentified"] += 1
         logger.warning(

@@ -30,8 +30,17 @@ class BuildState:
     building: bool
     result: str
     proceeded_by: str  # the user Jenkins recorded proceeding an input of the build, if any
-    sha: str  # the commit the build checked out (Git plugin's BuildData), if Jenkins says
+    shas: tuple[str, ...]  # the commits the build checked out (Git plugin's BuildData: the project's, and
+    # those of any shared library), if Jenkins says
     started_at: datetime | None
+
+    @property
+    def sha(self) -> str:
+        return self.shas[0] if self.shas else ""
+
+    def built(self, sha: str) -> str:
+        """``sha`` when the build checked it out (or says nothing), else the commit it did check out."""
+        return sha if not self.shas or sha in self.shas else self.sha
 
     @classmethod
     def from_api(cls, data) -> BuildState:
@@ -47,7 +56,7 @@ class BuildState:
             for a in actions
             if isinstance(a.get("lastBuiltRevision"), dict)
         ]
-        sha = next((s.lower() for s in shas if isinstance(s, str) and len(s) == SHA_LENGTH), "")
+        found = tuple(dict.fromkeys(s.lower() for s in shas if isinstance(s, str) and len(s) == SHA_LENGTH))
         timestamp = data.get("timestamp")
         started = (
             datetime.fromtimestamp(timestamp / 1000, UTC)
@@ -58,7 +67,7 @@ class BuildState:
             building=data.get("building") is True,
             result=data.get("result") if isinstance(data.get("result"), str) else "",
             proceeded_by=approvers[-1] if approvers else "",
-            sha=sha,
+            shas=found,
             started_at=started,
         )
 

@@ -68,6 +68,7 @@ class FakeBuild:
     inputs: dict[str, FakeInput] = field(default_factory=dict)
     approvers: list[str] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)
+    library_sha: str = ""  # a shared library checked out too (its own BuildData)
 
 
 def _json(data, status=200, headers=None) -> Response:
@@ -329,7 +330,8 @@ class FakeJenkins:
         return Response("", status=200)
 
     def _build_json(self, build: FakeBuild) -> dict:
-        actions = [
+        actions = [{"_class": "hudson.plugins.git.util.BuildData", "lastBuiltRevision": {"SHA1": build.library_sha}}]
+        actions = (actions if build.library_sha else []) + [
             {"_class": "hudson.model.CauseAction"},
             {
                 "_class": "hudson.plugins.git.util.BuildData",

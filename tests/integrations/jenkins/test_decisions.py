@@ -254,3 +254,33 @@ def test_a_build_no_longer_on_the_configured_jenkins_is_never_called(
     row = delivery_for(request)
     assert row.status == DeliveryStatus.FAILED and "not on the configured Jenkins" in row.last_error
     assert len(jenkins.calls) == before
+
+
+def test_a_build_of_another_commit_is_never_proceeded(waiting, jenkins, approvers, django_capture_on_commit_callbacks):
+    build, request = waiting
+    build.sha = "0badc0de00000000000000000000000000000000"  # the build checked out something else
+    approve_all(request, approvers, django_capture_on_commit_callbacks)
+    row = delivery_for(request)
+    assert row.status == DeliveryStatus.FAILED and "not the approved commit" in row.last_error
+    assert not jenkins.posts() and build.inputs and not build.approvers
+
+
+def test_a_shared_library_checkout_does_not_hide_the_approved_commit(
+    waiting, jenkins, approvers, django_capture_on_commit_callbacks
+):
+    build, request = waiting
+    build.library_sha = "1ib0000000000000000000000000000000000000".replace("i", "1")
+    approve_all(request, approvers, django_capture_on_commit_callbacks)
+    assert delivery_for(request).status == DeliveryStatus.DELIVERED
+    assert build.approvers == ["deployment-portal"]
+
+
+def test_a_redirect_instead_of_an_answer_is_not_counted_as_delivered(
+    waiting, jenkins, approvers, django_capture_on_commit_callbacks
+):
+    build, request = waiting
+    jenkins.fail("post", (301, {"Location": "https://localhost/jenkins/job/payments/job/deploy/12/"}))
+    approve_all(request, approvers, django_capture_on_commit_callbacks)
+    row = delivery_for(request)
+    assert row.status == DeliveryStatus.FAILED and "redirected" in row.last_error and "JENKINS_URL" in row.last_error
+    assert build.inputs, "the input still waits"

@@ -114,6 +114,16 @@ def parse_checks(values: list[str]) -> dict[str, str]:
     return checks
 
 
+def parse_external_ids(values: list[str]) -> dict[str, str]:
+    ids = {}
+    for value in values:
+        name, sep, content = value.partition("=")
+        if not sep or not name:
+            raise GateError(f"--external-id {value!r}: use name=value, e.g. jenkins_input_id=Portal")
+        ids[name] = content
+    return ids
+
+
 def request_command(args: argparse.Namespace) -> int:
     base = (args.url or "").rstrip("/")
     if not base.startswith(("http://", "https://")):
@@ -124,6 +134,8 @@ def request_command(args: argparse.Namespace) -> int:
     deadline = start + args.timeout
     body = {"service": args.service, "environment": args.environment, "sha": args.sha, "ref": args.ref,
             "source": "cli", "checks": parse_checks(args.check)}
+    if args.external_id:
+        body["external_ids"] = parse_external_ids(args.external_id)
     for name, value in (("title", args.title), ("source_url", args.source_url),
                         ("requester_login", args.requester)):
         if value:
@@ -180,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     req.add_argument("--requester", default="", help="the person the pipeline acts for (username or CI login)")
     req.add_argument("--check", action="append", default=[], metavar="NAME=STATE",
                      help="a check result, e.g. unit=success (repeatable)")
+    req.add_argument("--external-id", action="append", default=[], metavar="NAME=VALUE",
+                     help="an id of the CI run, e.g. jenkins_build_url=$BUILD_URL (repeatable)")
     req.add_argument("--idempotency-key", default="", help="reuse to make re-runs return the same request")
     req.add_argument("--wait", action="store_true", help="wait for the decision")
     req.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait in total (default 3600)")

@@ -112,7 +112,10 @@ INSTALLED_APPS = [
 ]
 # CI/SCM integrations (deployments/integrations/<name>/), each a Django app that plugs into the gate's
 # registries; the portal runs without any of them (the generic signed webhook and polling remain).
-INTEGRATIONS = {"github": "deployments.integrations.github"}
+INTEGRATIONS = {
+    "github": "deployments.integrations.github",
+    "jenkins": "deployments.integrations.jenkins",
+}
 PORTAL_INTEGRATIONS = [name.strip() for name in _read("PORTAL_INTEGRATIONS", list, list(INTEGRATIONS)) if name.strip()]
 _unknown_integrations = sorted(set(PORTAL_INTEGRATIONS) - set(INTEGRATIONS))
 if _unknown_integrations:
@@ -426,6 +429,16 @@ GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITHUB_WEBHOOK_REJECT
 GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES = _positive_int("GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES", 6)
 GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS", 15)
 GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS", 600)
+# --- Jenkins integration (docs/jenkins.md) -------------------------------------------------
+# The Jenkins the portal answers pipeline `input` steps on (its root URL, with any context path), as
+# the portal's own Jenkins user with that user's API token (HTTP basic user:token).
+JENKINS_URL = os.environ.get("JENKINS_URL", "").strip().rstrip("/")
+if JENKINS_URL:
+    JENKINS_URL = _url("JENKINS_URL", "")
+JENKINS_USER = _read("JENKINS_USER", str, "").strip()
+if JENKINS_USER and (":" in JENKINS_USER or not JENKINS_USER.isprintable()):
+    raise ImproperlyConfigured(f"JENKINS_USER must be the portal's Jenkins user id, got {JENKINS_USER!r}")
+JENKINS_API_TOKEN = (_secret("JENKINS_API_TOKEN", "") or "").strip()
 # --- Notifications (dashboard) --------------------------------------------------------------
 # Remind eligible approvers of a request still awaiting approval after this many minutes (then every period).
 PORTAL_REMINDER_AFTER_MINUTES = _positive_int("PORTAL_REMINDER_AFTER_MINUTES", 240)

@@ -154,3 +154,23 @@ def test_an_unreachable_portal_exits_2_at_the_deadline(capsys):
                              "--environment", "e", "--sha", "a" * 40, "--ref", "main", "--timeout", "0.5",
                              "--poll-interval", "0.1"])
     assert code == 2 and "cannot reach" in capsys.readouterr().out
+
+
+def test_external_ids_name_the_ci_run(setup, capsys):
+    sha = factories.sha()
+    code = portal_gate.main([
+        "request", "--url", setup["url"], "--token", setup["ci"], "--service", setup["service"],
+        "--environment", "staging", "--sha", sha, "--ref", "main",
+        "--external-id", "run=42", "--external-id", "job_url=https://ci.example.com/job/7/",
+    ])
+    assert code == 0
+    request = wait_for_request(setup, sha)
+    assert request["external_ids"] == {"run": "42", "job_url": "https://ci.example.com/job/7/"}
+
+
+def test_a_malformed_external_id_is_refused_before_calling_the_portal(setup, capsys):
+    code = portal_gate.main([
+        "request", "--url", setup["url"], "--token", setup["ci"], "--service", setup["service"],
+        "--environment", "staging", "--sha", factories.sha(), "--ref", "main", "--external-id", "no-equals-sign",
+    ])
+    assert code == 2 and "--external-id 'no-equals-sign': use name=value" in capsys.readouterr().out

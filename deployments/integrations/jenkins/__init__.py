@@ -1,0 +1,1 @@
+"""The Jenkins integration: the portal answers Pipeline ``input`` steps (see docs/jenkins.md)."""

@@ -151,6 +151,7 @@ class FakeGitLab:
                 body = json.loads(request.data)
             except ValueError:
                 body = "<invalid json>"
+        self._raw_path = path
         call = Call(request.method, path, {k: v[-1] for k, v in parse_qs(query).items()}, body, dict(request.headers))
         self.calls.append(call)
         response = self._route(request, path, call.query, body)
@@ -262,7 +263,7 @@ class FakeGitLab:
         except ValueError:
             return _error(400, "page is invalid")
         pages = max(1, -(-len(items) // per_page))
-        base = self.url + request.path
+        base = self.url + self._raw_path
 
         def link(number: int, rel: str) -> str:
             return f'<{base}?{urlencode({**query, "page": number, "per_page": per_page})}>; rel="{rel}"'

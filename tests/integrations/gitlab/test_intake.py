@@ -125,7 +125,8 @@ def test_a_refused_request_is_rejected_on_gitlab_and_not_submitted_again(gitlab,
     assert not DeploymentRequest.objects.exists()
     assert Refusal.objects.filter(action="submit").count() == 1
     [call] = gitlab.calls_to(rf"/deployments/{deployment['id']}/approval$", "POST")
-    assert call.json["status"] == "rejected" and "Refused by the deployment authorization portal" in call.json["comment"]
+    assert call.json["status"] == "rejected"
+    assert "Refused by the deployment authorization portal" in call.json["comment"]
     assert deployment["status"] == "failed"
     deployment["status"] = "blocked"  # even if GitLab still listed it
     intake.poll_project(project)

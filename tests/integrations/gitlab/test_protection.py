@@ -81,7 +81,9 @@ def test_a_push_by_someone_the_rule_does_not_name_is_flagged(
     assert violation.source == "gitlab" and violation.evidence["pusher"] == "mallory-gl"
 
 
-def test_a_push_to_an_unruled_branch_is_ignored(client, gitlab, production, project, django_capture_on_commit_callbacks):
+def test_a_push_to_an_unruled_branch_is_ignored(
+    client, gitlab, production, project, django_capture_on_commit_callbacks
+):
     GitLabBranchRule.objects.create(project=project, pattern="main")
     with django_capture_on_commit_callbacks(execute=True):
         send(client, "Push Hook", push_event(gitlab, username="mallory-gl", branch="feature/x"))

@@ -37,8 +37,10 @@ def environment_for(project: GitLabProject, name: str) -> Environment | None:
 
 
 def request_for(environment: Environment, deployment_id: int) -> DeploymentRequest | None:
-    return DeploymentRequest.objects.filter(environment=environment,
-                                            external_ids__gitlab_deployment_id=deployment_id).first()
+    """The request made for (or linked to) this GitLab deployment."""
+    return (DeploymentRequest.objects.filter(environment=environment, external_ids__gitlab_deployment_id=deployment_id)
+            .first() or DeploymentRequest.objects.filter(
+                environment=environment, gitlab_intakes__deployment_id=deployment_id).first())
 
 
 def report(environment: Environment, *, deployment_id: int, sha: str, state: str, url: str, **extra):

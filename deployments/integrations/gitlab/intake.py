@@ -7,7 +7,10 @@ running, success, failed and canceled), so the portal looks itself. Steps (``pol
 1. For each protected environment of the project's service, list GitLab's deployments to it with
    status ``blocked`` (``GET /projects/:id/deployments?environment=…&status=blocked``).
 2. For each deployment the portal has not taken in (``GitLabDeploymentIntake``, unique per
-   deployment, written under the environment's row lock), submit the request through
+   deployment, written under the environment's row lock), either link the request an earlier job of
+   the same pipeline made (``portal-gate`` or the API with ``external_ids.gitlab_pipeline_id``, same
+   environment and sha; if it is approved already, the approval is queued for GitLab at once) or
+   submit the request through
    ``services.submit_request`` as the GitLab integration account, naming the person by GitLab
    username, with the sha, ref, and the project, deployment, job and pipeline ids. A refusal is
    recorded, GitLab is told at once (the deployment is rejected) and it is not submitted again.
@@ -20,9 +23,11 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from compliance.errors import RuleViolation
-from deployments.choices import OPEN_STATUSES, Action, RequestSource, RequestStatus
+from deployments.choices import OPEN_STATUSES, Action, DeliveryDecision, RequestSource, RequestStatus
+from deployments.delivery.outbox import queue_decision
 from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment
 
@@ -30,6 +35,7 @@ from .changes import fetch_change_set, fetch_checks
 from .client import GitLabClient, GitLabError
 from .common import gitlab_account, link
 from .models import GitLabDeploymentIntake, GitLabProject
+from .provider import comment_for_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +77,9 @@ def take_in(client: GitLabClient, project: GitLabProject, environment: Environme
             Environment.objects.select_for_update(no_key=True, of=("self",)).filter(pk=environment.pk).first()
             if GitLabDeploymentIntake.objects.filter(project=project, deployment_id=deployment["id"]).exists():
                 return None
+            earlier = linked_request(project, environment, deployment)
+            if earlier is not None:
+                return link_request(project, environment, deployment, earlier)
             request = services.submit_request(
                 actor=account,
                 authorized_by_integration=True,
@@ -85,7 +94,7 @@ def take_in(client: GitLabClient, project: GitLabProject, environment: Environme
                       f"({job.get('name') or 'deploy'} job)"[:300],
             )
             GitLabDeploymentIntake.objects.create(project=project, deployment_id=deployment["id"],
-                                                  environment=environment, request=request)
+                                                  job_id=job.get("id"), environment=environment, request=request)
     except IntegrityError:
         return None  # another poll took it in meanwhile
     except RuleViolation as exc:
@@ -100,11 +109,35 @@ def take_in(client: GitLabClient, project: GitLabProject, environment: Environme
     return request
 
 
+def linked_request(project: GitLabProject, environment: Environment, deployment: dict) -> DeploymentRequest | None:
+    """The request an earlier job of the deployment's pipeline made for the same environment and sha."""
+    job = deployment.get("deployable") if isinstance(deployment.get("deployable"), dict) else {}
+    pipeline_id = (job.get("pipeline") or {}).get("id") if isinstance(job.get("pipeline"), dict) else None
+    if not isinstance(pipeline_id, int):
+        return None
+    return (
+        DeploymentRequest.objects.filter(environment=environment, sha=deployment["sha"],
+                                         status__in=(*OPEN_STATUSES, RequestStatus.APPROVED))
+        .filter(Q(external_ids__gitlab_pipeline_id=str(pipeline_id)) | Q(external_ids__gitlab_pipeline_id=pipeline_id))
+        .exclude(source=RequestSource.GITLAB).exclude(gitlab_intakes__isnull=False)
+        .order_by("-pk").first()
+    )
+
+
+def link_request(project: GitLabProject, environment: Environment, deployment: dict,
+                 request: DeploymentRequest) -> DeploymentRequest:
+    """Answer the GitLab deployment with ``request``'s decision (inside the caller's transaction)."""
+    job = deployment.get("deployable") if isinstance(deployment.get("deployable"), dict) else {}
+    GitLabDeploymentIntake.objects.create(project=project, deployment_id=deployment["id"], job_id=job.get("id"),
+                                          environment=environment, request=request, linked=True)
+    if request.status == RequestStatus.APPROVED:
+        queue_decision(request=request, decision=DeliveryDecision.APPROVED)
+    return request
+
+
 def _reject_refused(client: GitLabClient, project: GitLabProject, intake: GitLabDeploymentIntake,
                     deployment: dict) -> None:
     """Tell GitLab at once that the portal refused the request (there is no request for the outbox)."""
-    from .provider import comment_for_refusal
-
     try:
         client.approve_deployment(project.project_path, deployment["id"], status="rejected",
                                   comment=comment_for_refusal(intake.refused_reason),
@@ -131,8 +164,8 @@ def enrich(client: GitLabClient, project: GitLabProject, request: DeploymentRequ
     request.refresh_from_db(fields=["status", "checks"])
     if not states or request.status not in OPEN_STATUSES:
         return
-    if request.status == RequestStatus.AWAITING_APPROVAL and all(request.checks.get(k) == v for k, v in states.items()):
-        return  # nothing new
+    if all(request.checks.get(k) == v for k, v in states.items()):
+        return  # nothing new since the last poll: no event every GITLAB_POLL_SECONDS
     try:
         services.record_checks(actor=account, request=request, checks=states)
     except RuleViolation as exc:

@@ -212,9 +212,12 @@ class GitLabDeploymentIntake(models.Model):
 
     project = models.ForeignKey(GitLabProject, on_delete=models.CASCADE, related_name="intakes")
     deployment_id = models.BigIntegerField()
+    job_id = models.BigIntegerField(null=True, blank=True, help_text="The deployment's (blocked) job.")
     environment = models.ForeignKey("deployments.Environment", on_delete=models.PROTECT, related_name="+")
     request = models.ForeignKey("deployments.DeploymentRequest", on_delete=models.PROTECT, null=True, blank=True,
                                 related_name="gitlab_intakes")
+    linked = models.BooleanField(
+        default=False, help_text="The request was made earlier in the pipeline (portal-gate or the API) and linked.")
     refused_reason = models.TextField(blank=True, default="")
     rejected_on_gitlab = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -26,7 +26,7 @@ from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcom
 from portal.links import absolute_url
 
 from .client import GitLabClient, GitLabError
-from .models import GitLabProject
+from .models import GitLabDeploymentIntake, GitLabProject
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,19 @@ def comment_for_refusal(reason: str) -> str:
     return f"Refused by the deployment authorization portal: {reason}"[:COMMENT_LIMIT]
 
 
+def deployment_ids(request) -> dict:
+    """The GitLab deployment ``request`` answers: from its external ids (a request the poll made) or from
+    the intake that linked it (a request an earlier pipeline job made through portal-gate or the API)."""
+    ids = dict(request.external_ids or {}) if request.source == RequestSource.GITLAB else {}
+    if all(ids.get(key) for key in REQUIRED_IDS):
+        return ids
+    intake = GitLabDeploymentIntake.objects.filter(request=request).select_related("project").first()
+    if intake is None:
+        return {}
+    return {"gitlab_project": intake.project.project_path, "gitlab_deployment_id": intake.deployment_id,
+            "gitlab_job_id": intake.job_id}
+
+
 def _project_config(request) -> GitLabProject | None:
     return GitLabProject.objects.filter(service_id=request.environment.service_id).first()
 
@@ -74,8 +87,7 @@ class GitLabProvider(DecisionProvider):
     name = "gitlab"
 
     def targets(self, request) -> bool:
-        ids = request.external_ids or {}
-        return request.source == RequestSource.GITLAB and all(ids.get(key) for key in REQUIRED_IDS)
+        return bool(deployment_ids(request))
 
     def build_payload(self, request, decision: str) -> dict:
         config = _project_config(request)
@@ -88,7 +100,7 @@ class GitLabProvider(DecisionProvider):
         return payload
 
     def deliver(self, delivery) -> DeliveryOutcome:
-        ids = delivery.request.external_ids or {}
+        ids = deployment_ids(delivery.request)
         project, deployment_id = ids.get("gitlab_project"), ids.get("gitlab_deployment_id")
         if not project or not deployment_id:
             return DeliveryOutcome(delivered=False, permanent=True, error="The request names no GitLab deployment.")

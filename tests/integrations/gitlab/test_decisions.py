@@ -188,3 +188,47 @@ def test_a_base_url_outside_the_outbound_policy_is_refused_before_connecting(wai
     row = settle(approve_all(request, approvers))
     assert row.status == DeliveryStatus.FAILED and "outbound policy" in row.last_error
     assert len(gitlab.calls) == calls
+
+
+def test_a_request_made_earlier_in_the_pipeline_is_linked_and_its_approval_reaches_gitlab(
+    gitlab, production, project, bob, approvers, django_capture_on_commit_callbacks
+):
+    from deployments.choices import RequestSource
+    from tests.integrations.gitlab.conftest import PIPELINE, SHA
+
+    ci = factories.UserFactory(username="gitlab-ci", is_service_account=True)
+    factories.grant(ci, "request", production)
+    earlier = services.submit_request(
+        actor=ci, environment=production, sha=SHA, ref="main", source=RequestSource.CLI,
+        requester_login="bob-gl", external_ids={"gitlab_pipeline_id": str(PIPELINE)},
+        checks={"unit": "success", "integration": "success", "lint": "success", "security-scan": "success"},
+        change_authors=["carl@example.com"],
+    )
+    for person in approvers[:2]:
+        factories.approve(earlier, person)
+    earlier.refresh_from_db()
+    assert earlier.status == RequestStatus.APPROVED
+    # The deploy job then blocks on GitLab's approval rule: the poll links it instead of asking again.
+    deployment = waiting_deployment(gitlab, production)
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.poll_project(project)
+    assert DeploymentRequest.objects.count() == 1
+    row = DecisionDelivery.objects.get(request=earlier, provider="gitlab")
+    assert settle(row).status == DeliveryStatus.DELIVERED
+    [call] = approvals_posted(gitlab, deployment)
+    assert call.json["status"] == "approved" and f"/requests/{earlier.pk}/" in call.json["comment"]
+
+
+def test_a_request_of_another_pipeline_is_not_linked(gitlab, production, project, bob):
+    from deployments.choices import RequestSource
+    from tests.integrations.gitlab.conftest import SHA
+
+    ci = factories.UserFactory(username="gitlab-ci", is_service_account=True)
+    factories.grant(ci, "request", production)
+    other = services.submit_request(actor=ci, environment=production, sha=SHA, ref="main", source=RequestSource.API,
+                                    external_ids={"gitlab_pipeline_id": "999"})
+    waiting_deployment(gitlab, production)
+    intake.poll_project(project)
+    other.refresh_from_db()
+    assert other.status == RequestStatus.SUPERSEDED
+    assert DeploymentRequest.objects.filter(source="gitlab").count() == 1

@@ -145,3 +145,13 @@ def test_deployments_of_other_environments_are_not_taken_in(gitlab, production, 
     gitlab.add_deployment(PROJECT, "review/feature-x", SHA)
     assert intake.poll_project(project)["blocked"] == 0
     assert not DeploymentRequest.objects.exists()
+
+
+def test_polling_unchanged_checks_records_no_new_event(gitlab, production, project, bob):
+    from deployments.models import RequestEvent
+
+    waiting_deployment(gitlab, production, checks=False)
+    gitlab.add_job(PROJECT, name="unit-tests 1/2", status="running", pipeline_id=PIPELINE, sha=SHA)
+    for _ in range(3):
+        intake.poll_project(project)
+    assert RequestEvent.objects.filter(kind="checks_recorded").count() == 1

@@ -47,8 +47,11 @@ class GitLabProjectAdmin(admin.ModelAdmin):
             except GitLabError as exc:
                 self.message_user(request, f"{project.project_path}: {exc}", messages.ERROR)
                 continue
-            self.message_user(request, f"{project.project_path}: {counts['blocked']} waiting, "
-                                       f"{counts['created']} new request(s).", messages.INFO)
+            self.message_user(
+                request,
+                f"{project.project_path}: {counts['blocked']} waiting, {counts['created']} new request(s).",
+                messages.INFO,
+            )
 
 
 @admin.register(GitLabWebhookDelivery)
@@ -58,12 +61,25 @@ class GitLabWebhookDeliveryAdmin(ReadOnlyAdmin):
     search_fields = ["event_uuid", "project_path", "state_reason"]
     list_select_related = ["request__environment__service"]
     date_hierarchy = "received_at"
-    readonly_fields = ["event_uuid", "event", "object_kind", "project_path", "state", "state_reason", "request",
-                       "received_at", "processed_at", "headers", "body_sha256", "body"]
+    readonly_fields = [
+        "event_uuid",
+        "event",
+        "object_kind",
+        "project_path",
+        "state",
+        "state_reason",
+        "request",
+        "received_at",
+        "processed_at",
+        "headers",
+        "body_sha256",
+        "body",
+    ]
     actions = ["reprocess"]
 
-    @admin.action(description="Re-process the selected deliveries (failed, unconfigured or refused)",
-                  permissions=["reprocess"])
+    @admin.action(
+        description="Re-process the selected deliveries (failed, unconfigured or refused)", permissions=["reprocess"]
+    )
     def reprocess(self, request, queryset):
         queued = sum(events.reprocess_delivery(actor=request.user, delivery=d) for d in queryset)
         self.message_user(request, f"Queued {queued} delivery(ies) for processing.", messages.SUCCESS)
@@ -76,8 +92,17 @@ class GitLabWebhookDeliveryAdmin(ReadOnlyAdmin):
 class GitLabWebhookRejectionAdmin(ReadOnlyAdmin):
     """Read-only for everyone; rows leave only through the pruning that bounds the log."""
 
-    list_display = ["received_at", "reason", "status_code", "count", "last_received_at", "event", "event_uuid",
-                    "remote_addr", "content_length"]
+    list_display = [
+        "received_at",
+        "reason",
+        "status_code",
+        "count",
+        "last_received_at",
+        "event",
+        "event_uuid",
+        "remote_addr",
+        "content_length",
+    ]
     list_filter = ["reason", "status_code"]
     search_fields = ["event_uuid", "remote_addr"]
     date_hierarchy = "received_at"
@@ -85,8 +110,15 @@ class GitLabWebhookRejectionAdmin(ReadOnlyAdmin):
 
 @admin.register(GitLabDeploymentIntake)
 class GitLabDeploymentIntakeAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "project", "deployment_id", "environment", "request", "refused_reason",
-                    "rejected_on_gitlab"]
+    list_display = [
+        "created_at",
+        "project",
+        "deployment_id",
+        "environment",
+        "request",
+        "refused_reason",
+        "rejected_on_gitlab",
+    ]
     search_fields = ["project__project_path", "refused_reason"]
     list_select_related = ["project", "environment__service", "request"]
 

@@ -25,8 +25,12 @@ class GitLabConfig(AppConfig):
         integrations.register_reconciliation_source(
             integrations.ReconciliationSource("gitlab", "GitLab", reconcile_gitlab_deployments)
         )
-        register_periodic_job("gitlab-poll-blocked-deployments", task="deployments.gitlab.poll_blocked_deployments",
-                              schedule=float(settings.GITLAB_POLL_SECONDS))
-        register_periodic_job("gitlab-requeue-stale-deliveries",
-                              task="deployments.gitlab.requeue_stale_deliveries", schedule=300.0)
+        register_periodic_job(
+            "gitlab-poll-blocked-deployments",
+            task="deployments.gitlab.poll_blocked_deployments",
+            schedule=float(settings.GITLAB_POLL_SECONDS),
+        )
+        register_periodic_job(
+            "gitlab-requeue-stale-deliveries", task="deployments.gitlab.requeue_stale_deliveries", schedule=300.0
+        )
         register_periodic_job("gitlab-audit-protection", task="deployments.gitlab.audit_protection", schedule=3600.0)

@@ -25,8 +25,13 @@ JOB_STATES = {
     "canceled": CheckState.FAILURE,
     "canceling": CheckState.FAILURE,
 }
-_SEVERITY = {CheckState.FAILURE: 3, CheckState.PENDING: 2, CheckState.NEUTRAL: 1, CheckState.SKIPPED: 1,
-             CheckState.SUCCESS: 0}
+_SEVERITY = {
+    CheckState.FAILURE: 3,
+    CheckState.PENDING: 2,
+    CheckState.NEUTRAL: 1,
+    CheckState.SKIPPED: 1,
+    CheckState.SUCCESS: 0,
+}
 
 
 def commit_identity(email: str | None) -> str:
@@ -41,15 +46,16 @@ def last_deployed_sha(environment: Environment, *, before: DeploymentRequest) ->
     """The sha of the portal's last successful deployment to ``environment`` (other than this one)."""
     execution = (
         Execution.objects.filter(environment=environment, status=ExecutionStatus.SUCCESS)
-        .exclude(sha=before.sha).order_by("-created_at", "-id").first()
+        .exclude(sha=before.sha)
+        .order_by("-created_at", "-id")
+        .first()
     )
     return execution.sha if execution else None
 
 
 def gitlab_last_success(client: GitLabClient, project: GitLabProject, environment: str, *, sha: str) -> str | None:
     """GitLab's own last successful deployment to ``environment`` (when the portal has none yet)."""
-    for deployment in client.deployments(project.project_path, environment=environment, status="success",
-                                         max_items=20):
+    for deployment in client.deployments(project.project_path, environment=environment, status="success", max_items=20):
         if deployment.get("sha") and deployment["sha"] != sha:
             return deployment["sha"]
     return None
@@ -66,8 +72,9 @@ def _diff_stats(diffs) -> tuple[int, int]:
     return additions, deletions
 
 
-def change_set_snapshot(compare: dict | None, *, base: str | None, head: str,
-                        merge_requests: list[dict]) -> tuple[dict, list[str]]:
+def change_set_snapshot(
+    compare: dict | None, *, base: str | None, head: str, merge_requests: list[dict]
+) -> tuple[dict, list[str]]:
     """The compare answer and merge requests → the snapshot kept on the request, and the change authors."""
     commits, authors = [], set()
     for commit in (compare or {}).get("commits") or []:
@@ -77,13 +84,15 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str,
             identity = commit_identity(commit.get(f"{role}_email")) or (commit.get(f"{role}_name") or "").strip()
             if identity:
                 authors.add(identity)
-        commits.append({
-            "sha": commit.get("id", ""),
-            "author": commit.get("author_name", ""),
-            "committer": commit.get("committer_name", ""),
-            "message": (commit.get("message") or commit.get("title") or "")[:1000],
-            "url": commit.get("web_url", ""),
-        })
+        commits.append(
+            {
+                "sha": commit.get("id", ""),
+                "author": commit.get("author_name", ""),
+                "committer": commit.get("committer_name", ""),
+                "message": (commit.get("message") or commit.get("title") or "")[:1000],
+                "url": commit.get("web_url", ""),
+            }
+        )
     for mr in merge_requests:
         username = ((mr.get("author") or {}).get("username") or "") if isinstance(mr, dict) else ""
         if username:
@@ -98,9 +107,14 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str,
         "additions": additions,
         "deletions": deletions,
         "merge_requests": [
-            {"iid": mr.get("iid"), "title": (mr.get("title") or "")[:300], "url": mr.get("web_url", ""),
-             "author": (mr.get("author") or {}).get("username", "")}
-            for mr in merge_requests if isinstance(mr, dict)
+            {
+                "iid": mr.get("iid"),
+                "title": (mr.get("title") or "")[:300],
+                "url": mr.get("web_url", ""),
+                "author": (mr.get("author") or {}).get("username", ""),
+            }
+            for mr in merge_requests
+            if isinstance(mr, dict)
         ],
         "compare_url": (compare or {}).get("web_url", ""),
         "fetched_at": datetime.now(UTC).isoformat(),
@@ -112,7 +126,8 @@ def fetch_change_set(client: GitLabClient, project: GitLabProject, request: Depl
     """Compare the last successful deployment with the request's sha; GitLab errors other than
     "unknown base" propagate (the next poll tries again)."""
     base = last_deployed_sha(request.environment, before=request) or gitlab_last_success(
-        client, project, request.environment.name, sha=request.sha)
+        client, project, request.environment.name, sha=request.sha
+    )
     compare, error = None, ""
     if not base:
         error = "No earlier deployment to compare with: the change's commits and authors are unknown."
@@ -129,8 +144,9 @@ def fetch_change_set(client: GitLabClient, project: GitLabProject, request: Depl
         for mr in client.merge_requests_for_commit(project.project_path, sha):
             if isinstance(mr, dict) and mr.get("iid") is not None:
                 merge_requests.setdefault(mr["iid"], mr)
-    snapshot, authors = change_set_snapshot(compare, base=base, head=request.sha,
-                                            merge_requests=list(merge_requests.values()))
+    snapshot, authors = change_set_snapshot(
+        compare, base=base, head=request.sha, merge_requests=list(merge_requests.values())
+    )
     if error:
         snapshot["error"] = error
     return snapshot, authors
@@ -140,8 +156,9 @@ def _state(raw: str | None) -> str:
     return JOB_STATES.get(raw or "", CheckState.PENDING)
 
 
-def check_states(project: GitLabProject, jobs: list[dict], statuses: list[dict], *,
-                 exclude_job: int | None = None) -> dict[str, str]:
+def check_states(
+    project: GitLabProject, jobs: list[dict], statuses: list[dict], *, exclude_job: int | None = None
+) -> dict[str, str]:
     """Jobs and commit statuses → ``{portal check name: state}``.
 
     For one name the newest job (highest id) counts (a retried job replaces the earlier one); a
@@ -166,7 +183,8 @@ def check_states(project: GitLabProject, jobs: list[dict], statuses: list[dict],
 
 def fetch_checks(client: GitLabClient, project: GitLabProject, request: DeploymentRequest) -> dict[str, str]:
     ids = request.external_ids or {}
-    jobs = client.pipeline_jobs(project.project_path, ids["gitlab_pipeline_id"]) if ids.get(
-        "gitlab_pipeline_id") else []
+    jobs = (
+        client.pipeline_jobs(project.project_path, ids["gitlab_pipeline_id"]) if ids.get("gitlab_pipeline_id") else []
+    )
     statuses = client.commit_statuses(project.project_path, request.sha)
     return check_states(project, jobs, statuses, exclude_job=ids.get("gitlab_job_id"))

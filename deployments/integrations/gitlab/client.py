@@ -38,8 +38,9 @@ PAGE_SIZE = 100  # GitLab's maximum per_page
 class GitLabError(Exception):
     """A call to GitLab failed: unreachable, refused by policy, or answered with an error status."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, headers: dict | None = None,
-                 permanent: bool = False):
+    def __init__(
+        self, message: str, *, status_code: int | None = None, headers: dict | None = None, permanent: bool = False
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.headers = dict(headers or {})
@@ -162,8 +163,12 @@ class GitLabClient:
             headers = dict(response.headers) if response is not None else {}
             code = exc.response_code
             detail = _message(exc)
-            raise GitLabError(f"{what}: GitLab answered {outbound.describe_status(code) if code else 'an error'}"
-                              + (f" ({detail})" if detail else ""), status_code=code, headers=headers) from None
+            raise GitLabError(
+                f"{what}: GitLab answered {outbound.describe_status(code) if code else 'an error'}"
+                + (f" ({detail})" if detail else ""),
+                status_code=code,
+                headers=headers,
+            ) from None
         except outbound.OutboundRefused as exc:
             raise GitLabError(f"{what}: {exc}", permanent=True) from None
         except requests.RequestException as exc:
@@ -186,8 +191,15 @@ class GitLabClient:
     def project(self, project: str | int) -> dict:
         return self.call(f"GET project {project}", lambda: self.gl.projects.get(project).attributes)
 
-    def deployments(self, project: str | int, *, environment: str, status: str | None = None,
-                    updated_after: str | None = None, max_items: int = 5000) -> list[dict]:
+    def deployments(
+        self,
+        project: str | int,
+        *,
+        environment: str,
+        status: str | None = None,
+        updated_after: str | None = None,
+        max_items: int = 5000,
+    ) -> list[dict]:
         """``GET /projects/:id/deployments?environment=…&status=…`` newest first, following the pages."""
         params: dict[str, Any] = {"environment": environment, "order_by": "id", "sort": "desc"}
         if status:
@@ -210,13 +222,17 @@ class GitLabClient:
         manager = self._project(project).deployments
         return self.call(f"GET deployment {deployment_id}", lambda: manager.get(deployment_id).attributes)
 
-    def approve_deployment(self, project: str | int, deployment_id: int, *, status: str, comment: str,
-                           represented_as: str | None = None) -> dict:
+    def approve_deployment(
+        self, project: str | int, deployment_id: int, *, status: str, comment: str, represented_as: str | None = None
+    ) -> dict:
         """``POST /projects/:id/deployments/:deployment_id/approval``."""
         deployment = self._project(project).deployments.get(deployment_id, lazy=True)
         return self.call(
             f"POST approval of deployment {deployment_id}",
-            deployment.approval, status=status, comment=comment, represented_as=represented_as or None,
+            deployment.approval,
+            status=status,
+            comment=comment,
+            represented_as=represented_as or None,
         )
 
     def play_job(self, project: str | int, job_id: int) -> None:
@@ -241,19 +257,22 @@ class GitLabClient:
     def pipeline_jobs(self, project: str | int, pipeline_id: int) -> list[dict]:
         """``GET /projects/:id/pipelines/:pipeline_id/jobs`` (every page)."""
         pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
-        return self.call(f"GET jobs of pipeline {pipeline_id}",
-                         lambda: [j.attributes for j in pipeline.jobs.list(get_all=True)])
+        return self.call(
+            f"GET jobs of pipeline {pipeline_id}", lambda: [j.attributes for j in pipeline.jobs.list(get_all=True)]
+        )
 
     def commit_statuses(self, project: str | int, sha: str) -> list[dict]:
         """``GET /projects/:id/repository/commits/:sha/statuses`` (every page)."""
         commit = self._project(project).commits.get(sha, lazy=True)
-        return self.call(f"GET statuses of {sha[:12]}",
-                         lambda: [s.attributes for s in commit.statuses.list(get_all=True)])
+        return self.call(
+            f"GET statuses of {sha[:12]}", lambda: [s.attributes for s in commit.statuses.list(get_all=True)]
+        )
 
     def protected_branches(self, project: str | int) -> list[dict]:
         manager = self._project(project).protectedbranches
-        return self.call(f"GET protected branches of {project}",
-                         lambda: [b.attributes for b in manager.list(get_all=True)])
+        return self.call(
+            f"GET protected branches of {project}", lambda: [b.attributes for b in manager.list(get_all=True)]
+        )
 
     def protected_environment(self, project: str | int, name: str) -> dict | None:
         """``GET /projects/:id/protected_environments/:name``; None when the environment is not protected."""

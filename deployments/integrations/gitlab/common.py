@@ -67,5 +67,4 @@ def project_for(path: str | None = None, project_id: int | None = None) -> GitLa
     """The active project configuration for a payload's ``path_with_namespace``."""
     if not path:
         return None
-    return (GitLabProject.objects.filter(project_path__iexact=path, is_active=True)
-            .select_related("service").first())
+    return GitLabProject.objects.filter(project_path__iexact=path, is_active=True).select_related("service").first()

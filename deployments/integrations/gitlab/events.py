@@ -32,8 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def handle_pipeline_or_job(delivery: GitLabWebhookDelivery, payload: dict) -> None:
-    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"),
-                  "project.path_with_namespace")
+    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"), "project.path_with_namespace")
     project = project_for(path)
     if project is None:
         raise Outcome(DeliveryState.UNCONFIGURED, f"No portal service is GitLab project {path}.")
@@ -107,8 +106,9 @@ def reprocess_delivery(*, actor, delivery: GitLabWebhookDelivery) -> bool:
     updated = GitLabWebhookDelivery.objects.filter(
         pk=delivery.pk,
         state__in=(DeliveryState.FAILED, DeliveryState.UNCONFIGURED, DeliveryState.REFUSED, DeliveryState.RECEIVED),
-    ).update(state=DeliveryState.RECEIVED, state_reason=f"Re-processing requested by {actor}.",
-             updated_at=timezone.now())
+    ).update(
+        state=DeliveryState.RECEIVED, state_reason=f"Re-processing requested by {actor}.", updated_at=timezone.now()
+    )
     if updated:
         transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
     return bool(updated)

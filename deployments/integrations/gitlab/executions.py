@@ -38,9 +38,14 @@ def environment_for(project: GitLabProject, name: str) -> Environment | None:
 
 def request_for(environment: Environment, deployment_id: int) -> DeploymentRequest | None:
     """The request made for (or linked to) this GitLab deployment."""
-    return (DeploymentRequest.objects.filter(environment=environment, external_ids__gitlab_deployment_id=deployment_id)
-            .first() or DeploymentRequest.objects.filter(
-                environment=environment, gitlab_intakes__deployment_id=deployment_id).first())
+    return (
+        DeploymentRequest.objects.filter(
+            environment=environment, external_ids__gitlab_deployment_id=deployment_id
+        ).first()
+        or DeploymentRequest.objects.filter(
+            environment=environment, gitlab_intakes__deployment_id=deployment_id
+        ).first()
+    )
 
 
 def report(environment: Environment, *, deployment_id: int, sha: str, state: str, url: str, **extra):
@@ -60,8 +65,7 @@ def handle_deployment(delivery: GitLabWebhookDelivery, payload: dict) -> None:
     state = as_str(payload.get("status"), "status")
     if state not in DEPLOYMENT_STATES:
         raise Outcome(DeliveryState.IGNORED, f"Deployment status {state!r}: nothing ran yet.")
-    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"),
-                  "project.path_with_namespace")
+    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"), "project.path_with_namespace")
     deployment_id = as_int(payload.get("deployment_id"), "deployment_id")
     env_name = as_str(payload.get("environment"), "environment")
     project = project_for(path)
@@ -77,12 +81,16 @@ def handle_deployment(delivery: GitLabWebhookDelivery, payload: dict) -> None:
         if state in ENDED_UNSTARTED_POSSIBLE and job_id is not None:
             job = client.job(project.project_path, job_id)
             if not job.get("started_at"):
-                raise Outcome(DeliveryState.IGNORED, f"The deployment ended {state} before its job started "
-                                                     "(rejected or cancelled while waiting): nothing was deployed.")
+                raise Outcome(
+                    DeliveryState.IGNORED,
+                    f"The deployment ended {state} before its job started "
+                    "(rejected or cancelled while waiting): nothing was deployed.",
+                )
     sha = as_str(deployment.get("sha"), "deployment.sha")
     try:
-        execution = report(environment, deployment_id=deployment_id, sha=sha, state=state,
-                           url=link(payload.get("deployable_url")))
+        execution = report(
+            environment, deployment_id=deployment_id, sha=sha, state=state, url=link(payload.get("deployable_url"))
+        )
     except RuleViolation as exc:
         raise Outcome(DeliveryState.REFUSED, f"Execution not recorded ({exc.code}): {exc.message}") from None
     if execution.request_id and not delivery.request_id:

@@ -56,12 +56,17 @@ def external_ids(project: GitLabProject, deployment: dict, project_id: int | Non
 
 
 def _valid(deployment) -> bool:
-    return (isinstance(deployment, dict) and isinstance(deployment.get("id"), int)
-            and isinstance(deployment.get("sha"), str) and isinstance(deployment.get("ref"), str))
+    return (
+        isinstance(deployment, dict)
+        and isinstance(deployment.get("id"), int)
+        and isinstance(deployment.get("sha"), str)
+        and isinstance(deployment.get("ref"), str)
+    )
 
 
-def take_in(client: GitLabClient, project: GitLabProject, environment: Environment, deployment: dict,
-            *, project_id: int | None) -> DeploymentRequest | None:
+def take_in(
+    client: GitLabClient, project: GitLabProject, environment: Environment, deployment: dict, *, project_id: int | None
+) -> DeploymentRequest | None:
     """The request for one blocked deployment: the one already made, a new one, or None when refused."""
     intake = GitLabDeploymentIntake.objects.filter(project=project, deployment_id=deployment["id"]).first()
     if intake is not None:
@@ -91,17 +96,23 @@ def take_in(client: GitLabClient, project: GitLabProject, environment: Environme
                 source_url=link(job.get("web_url")),
                 external_ids=external_ids(project, deployment, project_id),
                 title=f"GitLab deployment {deployment.get('iid') or deployment['id']} "
-                      f"({job.get('name') or 'deploy'} job)"[:300],
+                f"({job.get('name') or 'deploy'} job)"[:300],
             )
-            GitLabDeploymentIntake.objects.create(project=project, deployment_id=deployment["id"],
-                                                  job_id=job.get("id"), environment=environment, request=request)
+            GitLabDeploymentIntake.objects.create(
+                project=project,
+                deployment_id=deployment["id"],
+                job_id=job.get("id"),
+                environment=environment,
+                request=request,
+            )
     except IntegrityError:
         return None  # another poll took it in meanwhile
     except RuleViolation as exc:
         # The refusal the service recorded was rolled back with this block: keep it as evidence.
         services.record_refusal(actor=account, action=Action.SUBMIT, violation=exc, environment=environment)
         intake, _ = GitLabDeploymentIntake.objects.get_or_create(
-            project=project, deployment_id=deployment["id"],
+            project=project,
+            deployment_id=deployment["id"],
             defaults={"environment": environment, "refused_reason": f"{exc.code}: {exc.message}"[:2000]},
         )
         _reject_refused(client, project, intake, deployment)
@@ -116,32 +127,47 @@ def linked_request(project: GitLabProject, environment: Environment, deployment:
     if not isinstance(pipeline_id, int):
         return None
     return (
-        DeploymentRequest.objects.filter(environment=environment, sha=deployment["sha"],
-                                         status__in=(*OPEN_STATUSES, RequestStatus.APPROVED))
+        DeploymentRequest.objects.filter(
+            environment=environment, sha=deployment["sha"], status__in=(*OPEN_STATUSES, RequestStatus.APPROVED)
+        )
         .filter(Q(external_ids__gitlab_pipeline_id=str(pipeline_id)) | Q(external_ids__gitlab_pipeline_id=pipeline_id))
-        .exclude(source=RequestSource.GITLAB).exclude(gitlab_intakes__isnull=False)
-        .order_by("-pk").first()
+        .exclude(source=RequestSource.GITLAB)
+        .exclude(gitlab_intakes__isnull=False)
+        .order_by("-pk")
+        .first()
     )
 
 
-def link_request(project: GitLabProject, environment: Environment, deployment: dict,
-                 request: DeploymentRequest) -> DeploymentRequest:
+def link_request(
+    project: GitLabProject, environment: Environment, deployment: dict, request: DeploymentRequest
+) -> DeploymentRequest:
     """Answer the GitLab deployment with ``request``'s decision (inside the caller's transaction)."""
     job = deployment.get("deployable") if isinstance(deployment.get("deployable"), dict) else {}
-    GitLabDeploymentIntake.objects.create(project=project, deployment_id=deployment["id"], job_id=job.get("id"),
-                                          environment=environment, request=request, linked=True)
+    GitLabDeploymentIntake.objects.create(
+        project=project,
+        deployment_id=deployment["id"],
+        job_id=job.get("id"),
+        environment=environment,
+        request=request,
+        linked=True,
+    )
     if request.status == RequestStatus.APPROVED:
         queue_decision(request=request, decision=DeliveryDecision.APPROVED)
     return request
 
 
-def _reject_refused(client: GitLabClient, project: GitLabProject, intake: GitLabDeploymentIntake,
-                    deployment: dict) -> None:
+def _reject_refused(
+    client: GitLabClient, project: GitLabProject, intake: GitLabDeploymentIntake, deployment: dict
+) -> None:
     """Tell GitLab at once that the portal refused the request (there is no request for the outbox)."""
     try:
-        client.approve_deployment(project.project_path, deployment["id"], status="rejected",
-                                  comment=comment_for_refusal(intake.refused_reason),
-                                  represented_as=project.represented_as)
+        client.approve_deployment(
+            project.project_path,
+            deployment["id"],
+            status="rejected",
+            comment=comment_for_refusal(intake.refused_reason),
+            represented_as=project.represented_as,
+        )
     except GitLabError as exc:
         if exc.status_code != 400:  # 400: no longer waiting — nothing left to reject
             logger.warning("Could not reject GitLab deployment %s: %s", deployment["id"], exc)
@@ -184,8 +210,7 @@ def poll_project(project: GitLabProject, *, client: GitLabClient | None = None) 
     try:
         project_id = None
         for environment in protected_environments(project):
-            for deployment in client.deployments(project.project_path, environment=environment.name,
-                                                 status="blocked"):
+            for deployment in client.deployments(project.project_path, environment=environment.name, status="blocked"):
                 if not _valid(deployment):
                     logger.warning("Skipping a malformed deployment in %s's list from GitLab.", project.project_path)
                     continue

@@ -40,13 +40,17 @@ class GitLabProject(models.Model):
         max_length=255, validators=[project_path_validator], help_text="group/project (subgroups allowed)."
     )
     check_mapping = models.JSONField(
-        default=dict, blank=True, validators=[validate_check_mapping],
-        help_text='Portal check name → GitLab job or commit-status names (globs), e.g. '
-                  '{"unit": ["unit-tests*"], "security-scan": ["sast", "dependency_scanning"]}. '
-                  "A job named like a required check counts without a mapping.",
+        default=dict,
+        blank=True,
+        validators=[validate_check_mapping],
+        help_text="Portal check name → GitLab job or commit-status names (globs), e.g. "
+        '{"unit": ["unit-tests*"], "security-scan": ["sast", "dependency_scanning"]}. '
+        "A job named like a required check counts without a mapping.",
     )
     represented_as = models.CharField(
-        max_length=255, blank=True, default="",
+        max_length=255,
+        blank=True,
+        default="",
         help_text="Sent as represented_as with each approval when the bot is in several approval rules.",
     )
     approve_and_deploy = models.BooleanField(
@@ -61,7 +65,8 @@ class GitLabProject(models.Model):
         verbose_name = "GitLab project"
         constraints = [
             models.UniqueConstraint(
-                fields=["project_path"], name="gitlab_project_path_unique",
+                fields=["project_path"],
+                name="gitlab_project_path_unique",
                 violation_error_message="Another service already is this GitLab project.",
             ),
         ]
@@ -77,8 +82,11 @@ class GitLabProject(models.Model):
 
     def checks_for(self, name: str) -> list[str]:
         """The portal check names a GitLab job or status called ``name`` reports."""
-        mapped = [check for check in (self.check_mapping or {}) if
-                  any(fnmatch.fnmatchcase(name, p) for p in self.patterns_for(check))]
+        mapped = [
+            check
+            for check in (self.check_mapping or {})
+            if any(fnmatch.fnmatchcase(name, p) for p in self.patterns_for(check))
+        ]
         return mapped or [name]
 
 
@@ -102,12 +110,18 @@ class GitLabWebhookDelivery(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     body = models.TextField(blank=True, default="")
     body_sha256 = models.CharField(max_length=64)
-    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.RECEIVED,
-                             db_index=True)
+    state = models.CharField(
+        max_length=16, choices=DeliveryState.choices, default=DeliveryState.RECEIVED, db_index=True
+    )
     state_reason = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
-    request = models.ForeignKey("deployments.DeploymentRequest", on_delete=models.PROTECT, null=True, blank=True,
-                                related_name="gitlab_deliveries")
+    request = models.ForeignKey(
+        "deployments.DeploymentRequest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="gitlab_deliveries",
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -118,7 +132,8 @@ class GitLabWebhookDelivery(models.Model):
         verbose_name_plural = "GitLab webhook deliveries"
         constraints = [
             models.CheckConstraint(
-                condition=~Q(event_uuid=""), name="gitlab_delivery_has_uuid",
+                condition=~Q(event_uuid=""),
+                name="gitlab_delivery_has_uuid",
                 violation_error_message="A GitLab delivery needs its X-Gitlab-Event-UUID.",
             ),
         ]
@@ -158,11 +173,14 @@ class GitLabBranchRule(models.Model):
     pattern = models.CharField(max_length=255, help_text='A branch name or glob, e.g. "main" or "release/*".')
     allow_force_push = models.BooleanField(default=False)
     push_access_level = models.PositiveSmallIntegerField(
-        default=40, help_text="The least privileged GitLab role that may push (0 no one, 30 developers, "
-                              "40 maintainers); GitLab letting anyone below push is drift.",
+        default=40,
+        help_text="The least privileged GitLab role that may push (0 no one, 30 developers, "
+        "40 maintainers); GitLab letting anyone below push is drift.",
     )
     allowed_pushers = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="+",
         help_text="People whose pushes are expected; a push by anyone else is flagged. Empty: every push is flagged.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -170,10 +188,16 @@ class GitLabBranchRule(models.Model):
     class Meta:
         ordering = ["project__project_path", "pattern"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "pattern"], name="gitlab_branch_rule_unique_pattern",
-                                    violation_error_message="This project already has a rule for this pattern."),
-            models.CheckConstraint(condition=~Q(pattern=""), name="gitlab_branch_rule_pattern_required",
-                                   violation_error_message="A branch rule needs a branch pattern."),
+            models.UniqueConstraint(
+                fields=["project", "pattern"],
+                name="gitlab_branch_rule_unique_pattern",
+                violation_error_message="This project already has a rule for this pattern.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(pattern=""),
+                name="gitlab_branch_rule_pattern_required",
+                violation_error_message="A branch rule needs a branch pattern.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -214,10 +238,12 @@ class GitLabDeploymentIntake(models.Model):
     deployment_id = models.BigIntegerField()
     job_id = models.BigIntegerField(null=True, blank=True, help_text="The deployment's (blocked) job.")
     environment = models.ForeignKey("deployments.Environment", on_delete=models.PROTECT, related_name="+")
-    request = models.ForeignKey("deployments.DeploymentRequest", on_delete=models.PROTECT, null=True, blank=True,
-                                related_name="gitlab_intakes")
+    request = models.ForeignKey(
+        "deployments.DeploymentRequest", on_delete=models.PROTECT, null=True, blank=True, related_name="gitlab_intakes"
+    )
     linked = models.BooleanField(
-        default=False, help_text="The request was made earlier in the pipeline (portal-gate or the API) and linked.")
+        default=False, help_text="The request was made earlier in the pipeline (portal-gate or the API) and linked."
+    )
     refused_reason = models.TextField(blank=True, default="")
     rejected_on_gitlab = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -226,8 +252,11 @@ class GitLabDeploymentIntake(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = "GitLab deployment intake"
         constraints = [
-            models.UniqueConstraint(fields=["project", "deployment_id"], name="gitlab_intake_once_per_deployment",
-                                    violation_error_message="This GitLab deployment was already taken in."),
+            models.UniqueConstraint(
+                fields=["project", "deployment_id"],
+                name="gitlab_intake_once_per_deployment",
+                violation_error_message="This GitLab deployment was already taken in.",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -41,16 +41,22 @@ def branch_state(branch: dict | None) -> dict:
         return {}
     levels = [a.get("access_level") for a in branch.get("push_access_levels") or [] if isinstance(a, dict)]
     people = [lvl for lvl in levels if isinstance(lvl, int) and lvl > 0]
-    return {"protected": True, "allow_force_push": bool(branch.get("allow_force_push")),
-            "push_access_level": min(people) if people else 0}
+    return {
+        "protected": True,
+        "allow_force_push": bool(branch.get("allow_force_push")),
+        "push_access_level": min(people) if people else 0,
+    }
 
 
 def branch_expected(rule, actual: dict) -> dict:
     """What the rule needs, in the same shape (a stricter push level than the rule's is fine)."""
     level = actual.get("push_access_level", 0)
     too_wide = level > 0 and (rule.push_access_level == 0 or level < rule.push_access_level)
-    return {"protected": True, "allow_force_push": bool(actual.get("allow_force_push")) and rule.allow_force_push,
-            "push_access_level": rule.push_access_level if too_wide else level}
+    return {
+        "protected": True,
+        "allow_force_push": bool(actual.get("allow_force_push")) and rule.allow_force_push,
+        "push_access_level": rule.push_access_level if too_wide else level,
+    }
 
 
 def branch_problems(rule, branch: dict | None) -> list[str]:
@@ -70,26 +76,44 @@ def audit_project(client: GitLabClient, project: GitLabProject, bot: dict) -> li
     audits = []
     for environment in protected_environments(project):
         problems = environment_problems(client.protected_environment(project.project_path, environment.name), bot)
-        audits.append(GitLabProtectionAudit.objects.create(
-            project=project, kind="environment", name=environment.name,
-            outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT, differences=problems))
+        audits.append(
+            GitLabProtectionAudit.objects.create(
+                project=project,
+                kind="environment",
+                name=environment.name,
+                outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT,
+                differences=problems,
+            )
+        )
     rules = list(project.branch_rules.all())
     if rules:
         branches = client.protected_branches(project.project_path)
         for rule in rules:
-            matching = [b for b in branches if fnmatch.fnmatchcase(str(b.get("name")), rule.pattern)
-                        or b.get("name") == rule.pattern]
+            matching = [
+                b
+                for b in branches
+                if fnmatch.fnmatchcase(str(b.get("name")), rule.pattern) or b.get("name") == rule.pattern
+            ]
             branch = matching[0] if matching else None
             problems = branch_problems(rule, branch)
-            audits.append(GitLabProtectionAudit.objects.create(
-                project=project, kind="branch", name=rule.pattern,
-                outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT, differences=problems))
+            audits.append(
+                GitLabProtectionAudit.objects.create(
+                    project=project,
+                    kind="branch",
+                    name=rule.pattern,
+                    outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT,
+                    differences=problems,
+                )
+            )
             if problems:
                 try:
                     detection.report_branch_protection_drift(
-                        repository=project.project_path, branch=rule.pattern,
-                        expected=branch_expected(rule, branch_state(branch)), actual=branch_state(branch),
-                        source="gitlab")
+                        repository=project.project_path,
+                        branch=rule.pattern,
+                        expected=branch_expected(rule, branch_state(branch)),
+                        actual=branch_state(branch),
+                        source="gitlab",
+                    )
                 except Exception:  # monitoring must not stop the audit
                     logger.exception("Monitoring could not take GitLab drift of %s", project.project_path)
     return audits
@@ -111,6 +135,7 @@ def audit_all() -> int:
             try:
                 done += len(audit_project(client, project, bot))
             except GitLabError as exc:
-                GitLabProtectionAudit.objects.create(project=project, kind="environment", name="*",
-                                                     outcome=AuditOutcome.ERROR, differences=[str(exc)])
+                GitLabProtectionAudit.objects.create(
+                    project=project, kind="environment", name="*", outcome=AuditOutcome.ERROR, differences=[str(exc)]
+                )
     return done

@@ -62,8 +62,11 @@ def deployment_ids(request) -> dict:
     intake = GitLabDeploymentIntake.objects.filter(request=request).select_related("project").first()
     if intake is None:
         return {}
-    return {"gitlab_project": intake.project.project_path, "gitlab_deployment_id": intake.deployment_id,
-            "gitlab_job_id": intake.job_id}
+    return {
+        "gitlab_project": intake.project.project_path,
+        "gitlab_deployment_id": intake.deployment_id,
+        "gitlab_job_id": intake.job_id,
+    }
 
 
 def _project_config(request) -> GitLabProject | None:
@@ -113,8 +116,13 @@ class GitLabProvider(DecisionProvider):
     def _deliver(self, client: GitLabClient, delivery, project: str, deployment_id: int, ids: dict) -> DeliveryOutcome:
         payload = delivery.payload
         try:
-            client.approve_deployment(project, deployment_id, status=payload["status"], comment=payload["comment"],
-                                      represented_as=payload.get("represented_as"))
+            client.approve_deployment(
+                project,
+                deployment_id,
+                status=payload["status"],
+                comment=payload["comment"],
+                represented_as=payload.get("represented_as"),
+            )
             note = ""
         except GitLabError as exc:
             if exc.status_code != 400:
@@ -123,9 +131,12 @@ class GitLabProvider(DecisionProvider):
             deployment = client.deployment(project, deployment_id)
             if not matches_decision(deployment, delivery.decision, bot):
                 return DeliveryOutcome(
-                    delivered=False, status_code=400, permanent=True,
+                    delivered=False,
+                    status_code=400,
+                    permanent=True,
                     error=f"GitLab refused the {payload['status']} decision and its deployment {deployment_id} "
-                          f"says otherwise (status {deployment.get('status')!r}): {exc}"[:500])
+                    f"says otherwise (status {deployment.get('status')!r}): {exc}"[:500],
+                )
             note = f"GitLab already had this decision ({exc})"
         if delivery.decision == DeliveryDecision.APPROVED and ids.get("gitlab_job_id"):
             config = _project_config(delivery.request)

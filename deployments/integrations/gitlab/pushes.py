@@ -21,8 +21,7 @@ def rules_for(project, branch: str) -> list[GitLabBranchRule]:
 
 
 def handle_push(delivery: GitLabWebhookDelivery, payload: dict) -> None:
-    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"),
-                  "project.path_with_namespace")
+    path = as_str(as_dict(payload.get("project"), "project").get("path_with_namespace"), "project.path_with_namespace")
     ref = as_str(payload.get("ref"), "ref")
     if not ref.startswith("refs/heads/"):
         raise Outcome(DeliveryState.IGNORED, "Not a branch push.")
@@ -46,8 +45,12 @@ def handle_push(delivery: GitLabWebhookDelivery, payload: dict) -> None:
         sha=after,
         pusher_login=username or "someone unknown",
         url=link(f"{web_url}/-/commit/{after}" if isinstance(web_url, str) and after != ZERO_SHA else ""),
-        details={"before": payload.get("before"), "deleted": after == ZERO_SHA,
-                 "rules": [rule.pattern for rule in rules], "delivery": delivery.event_uuid,
-                 "person": person.username if person else None},
+        details={
+            "before": payload.get("before"),
+            "deleted": after == ZERO_SHA,
+            "rules": [rule.pattern for rule in rules],
+            "delivery": delivery.event_uuid,
+            "person": person.username if person else None,
+        },
         source="gitlab",
     )

@@ -62,12 +62,18 @@ def _evidence(project: GitLabProject, deployment: dict) -> dict:
     return {
         "detected_by": "reconciliation",
         "note": "GitLab's deployment event for this deployment never reached the portal; it was found in "
-                "GitLab's deployments list when reconciling.",
+        "GitLab's deployments list when reconciling.",
         "gitlab": {
-            "project": project.project_path, "deployment_id": deployment["id"], "iid": deployment.get("iid"),
-            "environment": (deployment.get("environment") or {}).get("name"), "sha": deployment.get("sha"),
-            "ref": deployment.get("ref"), "user": user.get("username"), "status": deployment.get("status"),
-            "created_at": deployment.get("created_at"), "job": job.get("web_url"),
+            "project": project.project_path,
+            "deployment_id": deployment["id"],
+            "iid": deployment.get("iid"),
+            "environment": (deployment.get("environment") or {}).get("name"),
+            "sha": deployment.get("sha"),
+            "ref": deployment.get("ref"),
+            "user": user.get("username"),
+            "status": deployment.get("status"),
+            "created_at": deployment.get("created_at"),
+            "job": job.get("web_url"),
         },
     }
 
@@ -82,24 +88,34 @@ def record_missed(project: GitLabProject, environment: Environment, deployment: 
             if Execution.objects.filter(external_id=external_id(deployment["id"])).exists():
                 return None
             with detection.missed_event(_evidence(project, deployment)) as caught:
-                report(environment, deployment_id=deployment["id"], sha=deployment["sha"],
-                       state=deployment["status"], url=link(job.get("web_url")),
-                       started_at=_time(job.get("started_at")) or _time(deployment.get("created_at")))
+                report(
+                    environment,
+                    deployment_id=deployment["id"],
+                    sha=deployment["sha"],
+                    state=deployment["status"],
+                    url=link(job.get("web_url")),
+                    started_at=_time(job.get("started_at")) or _time(deployment.get("created_at")),
+                )
     except RuleViolation as exc:
         services.record_refusal(actor=account, action=Action.EXECUTE, violation=exc, environment=environment)
         raise
     return caught.violations
 
 
-def reconcile_environment(client: GitLabClient, project: GitLabProject, environment: Environment, *,
-                          since: datetime, counts: dict) -> None:
-    deployments = client.deployments(project.project_path, environment=environment.name,
-                                     updated_after=since.isoformat())
-    deployments = [d for d in deployments if isinstance(d, dict) and isinstance(d.get("id"), int)
-                   and isinstance(d.get("sha"), str)]
-    known = dict(Execution.objects.filter(
-        environment=environment, external_id__in=[external_id(d["id"]) for d in deployments]
-    ).values_list("external_id", "status"))
+def reconcile_environment(
+    client: GitLabClient, project: GitLabProject, environment: Environment, *, since: datetime, counts: dict
+) -> None:
+    deployments = client.deployments(
+        project.project_path, environment=environment.name, updated_after=since.isoformat()
+    )
+    deployments = [
+        d for d in deployments if isinstance(d, dict) and isinstance(d.get("id"), int) and isinstance(d.get("sha"), str)
+    ]
+    known = dict(
+        Execution.objects.filter(
+            environment=environment, external_id__in=[external_id(d["id"]) for d in deployments]
+        ).values_list("external_id", "status")
+    )
     for deployment in deployments:
         counts["deployments"] += 1
         if not ran(deployment):
@@ -111,23 +127,38 @@ def reconcile_environment(client: GitLabClient, project: GitLabProject, environm
                 counts["known"] += 1
                 if recorded in UNFINISHED and DEPLOYMENT_STATES[deployment["status"]] != recorded:
                     job = deployment.get("deployable") or {}
-                    report(environment, deployment_id=deployment["id"], sha=deployment["sha"],
-                           state=deployment["status"], url=link(job.get("web_url")))
+                    report(
+                        environment,
+                        deployment_id=deployment["id"],
+                        sha=deployment["sha"],
+                        state=deployment["status"],
+                        url=link(job.get("web_url")),
+                    )
                     counts["updated"] += 1
                 continue
             violations = record_missed(project, environment, deployment)
         except RuleViolation as exc:
             counts["refused"] += 1
-            logger.warning("GitLab deployment %s of %s not recorded (%s): %s", deployment["id"],
-                           project.project_path, exc.code, exc.message)
+            logger.warning(
+                "GitLab deployment %s of %s not recorded (%s): %s",
+                deployment["id"],
+                project.project_path,
+                exc.code,
+                exc.message,
+            )
             continue
         if violations is None:
             counts["known"] += 1
             continue
         counts["recorded"] += 1
         counts["violations"] += sum(1 for v in violations if getattr(v, "created", False))
-        logger.warning("Recorded GitLab deployment %s of %s to %s (%s) that no event reported.",
-                       deployment["id"], project.project_path, environment.name, deployment["status"])
+        logger.warning(
+            "Recorded GitLab deployment %s of %s to %s (%s) that no event reported.",
+            deployment["id"],
+            project.project_path,
+            environment.name,
+            deployment["status"],
+        )
 
 
 def reconcile_gitlab_deployments(*, days: int | None = None, now: datetime | None = None) -> dict:
@@ -136,8 +167,20 @@ def reconcile_gitlab_deployments(*, days: int | None = None, now: datetime | Non
         return {"configured": False, "skipped": "GITLAB_TOKEN is not set."}
     now = now or timezone.now()
     since = now - timedelta(days=days or settings.PORTAL_RECONCILIATION_DAYS)
-    counts = {"configured": True, "projects": 0, "environments": 0, "deployments": 0, "known": 0, "recorded": 0,
-              "updated": 0, "not_started": 0, "refused": 0, "violations": 0, "errors": 0, "failed_projects": []}
+    counts = {
+        "configured": True,
+        "projects": 0,
+        "environments": 0,
+        "deployments": 0,
+        "known": 0,
+        "recorded": 0,
+        "updated": 0,
+        "not_started": 0,
+        "refused": 0,
+        "violations": 0,
+        "errors": 0,
+        "failed_projects": [],
+    }
     with GitLabClient() as client:
         for project in GitLabProject.objects.filter(is_active=True).select_related("service"):
             counts["projects"] += 1
@@ -148,8 +191,9 @@ def reconcile_gitlab_deployments(*, days: int | None = None, now: datetime | Non
                     reconcile_environment(client, project, environment, since=since, counts=counts)
                 except GitLabError as exc:
                     failed = True
-                    logger.warning("Reconciling %s (%s) with GitLab failed: %s", project.project_path,
-                                   environment.name, exc)
+                    logger.warning(
+                        "Reconciling %s (%s) with GitLab failed: %s", project.project_path, environment.name, exc
+                    )
             if failed:
                 counts["errors"] += 1
                 counts["failed_projects"].append(project.project_path)

@@ -49,8 +49,10 @@ def check_gitlab() -> list[Finding]:
     else:
         fail("GITLAB_WEBHOOK_SECRET is not set: every GitLab webhook will be refused.")
     if not settings.GITLAB_TOKEN:
-        fail("GITLAB_TOKEN (or GITLAB_TOKEN_FILE) is not set: create an access token with the api scope "
-             "for the portal's GitLab bot user.")
+        fail(
+            "GITLAB_TOKEN (or GITLAB_TOKEN_FILE) is not set: create an access token with the api scope "
+            "for the portal's GitLab bot user."
+        )
         return findings
     with GitLabClient() as client:
         try:

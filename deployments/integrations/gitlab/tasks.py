@@ -29,8 +29,9 @@ def enqueue_delivery(delivery_pk: int) -> None:
         logger.exception("Could not queue GitLab delivery #%s; the sweeper will pick it up", delivery_pk)
 
 
-@shared_task(name="deployments.gitlab.process_delivery", acks_late=True, bind=True,
-             max_retries=PROCESSING_RETRY.max_attempts)
+@shared_task(
+    name="deployments.gitlab.process_delivery", acks_late=True, bind=True, max_retries=PROCESSING_RETRY.max_attempts
+)
 @as_system_actor
 def process_gitlab_delivery(self, delivery_pk: int) -> str | None:
     from . import events

@@ -33,8 +33,15 @@ from .tasks import enqueue_delivery
 logger = logging.getLogger(__name__)
 
 # Headers kept with a delivery; the token is never stored.
-KEPT_HEADERS = ("X-Gitlab-Event", "X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "X-Gitlab-Instance",
-                "User-Agent", "Content-Type", "Content-Length")
+KEPT_HEADERS = (
+    "X-Gitlab-Event",
+    "X-Gitlab-Event-UUID",
+    "X-Gitlab-Webhook-UUID",
+    "X-Gitlab-Instance",
+    "User-Agent",
+    "Content-Type",
+    "Content-Length",
+)
 
 
 def token_matches(secret: str, header: str | None) -> bool:
@@ -44,8 +51,9 @@ def token_matches(secret: str, header: str | None) -> bool:
     return hmac.compare_digest(secret.encode("utf-8"), header.encode("utf-8", "replace"))
 
 
-def record_rejection(*, request: HttpRequest, reason: str, status: int,
-                     content_length: int | None = None) -> GitLabWebhookRejection:
+def record_rejection(
+    *, request: HttpRequest, reason: str, status: int, content_length: int | None = None
+) -> GitLabWebhookRejection:
     """One row per source address per ``GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later refusals are
     counted on it); a new row prunes the log to the newest ``GITLAB_WEBHOOK_REJECTIONS_KEEP``."""
     now = timezone.now()
@@ -69,18 +77,23 @@ def record_rejection(*, request: HttpRequest, reason: str, status: int,
         last_received_at=now,
     )
     keep = settings.GITLAB_WEBHOOK_REJECTIONS_KEEP
-    oldest_kept = GitLabWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1: keep].first()
+    oldest_kept = GitLabWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1 : keep].first()
     if oldest_kept is not None:
         GitLabWebhookRejection.objects.filter(pk__lt=oldest_kept).delete()
     return row
 
 
-def _reject(request: HttpRequest, *, reason: str, status: int, message: str,
-            content_length: int | None = None) -> JsonResponse:
+def _reject(
+    request: HttpRequest, *, reason: str, status: int, message: str, content_length: int | None = None
+) -> JsonResponse:
     record_rejection(request=request, reason=reason, status=status, content_length=content_length)
-    logger.warning("GitLab webhook refused: %s (event %s, uuid %s, from %s)", reason,
-                   request.headers.get("X-Gitlab-Event", "-")[:64],
-                   request.headers.get("X-Gitlab-Event-UUID", "-")[:100], request.META.get("REMOTE_ADDR"))
+    logger.warning(
+        "GitLab webhook refused: %s (event %s, uuid %s, from %s)",
+        reason,
+        request.headers.get("X-Gitlab-Event", "-")[:64],
+        request.headers.get("X-Gitlab-Event-UUID", "-")[:100],
+        request.META.get("REMOTE_ADDR"),
+    )
     return JsonResponse({"error": {"code": reason, "message": message}}, status=status)
 
 
@@ -113,16 +126,26 @@ def gitlab_webhook(request: HttpRequest) -> JsonResponse:
             reason = "secret_not_configured"
         else:
             reason = "token_missing" if not header else "token_invalid"
-        return _reject(request, reason=reason, status=401, content_length=declared or None,
-                       message="The X-Gitlab-Token header is missing or does not match.")
+        return _reject(
+            request,
+            reason=reason,
+            status=401,
+            content_length=declared or None,
+            message="The X-Gitlab-Token header is missing or does not match.",
+        )
     body = _read_body(request, limit)
     if body is None:
         return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
     event_uuid = request.headers.get("X-Gitlab-Event-UUID", "").strip()[:100]
     event = request.headers.get("X-Gitlab-Event", "").strip()[:64]
     if not event_uuid or not event:
-        return _reject(request, reason="headers_missing", status=400, content_length=len(body),
-                       message="X-Gitlab-Event and X-Gitlab-Event-UUID are required.")
+        return _reject(
+            request,
+            reason="headers_missing",
+            status=400,
+            content_length=len(body),
+            message="X-Gitlab-Event and X-Gitlab-Event-UUID are required.",
+        )
     delivery = store_delivery(request=request, event_uuid=event_uuid, event=event, body=body)
     if delivery is None:
         return JsonResponse({"status": "duplicate", "event_uuid": event_uuid}, status=200)
@@ -150,7 +173,11 @@ def store_delivery(*, request: HttpRequest, event_uuid: str, event: str, body: b
     try:
         with transaction.atomic():
             delivery = GitLabWebhookDelivery.objects.create(
-                event_uuid=event_uuid, event=event, object_kind=kind, project_path=path, headers=headers,
+                event_uuid=event_uuid,
+                event=event,
+                object_kind=kind,
+                project_path=path,
+                headers=headers,
                 body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                 body_sha256=hashlib.sha256(body).hexdigest(),
             )

@@ -22,8 +22,12 @@ PROJECT = "acme/billing-worker"
 SHA = "4f1e6a8d2b9c0e7f3a5d1c8b6e4f2a0d9c7b5e3a"
 BASE_SHA = "0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b"
 PIPELINE = 555
-MAPPING = {"unit": ["unit-tests*"], "integration": "integration-tests", "lint": "lint",
-           "security-scan": ["sast", "secret_detection"]}
+MAPPING = {
+    "unit": ["unit-tests*"],
+    "integration": "integration-tests",
+    "lint": "lint",
+    "security-scan": ["sast", "secret_detection"],
+}
 
 
 @pytest.fixture
@@ -68,29 +72,63 @@ def administrator(db):
 def deployed_base(environment):
     """An earlier authorized deployment of BASE_SHA: the base of the change set."""
     if not Execution.objects.filter(environment=environment, sha=BASE_SHA).exists():
-        Execution.objects.create(environment=environment, sha=BASE_SHA, status="success", authorized=True,
-                                 started_at=timezone.now() - timedelta(days=1))
+        Execution.objects.create(
+            environment=environment,
+            sha=BASE_SHA,
+            status="success",
+            authorized=True,
+            started_at=timezone.now() - timedelta(days=1),
+        )
 
 
 def passing_pipeline(gitlab, *, lint="success", sha=SHA):
-    for name, status in (("unit-tests 1/2", "success"), ("unit-tests 2/2", "success"),
-                         ("integration-tests", "success"), ("lint", lint), ("sast", "success"),
-                         ("secret_detection", "success")):
+    for name, status in (
+        ("unit-tests 1/2", "success"),
+        ("unit-tests 2/2", "success"),
+        ("integration-tests", "success"),
+        ("lint", lint),
+        ("sast", "success"),
+        ("secret_detection", "success"),
+    ):
         gitlab.add_job(PROJECT, name=name, status=status, pipeline_id=PIPELINE, sha=sha)
 
 
 def compare_answer(commits=None):
-    commits = commits if commits is not None else [{
-        "id": SHA, "short_id": SHA[:8], "title": "Round refunds half-even",
-        "message": "Round refunds half-even\n", "author_name": "Carl Coder", "author_email": "carl@example.com",
-        "committer_name": "Bob", "committer_email": "77-bob-gl@users.noreply.gitlab.com",
-        "created_at": "2026-11-30T10:00:00.000Z", "web_url": f"https://gitlab.example.com/{PROJECT}/-/commit/{SHA}",
-    }]
-    return {"commit": commits[-1] if commits else None, "commits": commits,
-            "diffs": [{"old_path": "refunds.py", "new_path": "refunds.py", "new_file": False, "renamed_file": False,
-                       "deleted_file": False, "diff": "@@ -1,2 +1,2 @@\n-old = 1\n+new = 2\n+more = 3\n"}],
-            "compare_timeout": False, "compare_same_ref": False,
-            "web_url": f"https://gitlab.example.com/{PROJECT}/-/compare/{BASE_SHA}...{SHA}"}
+    commits = (
+        commits
+        if commits is not None
+        else [
+            {
+                "id": SHA,
+                "short_id": SHA[:8],
+                "title": "Round refunds half-even",
+                "message": "Round refunds half-even\n",
+                "author_name": "Carl Coder",
+                "author_email": "carl@example.com",
+                "committer_name": "Bob",
+                "committer_email": "77-bob-gl@users.noreply.gitlab.com",
+                "created_at": "2026-11-30T10:00:00.000Z",
+                "web_url": f"https://gitlab.example.com/{PROJECT}/-/commit/{SHA}",
+            }
+        ]
+    )
+    return {
+        "commit": commits[-1] if commits else None,
+        "commits": commits,
+        "diffs": [
+            {
+                "old_path": "refunds.py",
+                "new_path": "refunds.py",
+                "new_file": False,
+                "renamed_file": False,
+                "deleted_file": False,
+                "diff": "@@ -1,2 +1,2 @@\n-old = 1\n+new = 2\n+more = 3\n",
+            }
+        ],
+        "compare_timeout": False,
+        "compare_same_ref": False,
+        "web_url": f"https://gitlab.example.com/{PROJECT}/-/compare/{BASE_SHA}...{SHA}",
+    }
 
 
 def waiting_deployment(gitlab, environment, *, checks=True, compare=True, **kwargs):
@@ -100,21 +138,37 @@ def waiting_deployment(gitlab, environment, *, checks=True, compare=True, **kwar
         passing_pipeline(gitlab)
     if compare:
         gitlab.compares[(PROJECT, BASE_SHA, SHA)] = compare_answer()
-    gitlab.merge_requests[(PROJECT, SHA)] = [{
-        "id": 8801, "iid": 12, "title": "Round refunds half-even", "state": "merged",
-        "author": {"id": 31, "username": "dana-gl", "name": "Dana"},
-        "web_url": f"https://gitlab.example.com/{PROJECT}/-/merge_requests/12",
-    }]
+    gitlab.merge_requests[(PROJECT, SHA)] = [
+        {
+            "id": 8801,
+            "iid": 12,
+            "title": "Round refunds half-even",
+            "state": "merged",
+            "author": {"id": 31, "username": "dana-gl", "name": "Dana"},
+            "web_url": f"https://gitlab.example.com/{PROJECT}/-/merge_requests/12",
+        }
+    ]
     return gitlab.add_deployment(PROJECT, environment.name, SHA, pipeline_id=PIPELINE, **kwargs)
 
 
-def send(client, event: str, payload, *, token: str | None = WEBHOOK_SECRET, event_uuid: str | None = None,
-         headers: dict | None = None):
+def send(
+    client,
+    event: str,
+    payload,
+    *,
+    token: str | None = WEBHOOK_SECRET,
+    event_uuid: str | None = None,
+    headers: dict | None = None,
+):
     """POST a webhook the way GitLab does (JSON body, X-Gitlab-Event, X-Gitlab-Event-UUID, X-Gitlab-Token)."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    extra = {"HTTP_X_GITLAB_EVENT": event, "HTTP_X_GITLAB_EVENT_UUID": event_uuid or str(uuid.uuid4()),
-             "HTTP_X_GITLAB_WEBHOOK_UUID": "3f1c1bc3-2e0a-4d24-9a4c-bd2b1d8a4e55",
-             "HTTP_X_GITLAB_INSTANCE": "https://gitlab.example.com", "HTTP_USER_AGENT": "GitLab/17.6.0"}
+    extra = {
+        "HTTP_X_GITLAB_EVENT": event,
+        "HTTP_X_GITLAB_EVENT_UUID": event_uuid or str(uuid.uuid4()),
+        "HTTP_X_GITLAB_WEBHOOK_UUID": "3f1c1bc3-2e0a-4d24-9a4c-bd2b1d8a4e55",
+        "HTTP_X_GITLAB_INSTANCE": "https://gitlab.example.com",
+        "HTTP_USER_AGENT": "GitLab/17.6.0",
+    }
     if token is not None:
         extra["HTTP_X_GITLAB_TOKEN"] = token
     for name, value in (headers or {}).items():
@@ -123,20 +177,32 @@ def send(client, event: str, payload, *, token: str | None = WEBHOOK_SECRET, eve
 
 
 def project_payload(gitlab):
-    return {"id": 4242, "name": "billing-worker", "path_with_namespace": PROJECT,
-            "web_url": f"{gitlab.url}/{PROJECT}", "namespace": "acme", "default_branch": "main"}
+    return {
+        "id": 4242,
+        "name": "billing-worker",
+        "path_with_namespace": PROJECT,
+        "web_url": f"{gitlab.url}/{PROJECT}",
+        "namespace": "acme",
+        "default_branch": "main",
+    }
 
 
 def deployment_event(gitlab, deployment, status: str) -> dict:
     """GitLab's documented Deployment Hook payload."""
     job = deployment["deployable"]
     return {
-        "object_kind": "deployment", "status": status, "status_changed_at": "2026-11-30 10:05:00 +0000",
-        "deployment_id": deployment["id"], "deployable_id": job["id"],
+        "object_kind": "deployment",
+        "status": status,
+        "status_changed_at": "2026-11-30 10:05:00 +0000",
+        "deployment_id": deployment["id"],
+        "deployable_id": job["id"],
         "deployable_url": f"https://gitlab.example.com/{PROJECT}/-/jobs/{job['id']}",
-        "environment": deployment["environment"]["name"], "environment_tier": "production",
-        "environment_slug": deployment["environment"]["name"], "environment_external_url": "https://billing.example.com",
-        "project": project_payload(gitlab), "short_sha": deployment["sha"][:8],
+        "environment": deployment["environment"]["name"],
+        "environment_tier": "production",
+        "environment_slug": deployment["environment"]["name"],
+        "environment_external_url": "https://billing.example.com",
+        "project": project_payload(gitlab),
+        "short_sha": deployment["sha"][:8],
         "user": {"id": 5, "name": "Bob", "username": deployment["user"]["username"], "email": "bob@example.com"},
         "user_url": "https://gitlab.example.com/bob-gl",
         "commit_url": f"https://gitlab.example.com/{PROJECT}/-/commit/{deployment['sha']}",
@@ -145,15 +211,39 @@ def deployment_event(gitlab, deployment, status: str) -> dict:
 
 
 def pipeline_event(gitlab, status: str = "running") -> dict:
-    return {"object_kind": "pipeline",
-            "object_attributes": {"id": PIPELINE, "iid": 31, "ref": "main", "tag": False, "sha": SHA,
-                                  "status": status, "source": "push", "stages": ["test", "deploy"]},
-            "user": {"id": 5, "name": "Bob", "username": "bob-gl"}, "project": project_payload(gitlab),
-            "builds": []}
+    return {
+        "object_kind": "pipeline",
+        "object_attributes": {
+            "id": PIPELINE,
+            "iid": 31,
+            "ref": "main",
+            "tag": False,
+            "sha": SHA,
+            "status": status,
+            "source": "push",
+            "stages": ["test", "deploy"],
+        },
+        "user": {"id": 5, "name": "Bob", "username": "bob-gl"},
+        "project": project_payload(gitlab),
+        "builds": [],
+    }
 
 
 def push_event(gitlab, *, username: str, branch: str = "main", after: str = SHA) -> dict:
-    return {"object_kind": "push", "event_name": "push", "before": BASE_SHA, "after": after,
-            "ref": f"refs/heads/{branch}", "ref_protected": True, "checkout_sha": after, "user_id": 9,
-            "user_name": username.title(), "user_username": username, "user_email": f"{username}@example.com",
-            "project_id": 4242, "project": project_payload(gitlab), "commits": [], "total_commits_count": 1}
+    return {
+        "object_kind": "push",
+        "event_name": "push",
+        "before": BASE_SHA,
+        "after": after,
+        "ref": f"refs/heads/{branch}",
+        "ref_protected": True,
+        "checkout_sha": after,
+        "user_id": 9,
+        "user_name": username.title(),
+        "user_username": username,
+        "user_email": f"{username}@example.com",
+        "project_id": 4242,
+        "project": project_payload(gitlab),
+        "commits": [],
+        "total_commits_count": 1,
+    }

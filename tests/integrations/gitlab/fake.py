@@ -31,8 +31,13 @@ from urllib.parse import parse_qs, unquote, urlencode
 from werkzeug import Request, Response
 
 TOKEN = "glpat-portal-bot-test-3f9a1c"
-BOT = {"id": 77, "username": "portal-bot", "name": "Deployment portal", "state": "active",
-       "web_url": "https://gitlab.example.com/portal-bot"}
+BOT = {
+    "id": 77,
+    "username": "portal-bot",
+    "name": "Deployment portal",
+    "state": "active",
+    "web_url": "https://gitlab.example.com/portal-bot",
+}
 
 
 @dataclass
@@ -58,8 +63,13 @@ def stamp(value: datetime) -> str:
 
 
 def user(username: str, uid: int = 5) -> dict:
-    return {"id": uid, "username": username, "name": username.title(), "state": "active",
-            "web_url": f"https://gitlab.example.com/{username}"}
+    return {
+        "id": uid,
+        "username": username,
+        "name": username.title(),
+        "state": "active",
+        "web_url": f"https://gitlab.example.com/{username}",
+    }
 
 
 class FakeGitLab:
@@ -84,8 +94,13 @@ class FakeGitLab:
 
     # --- set-up helpers -------------------------------------------------------------------
     def add_project(self, path: str, project_id: int = 4242) -> dict:
-        self.projects[path] = {"id": project_id, "path_with_namespace": path, "name": path.rsplit("/", 1)[1],
-                               "web_url": f"{self.url}/{path}", "default_branch": "main"}
+        self.projects[path] = {
+            "id": project_id,
+            "path_with_namespace": path,
+            "name": path.rsplit("/", 1)[1],
+            "web_url": f"{self.url}/{path}",
+            "default_branch": "main",
+        }
         return self.projects[path]
 
     def fail(self, key: str, *answers: tuple[int, dict]) -> None:
@@ -93,38 +108,91 @@ class FakeGitLab:
         "job", "pipeline-jobs", "statuses", "merge-requests", "compare", "protected"."""
         self.faults.setdefault(key, []).extend(answers)
 
-    def add_job(self, project: str, *, name: str, status: str, pipeline_id: int, sha: str,
-                started: bool | None = None, stage: str = "test") -> dict:
+    def add_job(
+        self,
+        project: str,
+        *,
+        name: str,
+        status: str,
+        pipeline_id: int,
+        sha: str,
+        started: bool | None = None,
+        stage: str = "test",
+    ) -> dict:
         job_id = 9000 + next(self._ids)
         now = datetime.now(UTC)
         started = status not in ("created", "pending", "manual", "skipped") if started is None else started
-        job = {"id": job_id, "name": name, "status": status, "stage": stage, "ref": "main", "tag": False,
-               "allow_failure": False, "created_at": stamp(now), "started_at": stamp(now) if started else None,
-               "finished_at": None, "user": user("bob-gl"),
-               "commit": {"id": sha, "short_id": sha[:8]},
-               "pipeline": {"id": pipeline_id, "project_id": self.projects[project]["id"], "sha": sha, "ref": "main",
-                            "status": "running", "web_url": f"{self.url}/{project}/-/pipelines/{pipeline_id}"},
-               "web_url": f"{self.url}/{project}/-/jobs/{job_id}"}
+        job = {
+            "id": job_id,
+            "name": name,
+            "status": status,
+            "stage": stage,
+            "ref": "main",
+            "tag": False,
+            "allow_failure": False,
+            "created_at": stamp(now),
+            "started_at": stamp(now) if started else None,
+            "finished_at": None,
+            "user": user("bob-gl"),
+            "commit": {"id": sha, "short_id": sha[:8]},
+            "pipeline": {
+                "id": pipeline_id,
+                "project_id": self.projects[project]["id"],
+                "sha": sha,
+                "ref": "main",
+                "status": "running",
+                "web_url": f"{self.url}/{project}/-/pipelines/{pipeline_id}",
+            },
+            "web_url": f"{self.url}/{project}/-/jobs/{job_id}",
+        }
         self.jobs[job_id] = job
         self.pipelines.setdefault(pipeline_id, []).append(job_id)
         return job
 
-    def add_deployment(self, project: str, environment: str, sha: str, *, status: str = "blocked",
-                       ref: str = "main", username: str = "bob-gl", pipeline_id: int = 555,
-                       job_status: str | None = None, at: datetime | None = None,
-                       deployment_id: int | None = None) -> dict:
+    def add_deployment(
+        self,
+        project: str,
+        environment: str,
+        sha: str,
+        *,
+        status: str = "blocked",
+        ref: str = "main",
+        username: str = "bob-gl",
+        pipeline_id: int = 555,
+        job_status: str | None = None,
+        at: datetime | None = None,
+        deployment_id: int | None = None,
+    ) -> dict:
         """A deployment as GitLab makes it for a job with ``environment:`` (its ``deployable``)."""
         at = at or datetime.now(UTC)
-        job_status = job_status or {"blocked": "manual", "running": "running", "success": "success",
-                                    "failed": "failed", "canceled": "canceled", "created": "created"}[status]
-        job = self.add_job(project, name=f"deploy-{environment}", status=job_status, pipeline_id=pipeline_id,
-                           sha=sha, stage="deploy")
+        job_status = (
+            job_status
+            or {
+                "blocked": "manual",
+                "running": "running",
+                "success": "success",
+                "failed": "failed",
+                "canceled": "canceled",
+                "created": "created",
+            }[status]
+        )
+        job = self.add_job(
+            project, name=f"deploy-{environment}", status=job_status, pipeline_id=pipeline_id, sha=sha, stage="deploy"
+        )
         deployment_id = deployment_id or 300 + next(self._ids)
         deployment = {
-            "id": deployment_id, "iid": len(self.deployments.get(project, [])) + 1, "ref": ref, "sha": sha,
-            "created_at": stamp(at), "updated_at": stamp(at), "status": status, "user": user(username),
+            "id": deployment_id,
+            "iid": len(self.deployments.get(project, [])) + 1,
+            "ref": ref,
+            "sha": sha,
+            "created_at": stamp(at),
+            "updated_at": stamp(at),
+            "status": status,
+            "user": user(username),
             "environment": {"id": 9, "name": environment, "external_url": "https://billing.example.com"},
-            "deployable": job, "approvals": [], "pending_approval_count": self.required_approvals,
+            "deployable": job,
+            "approvals": [],
+            "pending_approval_count": self.required_approvals,
         }
         self.deployments.setdefault(project, []).append(deployment)
         return deployment
@@ -133,8 +201,9 @@ class FakeGitLab:
         deployment["status"] = status
         deployment["updated_at"] = stamp(datetime.now(UTC))
         job = deployment["deployable"]
-        job["status"] = {"running": "running", "success": "success", "failed": "failed",
-                         "canceled": "canceled"}.get(status, job["status"])
+        job["status"] = {"running": "running", "success": "success", "failed": "failed", "canceled": "canceled"}.get(
+            status, job["status"]
+        )
         if started and not job["started_at"]:
             job["started_at"] = stamp(datetime.now(UTC))
 
@@ -220,7 +289,8 @@ class FakeGitLab:
         if m and method == "GET":
             if m.group(2) == "statuses":
                 return self._fault("statuses") or self._paginated(
-                    request, query, self.statuses.get((project, m.group(1)), []))
+                    request, query, self.statuses.get((project, m.group(1)), [])
+                )
             return self._fault("merge-requests") or _json(self.merge_requests.get((project, m.group(1)), []))
         if rest == "/repository/compare" and method == "GET":
             fault = self._fault("compare")
@@ -269,8 +339,14 @@ class FakeGitLab:
             return f'<{base}?{urlencode({**query, "page": number, "per_page": per_page})}>; rel="{rel}"'
 
         links = [link(1, "first"), link(pages, "last")]
-        headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(items)),
-                   "X-Total-Pages": str(pages), "X-Next-Page": "", "X-Prev-Page": ""}
+        headers = {
+            "X-Page": str(page),
+            "X-Per-Page": str(per_page),
+            "X-Total": str(len(items)),
+            "X-Total-Pages": str(pages),
+            "X-Next-Page": "",
+            "X-Prev-Page": "",
+        }
         if page < pages:
             links.insert(0, link(page + 1, "next"))
             headers["X-Next-Page"] = str(page + 1)
@@ -278,7 +354,7 @@ class FakeGitLab:
             links.insert(0, link(page - 1, "prev"))
             headers["X-Prev-Page"] = str(page - 1)
         headers["Link"] = ", ".join(links)
-        return _json(items[(page - 1) * per_page: page * per_page], headers=headers)
+        return _json(items[(page - 1) * per_page : page * per_page], headers=headers)
 
     def _approve(self, deployment: dict, body) -> Response:
         if not isinstance(body, dict) or body.get("status") not in ("approved", "rejected"):
@@ -287,8 +363,12 @@ class FakeGitLab:
             return _error(400, "comment is invalid")
         if deployment["status"] != "blocked":
             return _error(400, "This deployment job is not waiting for approvals.")
-        approval = {"user": BOT, "status": body["status"], "created_at": stamp(datetime.now(UTC)),
-                    "comment": body.get("comment")}
+        approval = {
+            "user": BOT,
+            "status": body["status"],
+            "created_at": stamp(datetime.now(UTC)),
+            "comment": body.get("comment"),
+        }
         if body.get("represented_as"):
             approval["represented_as"] = body["represented_as"]
         deployment["approvals"].append(approval)

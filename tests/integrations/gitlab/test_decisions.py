@@ -199,8 +199,13 @@ def test_a_request_made_earlier_in_the_pipeline_is_linked_and_its_approval_reach
     ci = factories.UserFactory(username="gitlab-ci", is_service_account=True)
     factories.grant(ci, "request", production)
     earlier = services.submit_request(
-        actor=ci, environment=production, sha=SHA, ref="main", source=RequestSource.CLI,
-        requester_login="bob-gl", external_ids={"gitlab_pipeline_id": str(PIPELINE)},
+        actor=ci,
+        environment=production,
+        sha=SHA,
+        ref="main",
+        source=RequestSource.CLI,
+        requester_login="bob-gl",
+        external_ids={"gitlab_pipeline_id": str(PIPELINE)},
         checks={"unit": "success", "integration": "success", "lint": "success", "security-scan": "success"},
         change_authors=["carl@example.com"],
     )
@@ -225,8 +230,14 @@ def test_a_request_of_another_pipeline_is_not_linked(gitlab, production, project
 
     ci = factories.UserFactory(username="gitlab-ci", is_service_account=True)
     factories.grant(ci, "request", production)
-    other = services.submit_request(actor=ci, environment=production, sha=SHA, ref="main", source=RequestSource.API,
-                                    external_ids={"gitlab_pipeline_id": "999"})
+    other = services.submit_request(
+        actor=ci,
+        environment=production,
+        sha=SHA,
+        ref="main",
+        source=RequestSource.API,
+        external_ids={"gitlab_pipeline_id": "999"},
+    )
     waiting_deployment(gitlab, production)
     intake.poll_project(project)
     other.refresh_from_db()

@@ -55,8 +55,9 @@ def test_waiting_then_decision_then_gitlab_told_then_execution_then_report_row(
     assert request.status == RequestStatus.DEPLOYED
     assert not Violation.objects.exists()
     # 5. The authorization log's row.
-    [row] = [r for r in registry.get("deployment-authorization-log").iter_rows(Filters())
-             if r["request_id"] == request.pk]
+    [row] = [
+        r for r in registry.get("deployment-authorization-log").iter_rows(Filters()) if r["request_id"] == request.pk
+    ]
     assert row["source"] == "gitlab" and row["requester"] == "bob" and row["status"] == RequestStatus.DEPLOYED
     assert row["execution_status"] == "success" and row["deployed_sha"] == SHA and row["unauthorized"] is False
     assert row["delivery"].startswith("gitlab approved delivered at ")
@@ -123,8 +124,7 @@ def test_reconciliation_catches_the_end_of_a_deployment_seen_starting(
 
 def test_reconciliation_only_looks_at_the_window(gitlab, production, project, bob, settings):
     settings.PORTAL_RECONCILIATION_DAYS = 1
-    old = gitlab.add_deployment(PROJECT, "production", SHA, status="success",
-                                at=datetime.now(UTC) - timedelta(days=3))
+    old = gitlab.add_deployment(PROJECT, "production", SHA, status="success", at=datetime.now(UTC) - timedelta(days=3))
     assert old["updated_at"]
     assert reconcile_gitlab_deployments()["recorded"] == 0
     [listing] = gitlab.calls_to(r"/deployments$", "GET")

@@ -24,9 +24,13 @@ def test_a_blocked_deployment_becomes_one_request_with_its_ids(gitlab, productio
     assert (request.sha, request.ref, request.source) == (SHA, "main", RequestSource.GITLAB)
     assert request.requester == bob and request.requester_login == "bob-gl"
     assert request.external_ids == {
-        "gitlab_project": PROJECT, "gitlab_project_id": 4242, "gitlab_deployment_id": deployment["id"],
-        "gitlab_deployment_iid": 1, "gitlab_environment": "production",
-        "gitlab_job_id": deployment["deployable"]["id"], "gitlab_pipeline_id": PIPELINE,
+        "gitlab_project": PROJECT,
+        "gitlab_project_id": 4242,
+        "gitlab_deployment_id": deployment["id"],
+        "gitlab_deployment_iid": 1,
+        "gitlab_environment": "production",
+        "gitlab_job_id": deployment["deployable"]["id"],
+        "gitlab_pipeline_id": PIPELINE,
     }
     assert request.source_url == deployment["deployable"]["web_url"]
     [listing] = gitlab.calls_to(r"/projects/acme%2Fbilling-worker/deployments$", "GET")[:1]
@@ -96,9 +100,11 @@ def test_the_worst_of_several_mapped_jobs_counts():
     from deployments.integrations.gitlab.models import GitLabProject
 
     project = GitLabProject(check_mapping={"unit": ["unit-tests*"]})
-    jobs = [{"id": 1, "name": "unit-tests 1/2", "status": "success"},
-            {"id": 2, "name": "unit-tests 2/2", "status": "failed"},
-            {"id": 3, "name": "lint", "status": "skipped"}]
+    jobs = [
+        {"id": 1, "name": "unit-tests 1/2", "status": "success"},
+        {"id": 2, "name": "unit-tests 2/2", "status": "failed"},
+        {"id": 3, "name": "lint", "status": "skipped"},
+    ]
     assert check_states(project, jobs, []) == {"unit": "failure", "lint": "skipped"}
     retried = [*jobs, {"id": 4, "name": "unit-tests 2/2", "status": "success"}]
     assert check_states(project, retried, [])["unit"] == "success"

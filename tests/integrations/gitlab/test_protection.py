@@ -21,19 +21,35 @@ pytestmark = pytest.mark.django_db
 def protect_environment(gitlab, *, bot_rule=True):
     rules = [{"id": 1, "user_id": 12, "group_id": None, "access_level": None, "required_approvals": 1}]
     if bot_rule:
-        rules.append({"id": 2, "user_id": BOT["id"], "group_id": None, "access_level": None,
-                      "access_level_description": BOT["name"], "required_approvals": 1})
+        rules.append(
+            {
+                "id": 2,
+                "user_id": BOT["id"],
+                "group_id": None,
+                "access_level": None,
+                "access_level_description": BOT["name"],
+                "required_approvals": 1,
+            }
+        )
     gitlab.protected_environments[(PROJECT, "production")] = {
-        "name": "production", "deploy_access_levels": [{"access_level": 40, "access_level_description":
-                                                        "Maintainers"}],
-        "required_approval_count": 0, "approval_rules": rules}
+        "name": "production",
+        "deploy_access_levels": [{"access_level": 40, "access_level_description": "Maintainers"}],
+        "required_approval_count": 0,
+        "approval_rules": rules,
+    }
 
 
 def protect_main(gitlab, *, force=False, level=40):
-    gitlab.protected_branches[PROJECT] = [{
-        "id": 1, "name": "main", "allow_force_push": force, "code_owner_approval_required": False,
-        "push_access_levels": [{"access_level": level, "access_level_description": "Maintainers"}],
-        "merge_access_levels": [{"access_level": 40}]}]
+    gitlab.protected_branches[PROJECT] = [
+        {
+            "id": 1,
+            "name": "main",
+            "allow_force_push": force,
+            "code_owner_approval_required": False,
+            "push_access_levels": [{"access_level": level, "access_level_description": "Maintainers"}],
+            "merge_access_levels": [{"access_level": 40}],
+        }
+    ]
 
 
 def test_an_environment_requiring_the_bot_is_compliant_and_one_without_is_drift(gitlab, production, project):
@@ -92,16 +108,32 @@ def test_a_push_to_an_unruled_branch_is_ignored(
 
 def test_check_gitlab_passes_when_everything_is_set_up(gitlab, production, project, settings):
     protect_environment(gitlab)
-    gitlab.hooks[PROJECT] = [{"id": 1, "url": "https://portal.example.com/webhooks/gitlab/", "deployment_events": True,
-                              "pipeline_events": True, "job_events": True, "push_events": True}]
+    gitlab.hooks[PROJECT] = [
+        {
+            "id": 1,
+            "url": "https://portal.example.com/webhooks/gitlab/",
+            "deployment_events": True,
+            "pipeline_events": True,
+            "job_events": True,
+            "push_events": True,
+        }
+    ]
     assert all(f.ok for f in check_gitlab()), check_gitlab()
     call_command("check_gitlab")
 
 
 def test_check_gitlab_names_each_missing_piece(gitlab, production, project, settings):
     protect_environment(gitlab, bot_rule=False)
-    gitlab.hooks[PROJECT] = [{"id": 1, "url": "https://portal.example.com/webhooks/gitlab/", "deployment_events": True,
-                              "pipeline_events": False, "job_events": True, "push_events": True}]
+    gitlab.hooks[PROJECT] = [
+        {
+            "id": 1,
+            "url": "https://portal.example.com/webhooks/gitlab/",
+            "deployment_events": True,
+            "pipeline_events": False,
+            "job_events": True,
+            "push_events": True,
+        }
+    ]
     settings.GITLAB_WEBHOOK_SECRET = ""
     problems = [f.message for f in check_gitlab() if not f.ok]
     assert any("GITLAB_WEBHOOK_SECRET" in p for p in problems)

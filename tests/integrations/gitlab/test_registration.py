@@ -35,12 +35,15 @@ def test_its_periodic_jobs_are_scheduled_and_watched_by_the_heartbeats(settings)
     assert set(scheduled_jobs()) >= GITLAB_TASKS
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({"GITLAB_URL": "gitlab.example.com"}, "GITLAB_URL"),
-    ({"GITLAB_TOKEN_FILE": "/nonexistent/token"}, "GITLAB_TOKEN_FILE"),
-    ({"GITLAB_WEBHOOK_MAX_BYTES": "0"}, "GITLAB_WEBHOOK_MAX_BYTES"),
-    ({"GITLAB_POLL_SECONDS": "soon"}, "GITLAB_POLL_SECONDS"),
-])
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"GITLAB_URL": "gitlab.example.com"}, "GITLAB_URL"),
+        ({"GITLAB_TOKEN_FILE": "/nonexistent/token"}, "GITLAB_TOKEN_FILE"),
+        ({"GITLAB_WEBHOOK_MAX_BYTES": "0"}, "GITLAB_WEBHOOK_MAX_BYTES"),
+        ({"GITLAB_POLL_SECONDS": "soon"}, "GITLAB_POLL_SECONDS"),
+    ],
+)
 def test_a_bad_gitlab_value_stops_start_up_naming_the_variable(env, variable):
     result = manage("check", env={**PRODUCTION, **env})
     assert result.returncode != 0
@@ -50,8 +53,9 @@ def test_a_bad_gitlab_value_stops_start_up_naming_the_variable(env, variable):
 
 @pytest.mark.django_db
 def test_deliveries_are_visible_to_auditors_and_only_administrators_reprocess(client):
-    delivery = GitLabWebhookDelivery.objects.create(event_uuid="u-1", event="Pipeline Hook", body="{}",
-                                                    body_sha256="0" * 64, state=DeliveryState.FAILED)
+    delivery = GitLabWebhookDelivery.objects.create(
+        event_uuid="u-1", event="Pipeline Hook", body="{}", body_sha256="0" * 64, state=DeliveryState.FAILED
+    )
     auditor = factories.UserFactory(roles=[Role.AUDITOR], is_staff=True)
     client.force_login(auditor)
     changelist = reverse("admin:gitlab_gitlabwebhookdelivery_changelist")

@@ -27,8 +27,12 @@ def test_a_pipeline_event_takes_in_the_waiting_deployment_at_once(
 
 def test_a_job_event_polls_too(client, gitlab, production, project, bob, django_capture_on_commit_callbacks):
     waiting_deployment(gitlab, production)
-    payload = {"object_kind": "build", "build_id": 1, "build_status": "manual", "project": pipeline_event(gitlab)[
-        "project"]}
+    payload = {
+        "object_kind": "build",
+        "build_id": 1,
+        "build_status": "manual",
+        "project": pipeline_event(gitlab)["project"],
+    }
     with django_capture_on_commit_callbacks(execute=True):
         assert send(client, "Job Hook", payload).status_code == 202
     assert DeploymentRequest.objects.count() == 1
@@ -47,8 +51,10 @@ def test_a_redelivery_is_acknowledged_and_changes_nothing(
     assert GitLabWebhookDelivery.objects.count() == 1 and len(gitlab.calls) == calls
 
 
-@pytest.mark.parametrize(("token", "reason"), [(None, "token_missing"), ("wrong-token", "token_invalid"),
-                                               (WEBHOOK_SECRET + "x", "token_invalid")])
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [(None, "token_missing"), ("wrong-token", "token_invalid"), (WEBHOOK_SECRET + "x", "token_invalid")],
+)
 def test_a_forged_token_is_refused_and_nothing_is_created(client, gitlab, production, project, bob, token, reason):
     waiting_deployment(gitlab, production)
     response = send(client, "Pipeline Hook", pipeline_event(gitlab), token=token)

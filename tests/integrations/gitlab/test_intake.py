@@ -161,3 +161,10 @@ def test_polling_unchanged_checks_records_no_new_event(gitlab, production, proje
     for _ in range(3):
         intake.poll_project(project)
     assert RequestEvent.objects.filter(kind="checks_recorded").count() == 1
+
+
+def test_without_a_token_the_poll_calls_nothing(gitlab, production, project, settings):
+    settings.GITLAB_TOKEN = ""
+    waiting_deployment(gitlab, production)
+    assert intake.poll_all() == {"configured": False}
+    assert not gitlab.calls

@@ -210,10 +210,12 @@ def poll_project(project: GitLabProject, *, client: GitLabClient | None = None) 
     try:
         project_id = None
         for environment in protected_environments(project):
-            for deployment in client.deployments(project.project_path, environment=environment.name, status="blocked"):
-                if not _valid(deployment):
-                    logger.warning("Skipping a malformed deployment in %s's list from GitLab.", project.project_path)
-                    continue
+            blocked = client.deployments(project.project_path, environment=environment.name, status="blocked")
+            valid = [d for d in blocked if _valid(d)]
+            if len(valid) < len(blocked):
+                logger.warning("Skipping malformed deployments in %s's list from GitLab.", project.project_path)
+            # Oldest first: each new request supersedes the older open ones, so the newest stays open.
+            for deployment in sorted(valid, key=lambda d: d["id"]):
                 counts["blocked"] += 1
                 if project_id is None:
                     project_id = client.project(project.project_path).get("id")

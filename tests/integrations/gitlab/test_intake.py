@@ -168,3 +168,17 @@ def test_without_a_token_the_poll_calls_nothing(gitlab, production, project, set
     waiting_deployment(gitlab, production)
     assert intake.poll_all() == {"configured": False}
     assert not gitlab.calls
+
+
+def test_of_two_waiting_deployments_the_newest_stays_open_and_the_older_is_turned_down(
+    gitlab, production, project, bob, django_capture_on_commit_callbacks
+):
+    older = gitlab.add_deployment(PROJECT, "production", BASE_SHA, pipeline_id=554)
+    newer = waiting_deployment(gitlab, production)
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.poll_project(project)
+    by_deployment = {r.external_ids["gitlab_deployment_id"]: r for r in DeploymentRequest.objects.all()}
+    assert by_deployment[older["id"]].status == RequestStatus.SUPERSEDED
+    assert by_deployment[newer["id"]].status == RequestStatus.AWAITING_APPROVAL
+    [rejection] = gitlab.calls_to(rf"/deployments/{older['id']}/approval$", "POST")
+    assert rejection.json["status"] == "rejected"

@@ -104,6 +104,16 @@ def summary(request: dict) -> str:
     return f"request #{request.get('id')} {request.get('status')}" + (f": {reason}" if reason else "")
 
 
+def parse_pairs(values: list[str], option: str, example: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, state = value.partition("=")
+        if not sep or not name:
+            raise GateError(f"{option} {value!r}: use name=value, e.g. {example}")
+        pairs[name] = state
+    return pairs
+
+
 def parse_checks(values: list[str]) -> dict[str, str]:
     checks = {}
     for value in values:
@@ -112,16 +122,6 @@ def parse_checks(values: list[str]) -> dict[str, str]:
             raise GateError(f"--check {value!r}: use name=state, e.g. unit=success")
         checks[name] = state
     return checks
-
-
-def parse_external_ids(values: list[str]) -> dict[str, str]:
-    ids = {}
-    for value in values:
-        name, sep, content = value.partition("=")
-        if not sep or not name:
-            raise GateError(f"--external-id {value!r}: use name=value, e.g. jenkins_input_id=Portal")
-        ids[name] = content
-    return ids
 
 
 def request_command(args: argparse.Namespace) -> int:
@@ -134,8 +134,9 @@ def request_command(args: argparse.Namespace) -> int:
     deadline = start + args.timeout
     body = {"service": args.service, "environment": args.environment, "sha": args.sha, "ref": args.ref,
             "source": "cli", "checks": parse_checks(args.check)}
-    if args.external_id:
-        body["external_ids"] = parse_external_ids(args.external_id)
+    external_ids = parse_pairs(args.external_id, "--external-id", "pipeline_id=1234")
+    if external_ids:
+        body["external_ids"] = external_ids
     for name, value in (("title", args.title), ("source_url", args.source_url),
                         ("requester_login", args.requester)):
         if value:
@@ -193,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     req.add_argument("--check", action="append", default=[], metavar="NAME=STATE",
                      help="a check result, e.g. unit=success (repeatable)")
     req.add_argument("--external-id", action="append", default=[], metavar="NAME=VALUE",
-                     help="an id of the CI run, e.g. jenkins_build_url=$BUILD_URL (repeatable)")
+                     help="an id of the CI run kept on the request, e.g. jenkins_build_url=$BUILD_URL or "
+                          "gitlab_pipeline_id=1234 (repeatable)")
     req.add_argument("--idempotency-key", default="", help="reuse to make re-runs return the same request")
     req.add_argument("--wait", action="store_true", help="wait for the decision")
     req.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait in total (default 3600)")

@@ -25,6 +25,7 @@ from compliance.violations.services import transition_violation
 from deployments.choices import CIProvider, ExecutionStatus, RequestSource, Tier
 from deployments.gate import services
 from deployments.models import DeploymentRequest, Environment, FreezeWindow, Service
+from deployments.signals import demo_data_loaded
 
 DEMO_USERS = [
     # username, password, role, full name, extra
@@ -289,5 +290,6 @@ def load_demo_data() -> dict:
         envs = _environments(users["admin"])
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
+        demo_data_loaded.send(sender=Service, users=users, environments=envs)
     seal_and_checkpoint(force_checkpoint=True)  # the demo's evidence is linked and signed at once
     return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

@@ -17,3 +17,6 @@ execution_recorded = Signal()
 # kwargs: execution_id, reported_sha, actor — a report of a recorded CI run with another sha was
 # refused (sent after the refused transaction rolled back)
 execution_conflict_reported = Signal()
+# kwargs: users (username → user), environments ("service/environment" → Environment) — the demo
+# data was loaded (``manage.py load_demo_data``); integrations add their demo configuration
+demo_data_loaded = Signal()

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
 # registries; the portal runs without any of them (the generic signed webhook and polling remain).
 INTEGRATIONS = {
     "github": "deployments.integrations.github",
+    "gitlab": "deployments.integrations.gitlab",
     "jenkins": "deployments.integrations.jenkins",
 }
 PORTAL_INTEGRATIONS = [name.strip() for name in _read("PORTAL_INTEGRATIONS", list, list(INTEGRATIONS)) if name.strip()]
@@ -429,6 +430,20 @@ GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITHUB_WEBHOOK_REJECT
 GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES = _positive_int("GITHUB_WEBHOOK_PROCESSING_MAX_RETRIES", 6)
 GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_SECONDS", 15)
 GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS = _positive_int("GITHUB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS", 600)
+# --- GitLab integration (docs/gitlab.md) -----------------------------------------------------
+GITLAB_URL = _url("GITLAB_URL", "https://gitlab.com")
+# The portal's bot user's access token (scope "api"); the bot is the approver named in each
+# protected environment's approval rules.
+GITLAB_TOKEN = _secret("GITLAB_TOKEN", "") or ""
+GITLAB_WEBHOOK_SECRET = _secret("GITLAB_WEBHOOK_SECRET", "") or ""
+GITLAB_WEBHOOK_MAX_BYTES = _positive_int("GITLAB_WEBHOOK_MAX_BYTES", 25 * 1024 * 1024)
+GITLAB_WEBHOOK_REJECTIONS_KEEP = _positive_int("GITLAB_WEBHOOK_REJECTIONS_KEEP", 1000)
+GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS = _positive_int("GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS", 60)
+# GitLab sends no webhook when a deployment starts waiting for approval: the portal polls this often.
+GITLAB_POLL_SECONDS = _positive_int("GITLAB_POLL_SECONDS", 30)
+GITLAB_WEBHOOK_PROCESSING_MAX_RETRIES = _positive_int("GITLAB_WEBHOOK_PROCESSING_MAX_RETRIES", 6)
+GITLAB_WEBHOOK_PROCESSING_BACKOFF_SECONDS = _positive_int("GITLAB_WEBHOOK_PROCESSING_BACKOFF_SECONDS", 15)
+GITLAB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS = _positive_int("GITLAB_WEBHOOK_PROCESSING_BACKOFF_CAP_SECONDS", 600)
 # --- Jenkins integration (docs/jenkins.md) -------------------------------------------------
 # The Jenkins the portal answers pipeline `input` steps on (its root URL, with any context path), as
 # the portal's own Jenkins user with that user's API token (HTTP basic user:token).

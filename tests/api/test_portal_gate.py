@@ -149,6 +149,18 @@ def test_without_wait_it_exits_0_once_the_request_exists(setup, capsys):
     assert "/requests/" in capsys.readouterr().out
 
 
+def test_external_ids_are_kept_on_the_request(setup, capsys):
+    from deployments.models import DeploymentRequest
+
+    assert portal_gate.main(["request", "--url", setup["url"], "--token", setup["ci"], "--service", setup["service"],
+                             "--environment", "staging", "--sha", factories.sha(), "--ref", "main",
+                             "--external-id", "gitlab_pipeline_id=555", "--external-id", "job=7"]) == 0
+    assert DeploymentRequest.objects.order_by("-pk").first().external_ids == {"gitlab_pipeline_id": "555", "job": "7"}
+    assert portal_gate.main(["request", "--url", setup["url"], "--token", setup["ci"], "--service", setup["service"],
+                             "--environment", "staging", "--sha", factories.sha(), "--ref", "main",
+                             "--external-id", "no-value"]) == 2
+
+
 def test_an_unreachable_portal_exits_2_at_the_deadline(capsys):
     code = portal_gate.main(["request", "--url", "http://127.0.0.1:9", "--token", "x", "--service", "s",
                              "--environment", "e", "--sha", "a" * 40, "--ref", "main", "--timeout", "0.5",

@@ -1,0 +1,188 @@
+"""``POST /webhooks/gitlab/``: check the token, store, answer fast; the work happens in Celery.
+
+Steps:
+
+1. Refuse a declared body over ``GITLAB_WEBHOOK_MAX_BYTES`` (413) and a call whose ``X-Gitlab-Token``
+   is missing or differs from ``GITLAB_WEBHOOK_SECRET`` (compared in constant time; 401), before
+   reading the body. Refusals go to a bounded, rate-limited log (no body, no token) and nothing else
+   happens.
+2. Read the body in chunks, stopping past the limit (413).
+3. Store the delivery under its ``X-Gitlab-Event-UUID``; a redelivery answers 200 and changes nothing.
+4. After commit, queue processing and answer 202.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .models import GitLabWebhookDelivery, GitLabWebhookRejection
+from .tasks import enqueue_delivery
+
+logger = logging.getLogger(__name__)
+
+# Headers kept with a delivery; the token is never stored.
+KEPT_HEADERS = (
+    "X-Gitlab-Event",
+    "X-Gitlab-Event-UUID",
+    "X-Gitlab-Webhook-UUID",
+    "X-Gitlab-Instance",
+    "User-Agent",
+    "Content-Type",
+    "Content-Length",
+)
+
+
+def token_matches(secret: str, header: str | None) -> bool:
+    """True when ``header`` equals ``secret`` (constant time); never true without a configured secret."""
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(secret.encode("utf-8"), header.encode("utf-8", "replace"))
+
+
+def record_rejection(
+    *, request: HttpRequest, reason: str, status: int, content_length: int | None = None
+) -> GitLabWebhookRejection:
+    """One row per source address per ``GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later refusals are
+    counted on it); a new row prunes the log to the newest ``GITLAB_WEBHOOK_REJECTIONS_KEEP``."""
+    now = timezone.now()
+    remote_addr = request.META.get("REMOTE_ADDR") or None
+    since = now - timedelta(seconds=settings.GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS)
+    recent = GitLabWebhookRejection.objects.filter(received_at__gte=since)
+    recent = recent.filter(remote_addr=remote_addr) if remote_addr else recent.filter(remote_addr__isnull=True)
+    row_id = recent.order_by("-received_at", "-id").values_list("pk", flat=True).first()
+    if row_id is not None and GitLabWebhookRejection.objects.filter(pk=row_id).update(
+        count=F("count") + 1, last_received_at=now
+    ):
+        return GitLabWebhookRejection.objects.get(pk=row_id)
+    row = GitLabWebhookRejection.objects.create(
+        reason=reason[:64],
+        event_uuid=request.headers.get("X-Gitlab-Event-UUID", "")[:100],
+        event=request.headers.get("X-Gitlab-Event", "")[:64],
+        user_agent=request.headers.get("User-Agent", "")[:200],
+        remote_addr=remote_addr,
+        content_length=content_length,
+        status_code=status,
+        last_received_at=now,
+    )
+    keep = settings.GITLAB_WEBHOOK_REJECTIONS_KEEP
+    oldest_kept = GitLabWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1 : keep].first()
+    if oldest_kept is not None:
+        GitLabWebhookRejection.objects.filter(pk__lt=oldest_kept).delete()
+    return row
+
+
+def _reject(
+    request: HttpRequest, *, reason: str, status: int, message: str, content_length: int | None = None
+) -> JsonResponse:
+    record_rejection(request=request, reason=reason, status=status, content_length=content_length)
+    logger.warning(
+        "GitLab webhook refused: %s (event %s, uuid %s, from %s)",
+        reason,
+        request.headers.get("X-Gitlab-Event", "-")[:64],
+        request.headers.get("X-Gitlab-Event-UUID", "-")[:100],
+        request.META.get("REMOTE_ADDR"),
+    )
+    return JsonResponse({"error": {"code": reason, "message": message}}, status=status)
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | None:
+    chunks, remaining = [], limit + 1
+    while remaining > 0:
+        chunk = request.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    return None if len(body) > limit else body
+
+
+@csrf_exempt
+@require_POST
+def gitlab_webhook(request: HttpRequest) -> JsonResponse:
+    limit = settings.GITLAB_WEBHOOK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    too_large = f"The body is larger than {limit} bytes."
+    if declared > limit:
+        return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
+    header = request.headers.get("X-Gitlab-Token")
+    if not token_matches(settings.GITLAB_WEBHOOK_SECRET, header):
+        if not settings.GITLAB_WEBHOOK_SECRET:
+            reason = "secret_not_configured"
+        else:
+            reason = "token_missing" if not header else "token_invalid"
+        return _reject(
+            request,
+            reason=reason,
+            status=401,
+            content_length=declared or None,
+            message="The X-Gitlab-Token header is missing or does not match.",
+        )
+    body = _read_body(request, limit)
+    if body is None:
+        return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
+    event_uuid = request.headers.get("X-Gitlab-Event-UUID", "").strip()[:100]
+    event = request.headers.get("X-Gitlab-Event", "").strip()[:64]
+    if not event_uuid or not event:
+        return _reject(
+            request,
+            reason="headers_missing",
+            status=400,
+            content_length=len(body),
+            message="X-Gitlab-Event and X-Gitlab-Event-UUID are required.",
+        )
+    delivery = store_delivery(request=request, event_uuid=event_uuid, event=event, body=body)
+    if delivery is None:
+        return JsonResponse({"status": "duplicate", "event_uuid": event_uuid}, status=200)
+    return JsonResponse({"status": "accepted", "event_uuid": event_uuid}, status=202)
+
+
+def _summary(body: bytes) -> tuple[str, str]:
+    """``object_kind`` and the project's ``path_with_namespace``, tolerating anything malformed."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    if not isinstance(payload, dict):
+        return "", ""
+    kind = payload.get("object_kind") if isinstance(payload.get("object_kind"), str) else ""
+    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else ""
+    return kind[:32], path[:255]
+
+
+def store_delivery(*, request: HttpRequest, event_uuid: str, event: str, body: bytes) -> GitLabWebhookDelivery | None:
+    """Store a delivery whose token matched and queue its processing after commit; None for a redelivery."""
+    kind, path = _summary(body)
+    headers = {name: request.headers[name][:500] for name in KEPT_HEADERS if name in request.headers}
+    try:
+        with transaction.atomic():
+            delivery = GitLabWebhookDelivery.objects.create(
+                event_uuid=event_uuid,
+                event=event,
+                object_kind=kind,
+                project_path=path,
+                headers=headers,
+                body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+                body_sha256=hashlib.sha256(body).hexdigest(),
+            )
+            transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
+    except IntegrityError:
+        logger.info("GitLab redelivery %s acknowledged and ignored", event_uuid)
+        return None
+    return delivery

@@ -149,6 +149,12 @@ class ApprovalPolicy(models.Model):
         help_text="Required checks count only when reported by a CI service account or an integration, never by the "
         "requesting person. On by default for production.",
     )
+    newer_request_withdraws_approvals = models.BooleanField(
+        default=False,
+        help_text="A newer request for this environment withdraws older approvals whose deployment has not started "
+        "(CI that already has one is sent a withdrawal). Off: a newer request supersedes only undecided requests, "
+        "and an approval stands until its time limit.",
+    )
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -39,6 +39,9 @@ class PolicyRules:
     unverified_identity: str = "refuse"
     # Required checks count only when a CI service account or an integration reported them.
     trusted_checks_only: bool = False
+    # A newer request for the environment withdraws older approvals not yet deploying (otherwise it
+    # supersedes only undecided requests, and an approval stands until its time limit).
+    newer_request_withdraws_approvals: bool = False
 
     @classmethod
     def from_snapshot(cls, data: Mapping) -> PolicyRules:
@@ -55,6 +58,7 @@ class PolicyRules:
             # Snapshots taken before these rules existed get the safe reading.
             unverified_identity=str(data.get("unverified_identity", UNVERIFIED_REFUSE)),
             trusted_checks_only=bool(data.get("trusted_checks_only", False)),
+            newer_request_withdraws_approvals=bool(data.get("newer_request_withdraws_approvals", False)),
         )
 
     def snapshot(self) -> dict:
@@ -70,6 +74,7 @@ class PolicyRules:
             "version": self.version,
             "unverified_identity": self.unverified_identity,
             "trusted_checks_only": self.trusted_checks_only,
+            "newer_request_withdraws_approvals": self.newer_request_withdraws_approvals,
         }
 
     @property

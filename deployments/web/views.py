@@ -98,7 +98,10 @@ def queue(request):
         partial="deployments/_queue_results.html",
         queryset=selectors.approver_queue(user=request.user, filters=filters),
         filters=filters,
-        extra=lambda: _filter_choices(request.user, permissions.APPROVE, QUEUE_STATUS_CHOICES),
+        extra=lambda: {
+            **_filter_choices(request.user, permissions.APPROVE, QUEUE_STATUS_CHOICES),
+            "not_yours": selectors.requests_not_yours_to_decide(user=request.user),
+        },
     )
 
 

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from deployments.web import requests as request_views
 from deployments.web import tokens as token_views
 from deployments.web import views
 
@@ -8,7 +9,9 @@ urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("my-requests/", views.my_requests, name="my_requests"),
     path("decisions/", views.decisions, name="decisions"),
+    path("requests/new/", request_views.new_request, name="new_request"),
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
+    path("requests/<int:pk>/cancel/", request_views.cancel, name="cancel_request"),
     path("requests/<int:pk>/decide/", views.decide, name="decide"),
     path("tokens/", token_views.my_tokens, name="my_tokens"),
     path("tokens/new/", token_views.create_token, name="create_token"),

@@ -18,6 +18,7 @@ from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role
 from deployments.choices import Action, Decision, RequestStatus
 from deployments.gate import eligibility, permissions, selectors, services
+from deployments.web.requests import next_steps
 
 PAGE_SIZE = 25
 QUEUE_STATUS_CHOICES = [
@@ -221,6 +222,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "error": error,
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
+        "next": next_steps(request.user, req, verdict),
         **_decision_state(request.user, req),
     }
     return render(request, "deployments/request_detail.html", context, status=status)

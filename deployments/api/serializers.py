@@ -185,7 +185,8 @@ class DecisionOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Approval
-        fields = ["approver", "decision", "comment", "checklist", "policy_version", "created_at"]
+        fields = ["approver", "decision", "comment", "checklist", "policy_version", "policy_sha256",
+                  "policy_acknowledged", "created_at"]
 
 
 APPROVED_STATUSES = {"approved", "deploying", "deployed", "failed"}
@@ -361,8 +362,8 @@ class RequestDetailSerializer(RequestSerializer):
     def get_decisions(self, obj) -> list:
         return [
             {"approver": a.approver.username, "decision": a.decision, "comment": a.comment,
-             "checklist": a.checklist, "policy_version": a.policy_version,
-             "created_at": iso_datetime(a.created_at)}
+             "checklist": a.checklist, "policy_version": a.policy_version, "policy_sha256": a.policy_sha256,
+             "policy_acknowledged": a.policy_acknowledged, "created_at": iso_datetime(a.created_at)}
             for a in self._approvals(obj)
         ]
 

@@ -183,7 +183,8 @@ class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
     can_delete = False
-    fields = ["approver", "decision", "comment", "created_at", "ip_address"]
+    fields = ["approver", "decision", "comment", "checklist", "policy_version", "policy_sha256", "policy_acknowledged",
+              "created_at", "ip_address"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

@@ -5,6 +5,8 @@ The dashboard shows these reasons, the services enforce them and unit tests cove
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +86,11 @@ class PolicyRules:
     @property
     def approval_ttl(self) -> timedelta:
         return timedelta(seconds=self.approval_ttl_seconds)
+
+
+def snapshot_sha256(snapshot: Mapping) -> str:
+    """The fingerprint of a policy snapshot (canonical JSON): what a decision's acknowledgement names."""
+    return hashlib.sha256(json.dumps(dict(snapshot), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

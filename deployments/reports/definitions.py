@@ -86,6 +86,33 @@ def approvers_text():
     )
 
 
+def decision_evidence_text():
+    """Each decision's evidence, aggregated like ``approvers_text``: ``carol: checklist {"Impact …": true, …};
+    policy v3 acknowledged, sha256 9f2c…`` joined by " | "."""
+    acknowledged = Case(
+        When(approvals__policy_acknowledged=True, then=Value(" acknowledged")),
+        default=Value(" not acknowledged"),
+        output_field=TextField(),
+    )
+    entry = Concat(
+        "approvals__approver__username",
+        Value(": checklist "),
+        Cast("approvals__checklist", TextField()),
+        Value("; policy v"),
+        Cast("approvals__policy_version", TextField()),
+        acknowledged,
+        Value(", sha256 "),
+        "approvals__policy_sha256",
+        output_field=TextField(),
+    )
+    return string_agg(
+        entry,
+        APPROVAL_DELIMITER,
+        order_by=("approvals__created_at", "approvals__id"),
+        filter=Q(approvals__id__isnull=False),
+    )
+
+
 def _latest_execution(field: str):
     return Subquery(
         Execution.objects.filter(request=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1]
@@ -130,6 +157,7 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("commit_count", "Commits"),
     Column("change_authors", "Change authors"),
     Column("approvals", "Decisions (who, when, comment)"),
+    Column("decision_evidence", "Decision evidence (checklist, policy acknowledgement)"),
     Column("policy_version", "Policy version"),
     Column("required_approvals", "Approvals required"),
     Column("status", "Decision / status"),
@@ -158,6 +186,7 @@ _AUTHORIZATION_LOG_FIELDS = (
     "commit_count",
     "change_authors_text",
     "approvals_text",
+    "evidence_text",
     "policy_version",
     "required_approvals",
     "status",
@@ -186,6 +215,7 @@ def authorization_log_queryset(filters: Filters, environment_ids: EnvironmentIds
             policy_version=Cast(KT("policy_snapshot__version"), IntegerField()),
             required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
             approvals_text=approvers_text(),
+            evidence_text=decision_evidence_text(),
             delivery_text=_latest_delivery(),
             execution_status=_latest_execution("status"),
             deployed_sha=_latest_execution("sha"),

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role
 from deployments.choices import Action, Decision, RequestStatus
-from deployments.gate import eligibility, permissions, selectors, services
+from deployments.gate import eligibility, permissions, policy, selectors, services
 from deployments.web.requests import next_steps
 
 PAGE_SIZE = 25
@@ -219,6 +219,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "last_deployment": selectors.last_successful_deployment(req),
         "checklist": list(snapshot.get("impact_checklist", [])),
         "policy_version": snapshot.get("version", 1),
+        "policy_sha256": policy.snapshot_sha256(snapshot),
         "error": error,
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
@@ -260,7 +261,7 @@ def decide(request, pk: int):
     service = services.approve_request if decision == Decision.APPROVE else services.reject_request
     try:
         service(actor=request.user, request=req, comment=request.POST.get("comment", ""), checklist=checklist,
-                ip_address=ip_address)
+                ip_address=ip_address, policy_acknowledged=True)
     except RuleViolation as exc:
         req = selectors.request_for(user=request.user, pk=pk)
         return _render_request(request, req, status=exc.status_code, error=exc.message, form_data=request.POST)

@@ -26,6 +26,7 @@ from django.db.models.functions import Cast, Concat
 
 from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
 from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
+from deployments.choices import Action, ExecutionStatus, RequestSource, RequestStatus, Tier
 from deployments.models import (
     DecisionDelivery,
     DeploymentRequest,
@@ -147,10 +148,10 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("requested_at", "Requested at (UTC)"),
     Column("service", "Service"),
     Column("environment", "Environment"),
-    Column("tier", "Tier"),
+    Column("tier", "Tier", choices=tuple(Tier.choices)),
     Column("requester", "Requester"),
     Column("requester_login", "CI identity"),
-    Column("source", "Source"),
+    Column("source", "Source", choices=tuple(RequestSource.choices)),
     Column("sha", "Commit sha"),
     Column("ref", "Ref"),
     Column("checks", "Checks"),
@@ -160,10 +161,10 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("decision_evidence", "Decision evidence (checklist, policy acknowledgement)"),
     Column("policy_version", "Policy version"),
     Column("required_approvals", "Approvals required"),
-    Column("status", "Decision / status"),
+    Column("status", "Decision / status", choices=tuple(RequestStatus.choices)),
     Column("decided_at", "Decided at (UTC)"),
     Column("delivery", "Decision delivered to CI"),
-    Column("execution_status", "Execution"),
+    Column("execution_status", "Execution", choices=tuple(ExecutionStatus.choices)),
     Column("deployed_sha", "Deployed sha"),
     Column("emergency", "Emergency"),
     Column("during_freeze", "During freeze"),
@@ -354,7 +355,7 @@ SOD_EXCEPTIONS = Report(
 REFUSAL_COLUMNS = (
     Column("occurred_at", "When (UTC)"),
     Column("code", "Code"),
-    Column("action", "Action"),
+    Column("action", "Action", choices=tuple(Action.choices)),
     Column("actor", "Person"),
     Column("service", "Service"),
     Column("environment", "Environment"),

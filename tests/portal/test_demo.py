@@ -19,7 +19,9 @@ def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
     assert "carol" in out and "demo-approver-pass" in out
 
     # Production requests carry the change set approvers review.
-    production = DeploymentRequest.objects.filter(environment__tier=Tier.PRODUCTION, environment__service__name="payments-api")
+    production = DeploymentRequest.objects.filter(
+        environment__tier=Tier.PRODUCTION, environment__service__name="payments-api"
+    )
     assert production.exists() and all(r.change_set.get("commits") for r in production)
     # A per-environment approver: erin approves staging, not production.
     erin = get_user_model().objects.get(username="erin")

@@ -340,7 +340,8 @@ def evaluate(facts: RequestFacts) -> Verdict:
     reasons.append(f"Needs {needed} more approval{'s' if needed > 1 else ''} from {who}.")
     if facts.is_emergency and facts.during_freeze:
         reasons.append(
-            f"Emergency during a freeze: {rules.emergency_extra_approvals} extra approval(s) required; "
+            f"Emergency during a freeze: {rules.emergency_extra_approvals} extra "
+            f"approval{'s' if rules.emergency_extra_approvals != 1 else ''} required; "
             "flagged for review afterwards."
         )
     gaps = identity_gaps(facts)

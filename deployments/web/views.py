@@ -224,6 +224,9 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
         "next": next_steps(request.user, req, verdict),
+        # The status reason is the verdict's reasons joined (shown as bullets already) unless the
+        # request ended otherwise (cancelled, superseded, expired): then it says how.
+        "extra_reason": "" if req.status_reason in (" ".join(verdict.reasons), *verdict.reasons) else req.status_reason,
         **_decision_state(request.user, req),
     }
     return render(request, "deployments/request_detail.html", context, status=status)

@@ -72,3 +72,29 @@ def test_a_change_author_sees_the_request_apart_with_the_reason(browser, live_se
     row = page.locator("#not-yours tr", has_text=f"#{other.pk}")
     assert row.count() == 1
     assert "author" in row.locator(".why-not").inner_text()
+
+
+def test_on_a_375px_phone_the_home_page_fits_and_shas_stay_whole(browser, live_server, scene):  # noqa: F811
+    for index in range(3):
+        services.submit_request(
+            actor=scene["rita"],
+            environment=scene["staging"],
+            sha=factories.sha(f"phone-{index}"),
+            ref="refs/heads/release/2026.12-with-a-long-name",
+            title="Phone check",
+        )
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shas = page.locator("code.sha")
+    assert shas.count() >= 1
+    for index in range(shas.count()):
+        assert shas.nth(index).evaluate("el => el.getClientRects().length") == 1  # one line, never split
+    assert page.locator("link[rel=icon]").count() == 1
+    icon = page.request.get(live_server.url + page.locator("link[rel=icon]").get_attribute("href"))
+    assert icon.status == 200

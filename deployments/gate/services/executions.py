@@ -40,9 +40,9 @@ EXECUTION_FINISHED = {
 
 def approval_stood_at(request: DeploymentRequest, when: datetime) -> bool:
     """Was ``request`` approved, and its approval not yet withdrawn (lapsed, cancelled, superseded), at ``when``?"""
-    if request.approval_expires_at is None or request.decided_at is None:
+    if request.approval_expires_at is None:
         return False  # never approved
-    if not request.decided_at <= when < request.approval_expires_at:
+    if when >= request.approval_expires_at:
         return False
     if request.status in (RequestStatus.CANCELLED, RequestStatus.SUPERSEDED):
         return request.finished_at is not None and when < request.finished_at

@@ -20,8 +20,20 @@ def _throw_away_audit_keys() -> None:
         ).decode()
 
 
+def read_env_file() -> None:
+    """Settings from an optional ``.env`` file (``PORTAL_ENV_FILE``, default ``.env`` next to this
+    file), e.g. ``DJANGO_DEBUG=1`` on a development machine (``make run`` writes one). Variables
+    already set in the environment win."""
+    path = os.environ.get("PORTAL_ENV_FILE") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env")
+    if os.path.isfile(path):
+        import environ
+
+        environ.Env.read_env(path)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    read_env_file()
     if len(sys.argv) > 1 and sys.argv[1] in OFFLINE_COMMANDS and not (
         os.environ.get("DJANGO_SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY_FILE")
     ):

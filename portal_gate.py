@@ -8,7 +8,8 @@ Creates a deployment request through the portal's API, prints a link to the requ
 ``--wait`` polls (with backoff) until the request is decided. Exit status:
 
     0  approved (deployment may proceed)
-    1  rejected, blocked by checks, expired, cancelled or superseded
+    1  rejected, blocked by checks, expired, cancelled or superseded (the line printed says which,
+       with the newer request's link when one superseded it); do not deploy
     2  timed out, or an error (bad arguments, refused request, unreachable portal)
 
 Only the Python standard library is used, so the file can be copied into any pipeline image and
@@ -99,9 +100,25 @@ def outcome(request: dict) -> int | None:
     return None
 
 
-def summary(request: dict) -> str:
+ENDINGS = {
+    "rejected": "rejected by an approver",
+    "blocked": "blocked by failed checks",
+    "expired": "expired",
+    "cancelled": "cancelled",
+    "superseded": "superseded by a newer request",
+}
+
+
+def summary(request: dict, base: str = "") -> str:
+    """One line: the request, how it stands or ended and why, and the newer request if one superseded it."""
     reason = " ".join((request.get("status_reason") or "").split())
-    return f"request #{request.get('id')} {request.get('status')}" + (f": {reason}" if reason else "")
+    status = request.get("status")
+    text = f"request #{request.get('id')} {ENDINGS.get(status, status)}" + (f": {reason}" if reason else "")
+    newer = request.get("superseded_by")
+    if newer:
+        link = f"{base}/requests/{newer}/" if base else request.get("superseded_by_url") or f"#{newer}"
+        text += f" (newer request: {link})"
+    return text
 
 
 def parse_pairs(values: list[str], option: str, example: str) -> dict[str, str]:
@@ -152,7 +169,7 @@ def request_command(args: argparse.Namespace) -> int:
     print(f"Deployment request #{request_id}: {base}/requests/{request_id}/", flush=True)
     result = outcome(created)
     if result is not None or not args.wait:
-        print(f"portal-gate: {summary(created)}", flush=True)
+        print(f"portal-gate: {summary(created, base)}", flush=True)
         return EXIT_APPROVED if result is None else result  # without --wait: created is success
     interval = args.poll_interval
     current = created
@@ -160,7 +177,7 @@ def request_command(args: argparse.Namespace) -> int:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             print(f"portal-gate: timed out after {args.timeout:g}s waiting for a decision; "
-                  f"{summary(current)}", flush=True)
+                  f"{summary(current, base)}", flush=True)
             return EXIT_ERROR
         time.sleep(min(interval, remaining))
         interval = min(args.max_interval, interval * 1.5)
@@ -174,7 +191,7 @@ def request_command(args: argparse.Namespace) -> int:
             continue
         result = outcome(current)
         if result is not None:
-            print(f"portal-gate: {summary(current)}", flush=True)
+            print(f"portal-gate: {summary(current, base)}", flush=True)
             return result
 
 

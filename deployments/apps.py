@@ -7,6 +7,7 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         # Registrations made at start-up (each module registers itself when imported):
+        from compliance.people.sections import register_person_section
         from deployments import audit  # noqa: F401  (models recorded by django-auditlog, chained models)
         from deployments.delivery import (
             outbox,  # noqa: F401  (the outbox receiver of request_transitioned)
@@ -18,6 +19,8 @@ class DeploymentsConfig(AppConfig):
         from deployments.reports import access_review, definitions  # noqa: F401  (the deployment reports)
         from deployments.reports.scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)
         from deployments.signals import request_transitioned
+        from deployments.web.access import person_access_html
 
         providers.register(WebhookProvider())
+        register_person_section("deployments.access", "Per environment (may request / may approve)", person_access_html)
         request_transitioned.connect(schedule_on_transition, dispatch_uid="deployments.notifications")

@@ -29,8 +29,23 @@ class RequestStatus(models.TextChoices):
 
 
 OPEN_STATUSES = (RequestStatus.PENDING_CHECKS, RequestStatus.AWAITING_APPROVAL)
-# States from which a newer request for the same environment supersedes this one.
-SUPERSEDABLE_STATUSES = (*OPEN_STATUSES, RequestStatus.APPROVED)
+# States from which a newer request for the same environment supersedes this one: undecided requests
+# only. An approved request stays approved until its approval time limit, unless the environment's
+# policy says a newer request withdraws older approvals (then APPROVED joins these).
+SUPERSEDABLE_STATUSES = OPEN_STATUSES
+# States from which the requester (or an administrator) may still cancel: undecided, or approved and
+# not yet deploying.
+CANCELLABLE_STATUSES = (*OPEN_STATUSES, RequestStatus.APPROVED)
+# States in which an approval stands (given and not withdrawn): CI may deploy, or already did.
+AUTHORIZING_STATUSES = (
+    RequestStatus.APPROVED,
+    RequestStatus.DEPLOYING,
+    RequestStatus.DEPLOYED,
+    RequestStatus.FAILED,
+)
+# Terminal states that end a request nobody rejected: from an open request they end the wait,
+# from an approved one they withdraw the approval.
+WITHDRAWING_STATUSES = (RequestStatus.CANCELLED, RequestStatus.SUPERSEDED, RequestStatus.EXPIRED)
 TERMINAL_STATUSES = (
     RequestStatus.DEPLOYED,
     RequestStatus.FAILED,
@@ -84,7 +99,7 @@ class EventKind(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     EXPIRED = "expired", "Expired"
     SUPERSEDED = "superseded", "Superseded"
-    NOTIFIED = "notified", "Approvers notified"
+    NOTIFIED = "notified", "Notified"
     DELIVERED = "delivered", "Decision delivered to CI"
     DEPLOYING = "deploying", "Deployment started"
     DEPLOYED = "deployed", "Deployed"
@@ -121,12 +136,27 @@ class Action(models.TextChoices):
 class DeliveryDecision(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
+    # An approval CI already has (or may have) no longer stands: cancelled, superseded or expired.
+    WITHDRAWN = "withdrawn", "Approval withdrawn"
+
+
+class RequestDecision(models.TextChoices):
+    """The ``decision`` of a request as the API shows it: "rejected" only when someone rejected."""
+
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected by an approver"
+    BLOCKED = "blocked", "Blocked by failed checks"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+    SUPERSEDED = "superseded", "Superseded"
 
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed"
+    # Never sent: the approval it carried was withdrawn before any attempt (checked at claim time).
+    WITHDRAWN = "withdrawn", "Withdrawn before sending"
 
 
 class AttemptOutcome(models.TextChoices):

@@ -73,10 +73,25 @@ def _users() -> dict:
     return users
 
 
-def _environments(admin) -> dict:
+# Who approves where (per-environment grants to people, not to the whole approvers group): erin
+# approves staging only, carol and dave everywhere.
+APPROVERS_BY_TIER = {Tier.STAGING: ("carol", "dave", "erin"), Tier.PRODUCTION: ("carol", "dave")}
+
+
+def _change_set(label: str, *, authors: tuple[str, ...], messages: tuple[str, ...]) -> dict:
+    """A change set as CI reports it: the commits since the last deployment and the diff's size."""
+    commits = [
+        {"sha": demo_sha(f"{label}-{i}"), "author": authors[i % len(authors)], "message": message,
+         "url": f"https://github.com/acme/{label.split(':')[0]}/commit/{demo_sha(f'{label}-{i}')}"}
+        for i, message in enumerate(messages)
+    ]
+    return {"base": demo_sha(f"{label}-base"), "head": commits[-1]["sha"], "commits": commits,
+            "files_changed": 3 * len(commits), "additions": 40 * len(commits), "deletions": 7 * len(commits)}
+
+
+def _environments(admin, users: dict) -> dict:
     envs = {}
     engineers = Group.objects.get(name=str(Role.ENGINEER))
-    approvers = Group.objects.get(name=str(Role.APPROVER))
     for name, display, repo, provider in SERVICES:
         service, _ = Service.objects.get_or_create(
             name=name, defaults={"display_name": display, "repository": repo, "ci_provider": provider}
@@ -87,7 +102,8 @@ def _environments(admin) -> dict:
                 extra = {} if tier == Tier.PRODUCTION else {"required_checks": ["unit", "lint"]}
                 env = services.create_environment(actor=admin, service=service, name=env_name, tier=tier, **extra)
             assign_perm("deployments.request_deployment", engineers, env)
-            assign_perm("deployments.approve_deployment", approvers, env)
+            for username in APPROVERS_BY_TIER[tier]:
+                assign_perm("deployments.approve_deployment", users[username], env)
             envs[f"{name}/{env_name}"] = env
     return envs
 
@@ -114,7 +130,7 @@ def _requests(users: dict, envs: dict) -> None:
 
     main, rel = "refs/heads/main", "refs/heads/release/2026.11"
 
-    # payments-api/staging: superseded, then deployed
+    # payments-api/staging: one superseded (still undecided when a newer request came), then deployed
     env = envs["payments-api/staging"]
     sub(actor=u["alice"], environment=env, sha=demo_sha("p1"), ref=main, title="Add refund endpoint")
     r = sub(
@@ -148,6 +164,8 @@ def _requests(users: dict, envs: dict) -> None:
         ref=main,
         checks=ALL_CHECKS,
         change_authors=["alice"],
+        change_set=_change_set("payments-api:p2", authors=("alice",),
+                               messages=("Add refund endpoint", "Idempotency keys for refunds")),
         title="Refund endpoint with idempotency keys",
         source=RequestSource.GITHUB,
         source_url="https://github.com/acme/payments-api/actions/runs/101",
@@ -169,6 +187,8 @@ def _requests(users: dict, envs: dict) -> None:
         ref=rel,
         checks=ALL_CHECKS,
         change_authors=["bob", "carol"],
+        change_set=_change_set("payments-api:p3", authors=("bob", "carol"),
+                               messages=("Round half to even", "Tests for currency rounding")),
         title="Currency rounding fix",
     )
     _approve(r, u["dave"])
@@ -215,19 +235,23 @@ def _requests(users: dict, envs: dict) -> None:
     # web-frontend/production: failed deployment, an expired request, and an approved one
     env = envs["web-frontend/production"]
     r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0"), ref=main, checks=ALL_CHECKS, title="Header redesign",
-            change_authors=["bob"])
+            change_authors=["bob"], change_set=_change_set("web-frontend:w0", authors=("bob",),
+                                                           messages=("New header", "Header: mobile layout")))
     _approve(r, u["carol"])
-    _approve(r, u["erin"])
+    _approve(r, u["dave"])
     services.report_execution(
         actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.FAILURE, external_id="run-201", request=r
     )
     r = sub(actor=u["bob"], environment=env, sha=demo_sha("w5"), ref=main, checks=ALL_CHECKS, title="Cookie banner",
-            change_authors=["bob"])
+            change_authors=["bob"], change_set=_change_set("web-frontend:w5", authors=("bob",),
+                                                           messages=("Cookie consent banner",)))
     services._expire_if_due(r.pk, actor=system_actor(), now=r.expires_at + timedelta(seconds=1))
+    # ... approved, waiting for CI to deploy before its approval time limit
     r = sub(actor=u["alice"], environment=env, sha=demo_sha("w6"), ref=main, checks=ALL_CHECKS, title="Footer links",
-            change_authors=["alice"])
+            change_authors=["alice"], change_set=_change_set("web-frontend:w6", authors=("alice",),
+                                                             messages=("Footer: legal links", "Footer: sitemap")))
     _approve(r, u["dave"])
-    _approve(r, u["erin"])
+    _approve(r, u["carol"])
 
     # billing-worker: staging waiting; production frozen, with an emergency request
     env = envs["billing-worker/staging"]
@@ -257,6 +281,7 @@ def _requests(users: dict, envs: dict) -> None:
         justification="Invoices are double-charged since the last release; this reverts the faulty change.",
         title="Revert double-charge bug",
         change_authors=["bob"],
+        change_set=_change_set("billing-worker:b2", authors=("bob",), messages=('Revert "Batch invoice charges"',)),
     )
 
     # monitoring: a deployment nobody approved (run by hand from a laptop) becomes a violation
@@ -287,7 +312,7 @@ def load_demo_data() -> dict:
     with set_actor(admin):
         users = _users()
         training_logins = load_training_demo(users)  # before any request: acting needs training
-        envs = _environments(users["admin"])
+        envs = _environments(users["admin"], users)
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
         demo_data_loaded.send(sender=Service, users=users, environments=envs)

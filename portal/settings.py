@@ -342,7 +342,7 @@ SPECTACULAR_SETTINGS = {
         "RequestSourceEnum": "deployments.choices.RequestSource",
         "DeliveryStatusEnum": "deployments.choices.DeliveryStatus",
         "ApprovalDecisionEnum": "deployments.choices.Decision",
-        "RequestDecisionEnum": "deployments.choices.DeliveryDecision",
+        "RequestDecisionEnum": "deployments.choices.RequestDecision",
     },
 }
 

@@ -11,6 +11,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from ..audit.admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from ..choices import SuspensionTrigger
@@ -19,6 +21,7 @@ from ..training import enforcement
 from . import privileges, suspensions
 from .models import PrivilegeChange, Suspension, User
 from .roles import ROLE_NAMES, administers
+from .sections import person_sections
 
 
 class PortalUserChangeForm(UserChangeForm):
@@ -67,6 +70,14 @@ class UserAdmin(DjangoUserAdmin):
         ("CI identities", {"fields": ["github_login", "gitlab_username", "is_service_account"]}),
     )
     actions = ["send_training_reminders", "deactivate"]
+    readonly_fields = ["effective_access"]
+
+    @admin.display(description="Effective access")
+    def effective_access(self, obj):
+        # Each section renders through an auto-escaping template (see compliance.people.sections).
+        return mark_safe("".join(  # noqa: S308
+            f"<h3>{escape(title)}</h3>{body}" for title, body in person_sections(obj)
+        )) or "—"
 
     def has_delete_permission(self, request, obj=None):
         # People are deactivated, never deleted: their approvals, requests and audit entries name
@@ -102,6 +113,8 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None:
+            fieldsets = (*fieldsets, ("Effective access (read-only)", {"fields": ["effective_access"]}))
         if obj is not None and obj.pk == request.user.pk:
             # Shown, but refused on save: say so before someone tries.
             fieldsets = (

@@ -33,6 +33,10 @@ CHUNK_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, minus the header row
 
 
+# More columns than this are printed stacked (one block per row) rather than as a table.
+PDF_TABLE_MAX_COLUMNS = 10
+
+
 def pdf_row_limit() -> int:
     return settings.PORTAL_REPORT_PDF_MAX_ROWS
 
@@ -217,16 +221,21 @@ def html_to_pdf(html: str) -> bytes:
 def pdf_bytes(report: Report, filters: Filters, *, generated_by: str = "") -> bytes:
     """The first ``PORTAL_REPORT_PDF_MAX_ROWS`` rows as a landscape PDF, with a note when there are more."""
     limit = pdf_row_limit()
-    keys = report.keys
     fetched = list(islice(report.iter_rows(filters), limit + 1))
     truncated = len(fetched) > limit
-    rows = [[cell_text(row.get(key)) for key in keys] for row in fetched[:limit]]
+    columns = report.columns
+    rows = [[cell_text(column.display(row.get(column.key))) for column in columns] for row in fetched[:limit]]
+    # Wide reports are printed one record per block (label: value), so no column is ever cut off;
+    # narrower ones as a table whose cells wrap, long shas included.
+    stacked = len(columns) > PDF_TABLE_MAX_COLUMNS
     html = render_to_string(
         "reports/report_pdf.html",
         {
             "report": report,
             "filters": filters,
             "rows": rows,
+            "records": [list(zip(report.labels, row, strict=True)) for row in rows] if stacked else [],
+            "stacked": stacked,
             "row_limit": limit,
             "truncated": truncated,
             "generated_at": timezone.now(),

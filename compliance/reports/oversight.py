@@ -27,7 +27,7 @@ from ..people.models import Suspension
 from ..people.roles import ROLE_NAMES
 from ..training.models import Attestation
 from ..training.selectors import people_in_scope, standings
-from ..violations.models import Violation
+from ..violations.models import Severity, Violation, ViolationKind, ViolationStatus
 from .registry import PERIOD, Column, Filters, Report, register
 from .sql import IsoTimestamp, string_agg
 
@@ -165,12 +165,12 @@ TRAINING_COMPLIANCE = Report(
 VIOLATION_COLUMNS = (
     Column("violation_id", "Violation"),
     Column("detected_at", "Detected at (UTC)"),
-    Column("kind", "Kind"),
-    Column("severity", "Severity"),
+    Column("kind", "Kind", choices=tuple(ViolationKind.choices)),
+    Column("severity", "Severity", choices=tuple(Severity.choices)),
     Column("title", "Title"),
     Column("subject", "Subject"),
     Column("source", "Detected by"),
-    Column("status", "Status"),
+    Column("status", "Status", choices=tuple(ViolationStatus.choices)),
     Column("owner", "Owner"),
     Column("ack_deadline", "Acknowledge by (UTC)"),
     Column("acknowledged_at", "Acknowledged at (UTC)"),

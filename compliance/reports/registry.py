@@ -34,6 +34,15 @@ ALL_FILTERS = frozenset({PERIOD, SERVICE, ENVIRONMENT})
 class Column:
     key: str
     label: str
+    # (value, label) pairs of a choice-valued column: readable formats (PDF) print the label, machine
+    # formats (CSV, JSON, XLSX) keep the value.
+    choices: tuple[tuple[str, str], ...] = ()
+
+    def display(self, value: Any) -> Any:
+        """``value`` as a person reads it: a choice's label when the column has choices."""
+        if self.choices and isinstance(value, str):
+            return dict(self.choices).get(value, value)
+        return value
 
 
 @dataclass(frozen=True)

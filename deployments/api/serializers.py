@@ -8,8 +8,8 @@ from rest_framework import serializers
 
 from deployments.choices import (
     CheckState,
-    DeliveryDecision,
     ExecutionStatus,
+    RequestDecision,
     RequestSource,
     RequestStatus,
     Tier,
@@ -185,11 +185,16 @@ class DecisionOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Approval
-        fields = ["approver", "decision", "comment", "checklist", "policy_version", "created_at"]
+        fields = ["approver", "decision", "comment", "checklist", "policy_version", "policy_sha256",
+                  "policy_acknowledged", "created_at"]
 
 
 APPROVED_STATUSES = {"approved", "deploying", "deployed", "failed"}
+# Each ending without a standing approval is its own decision: "rejected" only when someone rejected.
 REFUSED_STATUSES = {"rejected", "blocked", "expired", "cancelled", "superseded"}
+DECISION_HELP = ("approved while the approval stands (or the deployment ran); otherwise how the request "
+                 "ended: rejected (by an approver), blocked (failed checks), expired, cancelled or superseded "
+                 "(an approval given earlier is then withdrawn); null while undecided.")
 
 
 def iso_datetime(value) -> str | None:
@@ -228,9 +233,7 @@ class RequestSerializer(serializers.Serializer):
     flagged_for_review = serializers.BooleanField()
     status = serializers.ChoiceField(choices=RequestStatus.choices)
     status_reason = serializers.CharField()
-    decision = serializers.SerializerMethodField(
-        help_text="approved once approval was given, rejected once it can no longer be, otherwise null."
-    )
+    decision = serializers.SerializerMethodField(help_text=DECISION_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
@@ -245,12 +248,12 @@ class RequestSerializer(serializers.Serializer):
     def get_url(self, obj) -> str:
         return absolute_url("deployments:request_detail", obj.pk)
 
-    @extend_schema_field(serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True))
+    @extend_schema_field(serializers.ChoiceField(choices=RequestDecision.choices, allow_null=True))
     def get_decision(self, obj) -> str | None:
         if obj.status in APPROVED_STATUSES:
             return "approved"
         if obj.status in REFUSED_STATUSES:
-            return "rejected"
+            return obj.status
         return None
 
     def to_representation(self, obj) -> dict:
@@ -295,14 +298,16 @@ class RequestStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.CharField(help_text="The request's page on the portal.")
     status = serializers.ChoiceField(choices=RequestStatus.choices)
-    decision = serializers.ChoiceField(choices=DeliveryDecision.choices, allow_null=True,
-                                       help_text="approved, rejected, or null while undecided.")
+    decision = serializers.ChoiceField(choices=RequestDecision.choices, allow_null=True, help_text=DECISION_HELP)
     status_reason = serializers.CharField()
     decided_at = serializers.DateTimeField(allow_null=True)
     approval_expires_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
+    superseded_by = serializers.IntegerField(allow_null=True, help_text="The newer request that superseded this one.")
+    superseded_by_url = serializers.CharField(allow_null=True, help_text="The newer request's page on the portal.")
 
     def to_representation(self, obj) -> dict:
+        newer = obj.superseded_by_id
         return {
             "id": obj.pk,
             "url": RequestSerializer.get_url(self, obj),
@@ -312,6 +317,8 @@ class RequestStatusSerializer(serializers.Serializer):
             "decided_at": iso_datetime(obj.decided_at),
             "approval_expires_at": iso_datetime(obj.approval_expires_at),
             "updated_at": iso_datetime(obj.updated_at),
+            "superseded_by": newer,
+            "superseded_by_url": absolute_url("deployments:request_detail", newer) if newer else None,
         }
 
 
@@ -355,8 +362,8 @@ class RequestDetailSerializer(RequestSerializer):
     def get_decisions(self, obj) -> list:
         return [
             {"approver": a.approver.username, "decision": a.decision, "comment": a.comment,
-             "checklist": a.checklist, "policy_version": a.policy_version,
-             "created_at": iso_datetime(a.created_at)}
+             "checklist": a.checklist, "policy_version": a.policy_version, "policy_sha256": a.policy_sha256,
+             "policy_acknowledged": a.policy_acknowledged, "created_at": iso_datetime(a.created_at)}
             for a in self._approvals(obj)
         ]
 

@@ -32,7 +32,9 @@ from django.utils import timezone
 from compliance.errors import RuleViolation
 from compliance.people.alerts import alert_administrators
 from deployments.choices import (
+    AUTHORIZING_STATUSES,
     OPEN_STATUSES,
+    WITHDRAWING_STATUSES,
     AttemptOutcome,
     DeliveryDecision,
     DeliveryStatus,
@@ -50,34 +52,73 @@ from portal.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
-# Statuses that end the wait of a CI that asked for permission, as "no".
-_REJECTING_WHEN_OPEN = {RequestStatus.EXPIRED, RequestStatus.CANCELLED, RequestStatus.SUPERSEDED}
-
-
 def decision_for_transition(old_status: str | None, new_status: str) -> str | None:
     """The decision a CI waiting on a request must learn from this transition, if any."""
     if new_status == RequestStatus.APPROVED:
         return DeliveryDecision.APPROVED
     if new_status in (RequestStatus.REJECTED, RequestStatus.BLOCKED):
         return DeliveryDecision.REJECTED
-    if new_status in _REJECTING_WHEN_OPEN and old_status in OPEN_STATUSES:
-        return DeliveryDecision.REJECTED
+    if new_status in WITHDRAWING_STATUSES and old_status in OPEN_STATUSES:
+        return DeliveryDecision.REJECTED  # the wait ends with "no" (the request's status says why)
+    if new_status in WITHDRAWING_STATUSES and old_status == RequestStatus.APPROVED:
+        return DeliveryDecision.WITHDRAWN
     return None
 
 
 @receiver(request_transitioned, dispatch_uid="deployments.delivery.outbox.queue_on_transition")
 def _queue_on_transition(sender, request, old_status, new_status, actor=None, **kwargs) -> None:
     decision = decision_for_transition(old_status, new_status)
-    if decision is not None:
+    if decision == DeliveryDecision.WITHDRAWN:
+        withdraw_approval(request=request)
+    elif decision is not None:
         queue_decision(request=request, decision=decision)
 
 
-def queue_decision(*, request: DeploymentRequest, decision: str) -> list[DecisionDelivery]:
-    """Write the outbox rows for ``decision`` (inside the caller's transaction) and enqueue them on commit."""
+def withdraw_approval(*, request: DeploymentRequest) -> list[DecisionDelivery]:
+    """The request's approval no longer stands (inside the transition's transaction, request row locked).
+
+    1. An approval delivery no worker has attempted yet is withdrawn: it is never sent, and the CI
+       still waiting is sent a rejection instead (the request's status says why).
+    2. Where an approval was delivered, or an attempt may have reached CI (attempted, failed or
+       in flight), a withdrawal is queued for providers that can deliver one. A worker that claims
+       the approval after this commits finds the request no longer approved and sends nothing
+       (``_claim`` locks the request row, so the two never interleave).
+    """
+    approvals = DecisionDelivery.objects.select_for_update(of=("self",)).filter(
+        request=request, decision=DeliveryDecision.APPROVED
+    )
+    reached: set[str] = set()
+    withheld: set[str] = set()
+    for delivery in approvals:
+        if delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0:
+            delivery.status = DeliveryStatus.WITHDRAWN
+            delivery.last_error = f"Not sent: the approval was withdrawn ({request.get_status_display().lower()})."
+            delivery.save(update_fields=["status", "last_error"])
+        if delivery.status == DeliveryStatus.WITHDRAWN:
+            withheld.add(delivery.provider)  # withheld now, or earlier at claim time (gone stale)
+        else:
+            reached.add(delivery.provider)
+    return [
+        *queue_decision(request=request, decision=DeliveryDecision.REJECTED, only=withheld),
+        *queue_decision(request=request, decision=DeliveryDecision.WITHDRAWN, only=reached),
+    ]
+
+
+def queue_decision(
+    *, request: DeploymentRequest, decision: str, only: set[str] | None = None
+) -> list[DecisionDelivery]:
+    """Write the outbox rows for ``decision`` (inside the caller's transaction) and enqueue them on commit.
+
+    ``only``: the providers to queue for (a withdrawal goes only where the approval may have gone,
+    and only to providers that can deliver one)."""
     created = []
     now = timezone.now()
     with transaction.atomic():
         for provider in providers.all_providers():
+            if only is not None and provider.name not in only:
+                continue
+            if decision == DeliveryDecision.WITHDRAWN and not provider.delivers_withdrawals:
+                continue
             if not provider.targets(request):
                 continue
             delivery, was_created = DecisionDelivery.objects.get_or_create(
@@ -137,8 +178,30 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return DELIVERIES.retry_delay(attempts, retry_after)
 
 
+def approval_withdrawn(request: DeploymentRequest, now: datetime) -> str:
+    """Why an approval of ``request`` must not be sent now ("" when it still stands)."""
+    if request.status not in AUTHORIZING_STATUSES:
+        return f"the request is {request.get_status_display().lower()}"
+    if request.status == RequestStatus.APPROVED and request.approval_expires_at and request.approval_expires_at <= now:
+        return "the approval went stale before it was sent"
+    return ""
+
+
 def _claim(delivery_id: int, now: datetime) -> tuple[DecisionDelivery, DeliveryAttempt] | None:
     with transaction.atomic():
+        request_id = DecisionDelivery.objects.filter(pk=delivery_id).values_list("request_id", flat=True).first()
+        if request_id is None:
+            return None
+        # The request's row lock orders this claim against any transition that withdraws the approval:
+        # a withdrawal committed first is seen here; one committed after sees the attempt counted.
+        request = DeploymentRequest.objects.select_for_update(no_key=True, of=("self",)).get(pk=request_id)
+        decision = DecisionDelivery.objects.values_list("decision", flat=True).get(pk=delivery_id)
+        why = approval_withdrawn(request, now) if decision == DeliveryDecision.APPROVED else ""
+        if why:
+            DecisionDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+                status=DeliveryStatus.WITHDRAWN, last_error=f"Not sent: {why}."
+            )
+            return None
         if not DELIVERIES.claim(delivery_id, now=now):
             return None
         delivery = DecisionDelivery.objects.select_related("request__environment__service").get(pk=delivery_id)

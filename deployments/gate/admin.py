@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.utils.safestring import mark_safe
 from guardian.admin import GuardedModelAdmin
 
 from compliance.audit.admin_base import ReadOnlyAdmin
@@ -25,6 +26,11 @@ from deployments.models import (
     RequestEvent,
     Service,
 )
+
+GRANT_LABELS = {
+    "request_deployment": "May request deployments (request_deployment)",
+    "approve_deployment": "May approve deployments (approve_deployment)",
+}
 
 
 class EnvironmentInline(admin.TabularInline):
@@ -60,6 +66,15 @@ class EnvironmentAdmin(GuardedModelAdmin):
     search_fields = ["name", "service__name", "service__repository"]
     list_select_related = ["service", "policy"]
     inlines = [ApprovalPolicyInline, FreezeWindowInline]
+    readonly_fields = ["who_may_act"]
+
+    @admin.display(description="Who may request and approve (read-only)")
+    def who_may_act(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        from deployments.web.access import environment_access_html
+
+        return mark_safe(environment_access_html(obj))  # noqa: S308 (an auto-escaping template)
 
     def _refuse_self_grant(self, request, object_pk, *, user=None, group=None):
         """Guardian's object-permission pages: nobody edits their own permissions or those of a
@@ -134,7 +149,7 @@ class FreezeWindowAdmin(admin.ModelAdmin):
 
 @admin.register(EnvironmentUserObjectPermission)
 class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
-    list_display = ["content_object", "user", "permission"]
+    list_display = ["environment", "user", "permission"]
     list_filter = ["permission__codename", "content_object__service"]
     search_fields = ["user__username", "content_object__name", "content_object__service__name"]
     list_select_related = ["content_object__service", "user", "permission"]
@@ -161,6 +176,10 @@ class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
 
         return type(form.__name__, (form,), {"clean": clean})
 
+    @admin.display(description="Environment", ordering="content_object")
+    def environment(self, obj):
+        return obj.content_object
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "permission":
             from django.contrib.auth.models import Permission
@@ -168,12 +187,18 @@ class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
             kwargs["queryset"] = Permission.objects.filter(
                 content_type__app_label="deployments", codename__in=["request_deployment", "approve_deployment"]
             )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            field.label_from_instance = lambda permission: GRANT_LABELS.get(permission.codename, permission.name)
+            return field
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "content_object":
+            field.label = "Environment"
+        return field
 
 
 @admin.register(EnvironmentGroupObjectPermission)
 class EnvironmentGroupPermissionAdmin(EnvironmentUserPermissionAdmin):
-    list_display = ["content_object", "group", "permission"]
+    list_display = ["environment", "group", "permission"]
     search_fields = ["group__name", "content_object__name", "content_object__service__name"]
     list_select_related = ["content_object__service", "group", "permission"]
     autocomplete_fields = []
@@ -183,7 +208,8 @@ class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
     can_delete = False
-    fields = ["approver", "decision", "comment", "created_at", "ip_address"]
+    fields = ["approver", "decision", "comment", "checklist", "policy_version", "policy_sha256", "policy_acknowledged",
+              "created_at", "ip_address"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

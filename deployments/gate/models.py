@@ -149,6 +149,12 @@ class ApprovalPolicy(models.Model):
         help_text="Required checks count only when reported by a CI service account or an integration, never by the "
         "requesting person. On by default for production.",
     )
+    newer_request_withdraws_approvals = models.BooleanField(
+        default=False,
+        help_text="A newer request for this environment withdraws older approvals whose deployment has not started "
+        "(CI that already has one is sent a withdrawal). Off: a newer request supersedes only undecided requests, "
+        "and an approval stands until its time limit.",
+    )
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -284,6 +290,13 @@ class Approval(models.Model):
     comment = models.TextField(blank=True, default="")
     checklist = models.JSONField(default=dict, blank=True, help_text="Checklist item → answered yes.")
     policy_version = models.PositiveIntegerField(default=1)
+    policy_sha256 = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="SHA-256 of the request's policy snapshot the decision was made under.",
+    )
+    policy_acknowledged = models.BooleanField(
+        default=False, help_text="The approver confirmed deciding under this policy version (the web form requires it)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
 

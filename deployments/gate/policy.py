@@ -5,6 +5,8 @@ The dashboard shows these reasons, the services enforce them and unit tests cove
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ class PolicyRules:
     unverified_identity: str = "refuse"
     # Required checks count only when a CI service account or an integration reported them.
     trusted_checks_only: bool = False
+    # A newer request for the environment withdraws older approvals not yet deploying (otherwise it
+    # supersedes only undecided requests, and an approval stands until its time limit).
+    newer_request_withdraws_approvals: bool = False
 
     @classmethod
     def from_snapshot(cls, data: Mapping) -> PolicyRules:
@@ -55,6 +60,7 @@ class PolicyRules:
             # Snapshots taken before these rules existed get the safe reading.
             unverified_identity=str(data.get("unverified_identity", UNVERIFIED_REFUSE)),
             trusted_checks_only=bool(data.get("trusted_checks_only", False)),
+            newer_request_withdraws_approvals=bool(data.get("newer_request_withdraws_approvals", False)),
         )
 
     def snapshot(self) -> dict:
@@ -70,6 +76,7 @@ class PolicyRules:
             "version": self.version,
             "unverified_identity": self.unverified_identity,
             "trusted_checks_only": self.trusted_checks_only,
+            "newer_request_withdraws_approvals": self.newer_request_withdraws_approvals,
         }
 
     @property
@@ -79,6 +86,11 @@ class PolicyRules:
     @property
     def approval_ttl(self) -> timedelta:
         return timedelta(seconds=self.approval_ttl_seconds)
+
+
+def snapshot_sha256(snapshot: Mapping) -> str:
+    """The fingerprint of a policy snapshot (canonical JSON): what a decision's acknowledgement names."""
+    return hashlib.sha256(json.dumps(dict(snapshot), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -328,7 +340,8 @@ def evaluate(facts: RequestFacts) -> Verdict:
     reasons.append(f"Needs {needed} more approval{'s' if needed > 1 else ''} from {who}.")
     if facts.is_emergency and facts.during_freeze:
         reasons.append(
-            f"Emergency during a freeze: {rules.emergency_extra_approvals} extra approval(s) required; "
+            f"Emergency during a freeze: {rules.emergency_extra_approvals} extra "
+            f"approval{'s' if rules.emergency_extra_approvals != 1 else ''} required; "
             "flagged for review afterwards."
         )
     gaps = identity_gaps(facts)

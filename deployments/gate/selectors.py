@@ -62,6 +62,42 @@ def requests_awaiting(*, user, statuses=(RequestStatus.AWAITING_APPROVAL,)) -> Q
     )
 
 
+def requests_not_yours_to_decide(*, user, limit: int = 50) -> list[tuple[DeploymentRequest, str]]:
+    """Requests awaiting approval in environments ``user`` approves that they may not decide now, each
+    with the reason (``eligibility``: their own request, already decided and waiting on others, a
+    change they authored, a suspension or lapsed training, a freeze). Shown apart from the queue,
+    never as "awaiting your decision". A fixed number of queries."""
+    now = timezone.now()
+    standing = eligibility.standing_of(user, now=now, with_freezes=True)
+    if not standing.approve_environment_ids:
+        return []
+    candidates = (
+        DeploymentRequest.objects.filter(
+            environment_id__in=standing.approve_environment_ids,
+            status=RequestStatus.AWAITING_APPROVAL,
+            expires_at__gt=now,
+        )
+        .select_related("environment__service", "requester")
+        .prefetch_related(_APPROVALS)
+        .order_by("created_at", "id")
+    )
+    out = []
+    for row in candidates[: limit * 4]:
+        approvals = row.approvals.all()
+        if eligibility.may_decide(user=user, request=row, now=now, approvals=approvals, standing=standing):
+            continue
+        if any(a.approver_id == user.pk for a in approvals):
+            reason = "You have decided; waiting on others."
+        else:
+            refusal = eligibility.decision_refusal(user=user, request=row, now=now, approvals=approvals,
+                                                   standing=standing)
+            reason = refusal.message if refusal is not None else "You may not decide it now."
+        out.append((row, reason))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def my_requests(*, user) -> QuerySet[DeploymentRequest]:
     return (DeploymentRequest.objects.filter(requester=user)
             .select_related("environment__service", "requester").prefetch_related(_APPROVALS)

@@ -29,7 +29,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from compliance.people.roles import Role
-from deployments.choices import EventKind, RequestStatus
+from deployments.choices import WITHDRAWING_STATUSES, EventKind, RequestStatus
 from deployments.gate import eligibility
 from deployments.models import (
     DeploymentRequest,
@@ -119,6 +119,7 @@ def _summary(kind: str, people: Iterable, chats: Iterable[ChatChannel], period: 
         NotificationKind.AWAITING: "Approvers notified",
         NotificationKind.REMINDER: f"Reminder {period} sent",
         NotificationKind.DECISION: "Decision sent",
+        NotificationKind.ENDED: "Requester told",
     }[kind]
     parts = [f"by e-mail to {names}" if names else "", f"in chat {channels}" if channels else ""]
     return f"{what} " + " and ".join(p for p in parts if p) + "."
@@ -139,8 +140,8 @@ def plan_notifications(*, request_id: int, kind: str, period: int = 0) -> list[i
         if request.status != RequestStatus.AWAITING_APPROVAL:
             return []
         people = [u for u in eligible_approvers(request) if u.email]
-    elif kind == NotificationKind.DECISION:
-        if request.status not in DECIDED_STATUSES:
+    elif kind in (NotificationKind.DECISION, NotificationKind.ENDED):
+        if request.status not in (DECIDED_STATUSES if kind == NotificationKind.DECISION else WITHDRAWING_STATUSES):
             return []
         requester = request.requester
         people = [requester] if requester is not None and requester.email and requester.is_active else []
@@ -155,7 +156,8 @@ def plan_notifications(*, request_id: int, kind: str, period: int = 0) -> list[i
         if log:
             claimed.append(log)
             told.append(person)
-    for chat in ChatChannel.objects.filter(environment=request.environment, is_active=True):
+    chats = ChatChannel.objects.filter(environment=request.environment, is_active=True)
+    for chat in chats if kind != NotificationKind.ENDED else ():
         log = _claim(request, kind=kind, channel=NotificationChannel.CHAT, recipient=f"chat:{chat.pk}",
                      period=period, chat_channel=chat)
         if log:
@@ -190,7 +192,17 @@ def _message(log: NotificationLog) -> tuple[str, str]:
     where = f"{req.environment.service.name}/{req.environment.name}"
     who = req.requester.username if req.requester else (req.requester_login or "CI")
     url = request_url(req)
-    if log.kind == NotificationKind.DECISION:
+    if log.kind == NotificationKind.ENDED:
+        withdrawn = req.approval_expires_at is not None
+        subject = f"[Deployment {req.get_status_display().lower()}] {where} @ {req.short_sha}"
+        lines = [f"Your deployment request #{req.pk} for {where} ({req.ref} @ {req.short_sha}) was "
+                 f"{req.get_status_display().lower()}.", req.status_reason]
+        if req.superseded_by_id:
+            lines.append(f"Newer request: {absolute_url('deployments:request_detail', req.superseded_by_id)}")
+        if withdrawn:
+            lines.append("Its approval is withdrawn: do not deploy this commit on it. A deployment that had "
+                         "already started while the approval stood remains authorized.")
+    elif log.kind == NotificationKind.DECISION:
         subject = f"[Deployment {req.get_status_display().lower()}] {where} @ {req.short_sha}"
         lines = [f"Your deployment request #{req.pk} for {where} ({req.ref} @ {req.short_sha}) was "
                  f"{req.get_status_display().lower()}.", req.status_reason]
@@ -369,6 +381,10 @@ def schedule_on_transition(sender, request, old_status, new_status, actor=None, 
         kind = NotificationKind.AWAITING
     elif new_status in DECIDED_STATUSES:
         kind = NotificationKind.DECISION
+    elif new_status in WITHDRAWING_STATUSES:
+        if new_status == RequestStatus.CANCELLED and actor is not None and actor.pk == request.requester_id:
+            return  # the requester cancelled it: nothing to tell them
+        kind = NotificationKind.ENDED
     else:
         return
     request_id = request.pk

@@ -27,6 +27,8 @@ class NotificationKind(models.TextChoices):
     AWAITING = "awaiting", "Awaiting approval"
     REMINDER = "reminder", "Reminder"
     DECISION = "decision", "Decision"
+    # The requester's request ended without a rejection: superseded, cancelled by someone else, expired.
+    ENDED = "ended", "Request ended"
 
 
 class NotificationStatus(models.TextChoices):

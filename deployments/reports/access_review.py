@@ -11,6 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Exists, OuterRef, Q
 
 from compliance.models import Suspension
+from compliance.people.gates import acting_refusal
 from compliance.people.roles import Role
 from compliance.reports.registry import Column, Filters, Report, register
 from compliance.reports.sql import IsoTimestamp
@@ -62,7 +63,24 @@ def _effective(codename: str, active: bool, service_account: bool, engineer: boo
     return True, ""
 
 
+class _GateCheck:
+    """The compliance gates (training, suspension) per person and action, asked once each."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], str] = {}
+
+    def why_not(self, username: str, codename: str) -> str:
+        action = CODENAME_ACTIONS.get(codename, codename)
+        key = (username, action)
+        if key not in self.answers:
+            user = get_user_model().objects.filter(username=username).first()
+            refusal = acting_refusal(user=user, action=action) if user is not None else None
+            self.answers[key] = refusal.message if refusal is not None else ""
+        return self.answers[key]
+
+
 def _current_grant_rows(filters: Filters, environment_ids: EnvironmentIds = None) -> Iterator[dict]:
+    gates = _GateCheck()
     direct = _in_scope(EnvironmentUserObjectPermission.objects.all(), filters, "content_object",
                        environment_ids).annotate(
         engineer=_role_exists("user_id", Role.ENGINEER),
@@ -76,6 +94,9 @@ def _current_grant_rows(filters: Filters, environment_ids: EnvironmentIds = None
         ).iterator(chunk_size=CHUNK_SIZE)
     ):
         effective, why = _effective(codename, active, service_account, engineer, approver, suspended)
+        if effective and not service_account:
+            why = gates.why_not(username, codename)
+            effective = not why
         yield {
             "section": "current", "occurred_at": "", "service": service, "environment": environment,
             "permission": CODENAME_ACTIONS.get(codename, codename), "grantee": username, "person": username,
@@ -110,6 +131,9 @@ def _current_grant_rows(filters: Filters, environment_ids: EnvironmentIds = None
         if environment_ids is not None and env_id not in environment_ids:
             continue  # never outside the scope, whatever the joins did
         effective, why = _effective(codename, active, service_account, engineer, approver, suspended)
+        if effective and not service_account:
+            why = gates.why_not(username, codename)
+            effective = not why
         yield {
             "section": "current", "occurred_at": "", "service": service, "environment": environment,
             "permission": CODENAME_ACTIONS.get(codename, codename), "grantee": f"group {group}",

@@ -26,6 +26,7 @@ from django.db.models.functions import Cast, Concat
 
 from compliance.reports.registry import PERIOD, SERVICE, Column, Filters, Report, register
 from compliance.reports.sql import IsoTimestamp, JsonArrayLength, JsonArrayText, JsonObjectText, string_agg
+from deployments.choices import Action, ExecutionStatus, RequestSource, RequestStatus, Tier
 from deployments.models import (
     DecisionDelivery,
     DeploymentRequest,
@@ -86,6 +87,33 @@ def approvers_text():
     )
 
 
+def decision_evidence_text():
+    """Each decision's evidence, aggregated like ``approvers_text``: ``carol: checklist {"Impact …": true, …};
+    policy v3 acknowledged, sha256 9f2c…`` joined by " | "."""
+    acknowledged = Case(
+        When(approvals__policy_acknowledged=True, then=Value(" acknowledged")),
+        default=Value(" not acknowledged"),
+        output_field=TextField(),
+    )
+    entry = Concat(
+        "approvals__approver__username",
+        Value(": checklist "),
+        Cast("approvals__checklist", TextField()),
+        Value("; policy v"),
+        Cast("approvals__policy_version", TextField()),
+        acknowledged,
+        Value(", sha256 "),
+        "approvals__policy_sha256",
+        output_field=TextField(),
+    )
+    return string_agg(
+        entry,
+        APPROVAL_DELIMITER,
+        order_by=("approvals__created_at", "approvals__id"),
+        filter=Q(approvals__id__isnull=False),
+    )
+
+
 def _latest_execution(field: str):
     return Subquery(
         Execution.objects.filter(request=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1]
@@ -120,22 +148,23 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("requested_at", "Requested at (UTC)"),
     Column("service", "Service"),
     Column("environment", "Environment"),
-    Column("tier", "Tier"),
+    Column("tier", "Tier", choices=tuple(Tier.choices)),
     Column("requester", "Requester"),
     Column("requester_login", "CI identity"),
-    Column("source", "Source"),
+    Column("source", "Source", choices=tuple(RequestSource.choices)),
     Column("sha", "Commit sha"),
     Column("ref", "Ref"),
     Column("checks", "Checks"),
     Column("commit_count", "Commits"),
     Column("change_authors", "Change authors"),
     Column("approvals", "Decisions (who, when, comment)"),
+    Column("decision_evidence", "Decision evidence (checklist, policy acknowledgement)"),
     Column("policy_version", "Policy version"),
     Column("required_approvals", "Approvals required"),
-    Column("status", "Decision / status"),
+    Column("status", "Decision / status", choices=tuple(RequestStatus.choices)),
     Column("decided_at", "Decided at (UTC)"),
     Column("delivery", "Decision delivered to CI"),
-    Column("execution_status", "Execution"),
+    Column("execution_status", "Execution", choices=tuple(ExecutionStatus.choices)),
     Column("deployed_sha", "Deployed sha"),
     Column("emergency", "Emergency"),
     Column("during_freeze", "During freeze"),
@@ -158,6 +187,7 @@ _AUTHORIZATION_LOG_FIELDS = (
     "commit_count",
     "change_authors_text",
     "approvals_text",
+    "evidence_text",
     "policy_version",
     "required_approvals",
     "status",
@@ -186,6 +216,7 @@ def authorization_log_queryset(filters: Filters, environment_ids: EnvironmentIds
             policy_version=Cast(KT("policy_snapshot__version"), IntegerField()),
             required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
             approvals_text=approvers_text(),
+            evidence_text=decision_evidence_text(),
             delivery_text=_latest_delivery(),
             execution_status=_latest_execution("status"),
             deployed_sha=_latest_execution("sha"),
@@ -324,7 +355,7 @@ SOD_EXCEPTIONS = Report(
 REFUSAL_COLUMNS = (
     Column("occurred_at", "When (UTC)"),
     Column("code", "Code"),
-    Column("action", "Action"),
+    Column("action", "Action", choices=tuple(Action.choices)),
     Column("actor", "Person"),
     Column("service", "Service"),
     Column("environment", "Environment"),

@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role
 from deployments.choices import Action, Decision, RequestStatus
-from deployments.gate import eligibility, permissions, selectors, services
+from deployments.gate import eligibility, permissions, policy, selectors, services
+from deployments.web.requests import next_steps
 
 PAGE_SIZE = 25
 QUEUE_STATUS_CHOICES = [
@@ -98,7 +99,10 @@ def queue(request):
         partial="deployments/_queue_results.html",
         queryset=selectors.approver_queue(user=request.user, filters=filters),
         filters=filters,
-        extra=lambda: _filter_choices(request.user, permissions.APPROVE, QUEUE_STATUS_CHOICES),
+        extra=lambda: {
+            **_filter_choices(request.user, permissions.APPROVE, QUEUE_STATUS_CHOICES),
+            "not_yours": selectors.requests_not_yours_to_decide(user=request.user),
+        },
     )
 
 
@@ -215,9 +219,14 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "last_deployment": selectors.last_successful_deployment(req),
         "checklist": list(snapshot.get("impact_checklist", [])),
         "policy_version": snapshot.get("version", 1),
+        "policy_sha256": policy.snapshot_sha256(snapshot),
         "error": error,
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
+        "next": next_steps(request.user, req, verdict),
+        # The status reason is the verdict's reasons joined (shown as bullets already) unless the
+        # request ended otherwise (cancelled, superseded, expired): then it says how.
+        "extra_reason": "" if req.status_reason in (" ".join(verdict.reasons), *verdict.reasons) else req.status_reason,
         **_decision_state(request.user, req),
     }
     return render(request, "deployments/request_detail.html", context, status=status)
@@ -255,7 +264,7 @@ def decide(request, pk: int):
     service = services.approve_request if decision == Decision.APPROVE else services.reject_request
     try:
         service(actor=request.user, request=req, comment=request.POST.get("comment", ""), checklist=checklist,
-                ip_address=ip_address)
+                ip_address=ip_address, policy_acknowledged=True)
     except RuleViolation as exc:
         req = selectors.request_for(user=request.user, pk=pk)
         return _render_request(request, req, status=exc.status_code, error=exc.message, form_data=request.POST)

@@ -383,7 +383,7 @@ def test_the_status_endpoint_is_small_and_cheap(requester, submit):
     with CaptureQueriesContext(connection) as queries:
         data = client.get(f"/api/v1/requests/{request.pk}/status/").json()
     assert set(data) == {"id", "url", "status", "decision", "status_reason", "decided_at", "approval_expires_at",
-                         "updated_at"}
+                         "updated_at", "superseded_by", "superseded_by_url"}
     assert data["status"] == "awaiting_approval" and data["decision"] is None
     assert len(queries) <= 4
 

@@ -186,3 +186,16 @@ def test_a_malformed_external_id_is_refused_before_calling_the_portal(setup, cap
         "--environment", "staging", "--sha", factories.sha(), "--ref", "main", "--external-id", "no-equals-sign",
     ])
     assert code == 2 and "--external-id 'no-equals-sign': use name=value" in capsys.readouterr().out
+
+
+def test_a_request_superseded_while_waiting_exits_1_saying_so_with_the_newer_link(setup, capsys):
+    sha = factories.sha()
+    thread, result = run_gate(setup, sha, "--wait", "--timeout", "60")
+    request = wait_for_request(setup, sha)
+    newer = api("POST", f"{setup['url']}/api/v1/requests/", setup["ci"],
+                {"service": setup["service"], "environment": "staging", "sha": factories.sha(), "ref": "main"})
+    thread.join(30)
+    assert result["code"] == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert f"request #{request['id']} superseded by a newer request" in last
+    assert f"(newer request: {setup['url']}/requests/{newer['id']}/)" in last

@@ -249,7 +249,9 @@ def test_a_rejection_by_an_approver_is_delivered_and_nothing_follows_an_approval
     assert DecisionDelivery.objects.get(request=rejected).decision == "rejected"
     approved = approve_one(submit, approvers)
     services.cancel_request(actor=requester, request=approved, reason="Changed my mind.")
-    assert list(DecisionDelivery.objects.filter(request=approved).values_list("decision", flat=True)) == ["approved"]
+    # The approval was never sent: it is withheld, and the waiting CI is told "no" instead.
+    rows = dict(DecisionDelivery.objects.filter(request=approved).values_list("decision", "status"))
+    assert rows == {"approved": "withdrawn", "rejected": "pending"}
 
 
 def test_no_delivery_without_a_webhook(environment, submit, approvers):

@@ -3,6 +3,7 @@ queue lists only what the person may decide, the decision form offers only what 
 notifications reach only who may decide, detection flags only what would have been refused.
 (No import of ``gate.eligibility`` here: these tests show the defects on the code before it.)"""
 
+import html
 from datetime import timedelta
 
 import pytest
@@ -114,3 +115,33 @@ def test_a_rejection_despite_an_identity_gap_is_not_an_ineligible_decision(rita,
     unknown = services.submit_request(actor=rita, environment=guarded, sha=factories.sha(), ref="main")
     services.reject_request(actor=dave, request=unknown, comment="Who wrote this change?")
     assert not Violation.objects.filter(kind=ViolationKind.INELIGIBLE_DECISION).exists()
+
+
+# --- shown apart, with the reason (never as "awaiting your decision") ---------------------------
+
+
+def not_yours(client, user):
+    client.force_login(user)
+    response = client.get(reverse("deployments:queue"))
+    assert response.status_code == 200
+    return {row.pk: reason for row, reason in response.context["not_yours"]}, html.unescape(response.content.decode())
+
+
+def test_a_change_author_sees_the_request_apart_with_the_reason(client, authored_by_carol, carol, dave):
+    apart, page = not_yours(client, carol)
+    assert "author" in apart[authored_by_carol.pk].lower()
+    assert "Waiting on others" in page and apart[authored_by_carol.pk] in page
+    assert authored_by_carol.pk not in not_yours(client, dave)[0]  # dave may decide: it is in his queue
+
+
+def test_who_already_decided_sees_it_as_waiting_on_others(client, guarded, rita, dave):
+    services.update_policy(actor=None, approval_policy=guarded.policy, required_approvals=2)
+    request = services.submit_request(actor=rita, environment=guarded, sha=factories.sha(), ref="main")
+    factories.approve(request, dave)
+    assert not_yours(client, dave)[0] == {request.pk: "You have decided; waiting on others."}
+
+
+def test_a_suspended_approver_sees_why_they_may_not_decide(client, authored_by_carol, dave):
+    suspend_user(actor=None, user=dave, reason="Investigation of an incident")
+    apart, _ = not_yours(client, dave)
+    assert "suspended" in apart[authored_by_carol.pk].lower()

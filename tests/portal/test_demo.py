@@ -1,8 +1,10 @@
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from deployments.choices import RequestStatus
-from deployments.models import DeploymentRequest
+from deployments.choices import RequestStatus, Tier
+from deployments.gate import permissions
+from deployments.models import DeploymentRequest, Environment
 
 pytestmark = pytest.mark.django_db
 
@@ -15,3 +17,18 @@ def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
     assert set(DeploymentRequest.objects.values_list("status", flat=True)) == set(RequestStatus.values)
     out = capsys.readouterr().out
     assert "carol" in out and "demo-approver-pass" in out
+
+    # Production requests carry the change set approvers review.
+    production = DeploymentRequest.objects.filter(
+        environment__tier=Tier.PRODUCTION, environment__service__name="payments-api"
+    )
+    assert production.exists() and all(r.change_set.get("commits") for r in production)
+    # A per-environment approver: erin approves staging, not production.
+    erin = get_user_model().objects.get(username="erin")
+    approvable = set(permissions.environments_for(erin, permissions.APPROVE).values_list("tier", flat=True))
+    assert approvable == {Tier.STAGING}
+    assert Environment.objects.filter(tier=Tier.PRODUCTION).exists()
+    # An approved request still waiting for CI, and one superseded while undecided.
+    assert DeploymentRequest.objects.filter(status=RequestStatus.APPROVED, approval_expires_at__isnull=False).exists()
+    superseded = DeploymentRequest.objects.get(status=RequestStatus.SUPERSEDED)
+    assert superseded.superseded_by is not None and superseded.approval_expires_at is None

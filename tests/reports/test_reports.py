@@ -119,6 +119,14 @@ def test_the_authorization_log_holds_every_request_with_its_decisions_and_execut
     assert [row["request_id"] for row in log] == [r1.pk, r2.pk, r3.pk]
     first = log[0]
     anna_at, ben_at = (iso(a.created_at) for a in Approval.objects.filter(request=r1).order_by("id"))
+    # Each decision's evidence: its checklist answers, policy version, acknowledgement and hash (the
+    # JSON's spacing and key order are the database's own).
+    anna_evidence, ben_evidence = first.pop("decision_evidence").split(" | ")
+    digest = Approval.objects.filter(request=r1).first().policy_sha256
+    assert len(digest) == 64
+    for name, evidence in (("anna", anna_evidence), ("ben", ben_evidence)):
+        assert evidence.startswith(f"{name}: checklist {{") and '"Meets security requirements": true' in evidence
+        assert evidence.endswith(f"; policy v1 not acknowledged, sha256 {digest}")
     assert first == {
         "request_id": r1.pk,
         "requested_at": iso(r1.created_at),

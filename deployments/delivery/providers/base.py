@@ -31,13 +31,17 @@ class DecisionProvider:
     """Base class of the decision providers (generic webhook, GitHub, GitLab, Jenkins)."""
 
     name: str = ""
+    # Can this provider tell CI that an approval it delivered was withdrawn (cancelled, superseded,
+    # expired)? If not, an undelivered approval is still withheld, but nothing follows a delivered one.
+    delivers_withdrawals: bool = False
 
     def targets(self, request) -> bool:
         """Must this provider receive ``request``'s decision?"""
         raise NotImplementedError
 
     def build_payload(self, request, decision: str) -> dict:
-        """The JSON-serialisable payload for ``decision`` ("approved" or "rejected")."""
+        """The JSON-serialisable payload for ``decision`` ("approved", "rejected", or "withdrawn" when the
+        provider ``delivers_withdrawals``)."""
         raise NotImplementedError
 
     def deliver(self, delivery) -> DeliveryOutcome:

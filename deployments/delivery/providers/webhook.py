@@ -52,11 +52,16 @@ def encode_body(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
+def event_for(decision: str) -> str:
+    """``deployment.withdrawn`` for a withdrawn approval, ``deployment.decision`` otherwise."""
+    return "deployment.withdrawn" if decision == DeliveryDecision.WITHDRAWN else "deployment.decision"
+
+
 def request_payload(request, decision: str, *, provider: str) -> dict:
     """The decision as a CI sees it (also what the polling API returns, in spirit)."""
     environment = request.environment
     return {
-        "event": "deployment.decision",
+        "event": event_for(decision),
         "provider": provider,
         "decision": decision,
         "approved": decision == DeliveryDecision.APPROVED,
@@ -75,12 +80,17 @@ def request_payload(request, decision: str, *, provider: str) -> dict:
                 request.approval_expires_at.isoformat() if request.approval_expires_at else None
             ),
             "external_ids": request.external_ids,
+            "superseded_by": (
+                absolute_url("deployments:request_detail", request.superseded_by_id)
+                if request.superseded_by_id else None
+            ),
         },
     }
 
 
 class WebhookProvider(DecisionProvider):
     name = "webhook"
+    delivers_withdrawals = True
 
     def targets(self, request) -> bool:
         return WebhookEndpoint.objects.filter(environment_id=request.environment_id, is_active=True).exists()
@@ -101,7 +111,7 @@ class WebhookProvider(DecisionProvider):
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "deployment-portal/1",
-            "X-Portal-Event": "deployment.decision",
+            "X-Portal-Event": event_for(delivery.decision),
             "X-Portal-Delivery": str(delivery.pk),
         }
         if secret:

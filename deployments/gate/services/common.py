@@ -114,6 +114,7 @@ def policy_rules(approval_policy: ApprovalPolicy) -> policy.PolicyRules:
         version=approval_policy.version,
         unverified_identity=approval_policy.unverified_identity,
         trusted_checks_only=approval_policy.trusted_checks_only,
+        newer_request_withdraws_approvals=approval_policy.newer_request_withdraws_approvals,
     )
 
 

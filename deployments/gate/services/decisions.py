@@ -38,6 +38,7 @@ def _decide(
     comment: str,
     checklist: Mapping[str, bool] | None,
     ip_address: str | None,
+    policy_acknowledged: bool = False,
 ) -> Approval:
     now = timezone.now()
     locked = _lock(request)
@@ -69,6 +70,8 @@ def _decide(
                 comment=comment,
                 checklist=checklist,
                 policy_version=rules.version,
+                policy_sha256=policy.snapshot_sha256(locked.policy_snapshot or {}),
+                policy_acknowledged=policy_acknowledged,
                 ip_address=ip_address,
             )
     except IntegrityError as exc:
@@ -99,8 +102,10 @@ def approve_request(
     comment: str = "",
     checklist: Mapping[str, bool] | None = None,
     ip_address: str | None = None,
+    policy_acknowledged: bool = False,
 ) -> Approval:
-    """Record an approval; the request becomes approved once the policy's quorum is reached."""
+    """Record an approval; the request becomes approved once the policy's quorum is reached.
+    ``policy_acknowledged``: the approver confirmed the policy version (kept with its hash as evidence)."""
     return _decide(
         actor=actor,
         request=request,
@@ -108,6 +113,7 @@ def approve_request(
         comment=comment,
         checklist=checklist,
         ip_address=ip_address,
+        policy_acknowledged=policy_acknowledged,
     )
 
 
@@ -120,6 +126,7 @@ def reject_request(
     comment: str,
     checklist: Mapping[str, bool] | None = None,
     ip_address: str | None = None,
+    policy_acknowledged: bool = False,
 ) -> Approval:
     """Record a rejection; any rejection rejects the request."""
     return _decide(
@@ -129,4 +136,5 @@ def reject_request(
         comment=comment,
         checklist=checklist,
         ip_address=ip_address,
+        policy_acknowledged=policy_acknowledged,
     )

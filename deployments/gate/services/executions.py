@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
 from deployments.choices import (
+    AUTHORIZING_STATUSES,
+    WITHDRAWING_STATUSES,
     Action,
     EventKind,
     ExecutionStatus,
@@ -33,6 +36,17 @@ EXECUTION_FINISHED = {
     ExecutionStatus.FAILURE: RequestStatus.FAILED,
     ExecutionStatus.ERROR: RequestStatus.FAILED,
 }
+
+
+def approval_stood_at(request: DeploymentRequest, when: datetime) -> bool:
+    """Was ``request`` approved, and its approval not yet withdrawn (lapsed, cancelled, superseded), at ``when``?"""
+    if request.approval_expires_at is None:
+        return False  # never approved
+    if when >= request.approval_expires_at:
+        return False
+    if request.status in (RequestStatus.CANCELLED, RequestStatus.SUPERSEDED):
+        return request.finished_at is not None and when < request.finished_at
+    return True
 
 
 @records_refusals(Action.EXECUTE)
@@ -92,16 +106,13 @@ def _report_execution(
         now = min(started_at, now)
     if request is None:
         # Link to the request that authorized this sha, if there is one.
+        # Link to the request that authorized this sha, if there is one (an approval withdrawn since
+        # may still have stood when the deployment started).
         request = (
-            DeploymentRequest.objects.filter(
-                environment=environment,
-                sha=sha,
-                status__in=(
-                    RequestStatus.APPROVED,
-                    RequestStatus.DEPLOYING,
-                    RequestStatus.DEPLOYED,
-                    RequestStatus.FAILED,
-                ),
+            DeploymentRequest.objects.filter(environment=environment, sha=sha)
+            .filter(
+                Q(status__in=AUTHORIZING_STATUSES)
+                | Q(status__in=WITHDRAWING_STATUSES, approval_expires_at__isnull=False)
             )
             .order_by("-created_at")
             .first()
@@ -116,10 +127,12 @@ def _report_execution(
         if locked.approval_expires_at and now >= locked.approval_expires_at:
             flag = "The approval had gone stale before the deployment started."
             _expire_locked(locked, actor=actor, reason="The approval went stale: the deployment did not start in time.")
-    elif locked.status == RequestStatus.EXPIRED and locked.approval_expires_at and now < locked.approval_expires_at:
-        # Approved and started in time, but the start was learned of late (the approval lapsed
-        # meanwhile): authorized; the request keeps its final state.
+    elif locked.status in WITHDRAWING_STATUSES and approval_stood_at(locked, now):
+        # Approved and started while the approval stood, learned of late (the approval lapsed or
+        # was withdrawn meanwhile): authorized; the request keeps its final state.
         pass
+    elif locked.status in WITHDRAWING_STATUSES and locked.approval_expires_at:
+        flag = f"The approval was withdrawn ({locked.get_status_display().lower()}) before the deployment started."
     elif locked.status not in (RequestStatus.DEPLOYING, RequestStatus.DEPLOYED, RequestStatus.FAILED):
         flag = f"The request is {locked.get_status_display().lower()}, not approved."
     new = {"sha": sha, "status": status, "authorized": not flag, "flag_reason": flag, "url": url,

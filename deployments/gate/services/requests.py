@@ -12,6 +12,7 @@ from compliance.errors import RuleViolation
 from compliance.people.gates import acting_refusal
 from compliance.people.identity import resolve_person
 from deployments.choices import (
+    CANCELLABLE_STATUSES,
     OPEN_STATUSES,
     SUPERSEDABLE_STATUSES,
     Action,
@@ -95,7 +96,9 @@ def submit_request(
        must then be that integration's service account and its per-environment permission is not
        required; the mapped person's compliance gates still apply.
     2. The sha, the ref pattern and any freeze are checked against the environment's policy.
-    3. Older open requests for the environment are superseded.
+    3. Older undecided requests for the environment are superseded; older approved ones (not yet
+       deploying) too when the policy says a newer request withdraws older approvals — their
+       approval is then withdrawn (``deployments.delivery.outbox``).
     4. The request stores a snapshot of the policy and starts in the state its checks call for.
     """
     now = timezone.now()
@@ -157,18 +160,26 @@ def submit_request(
         message=f"Requested {request.short_sha} ({policy.normalize_ref(ref)}) for {environment}.",
         data={"source": source, "freeze": freeze.reason if freeze else None},
     )
+    supersedable = (
+        (*SUPERSEDABLE_STATUSES, RequestStatus.APPROVED)
+        if rules.newer_request_withdraws_approvals
+        else SUPERSEDABLE_STATUSES
+    )
     older = (
         DeploymentRequest.objects.select_for_update(no_key=True, of=("self",))
-        .filter(environment=environment, status__in=SUPERSEDABLE_STATUSES)
+        .filter(environment=environment, status__in=supersedable)
         .exclude(pk=request.pk)
+        .order_by("pk")
     )
     for old in older:
+        withdrawn = " Its approval is withdrawn." if old.status == RequestStatus.APPROVED else ""
         _transition(
             old,
             RequestStatus.SUPERSEDED,
             actor=actor,
-            reason=f"Superseded by request #{request.pk}.",
+            reason=f"Superseded by request #{request.pk}.{withdrawn}",
             superseded_by=request,
+            finished_at=now,
         )
     request_transitioned.send(
         sender=DeploymentRequest, request=request, old_status=None, new_status=request.status, actor=actor
@@ -240,7 +251,7 @@ def cancel_request(
         raise RuleViolation(
             "not_permitted", "Only the requester or an administrator may cancel a request.", status_code=403
         )
-    if locked.status not in SUPERSEDABLE_STATUSES:
+    if locked.status not in CANCELLABLE_STATUSES:
         raise RuleViolation(
             "request_terminal" if locked.is_terminal else "already_deploying",
             f"The request is {locked.get_status_display().lower()}; it can no longer be cancelled.",

@@ -1,0 +1,74 @@
+"""Forms of the dashboard. They check the shape of what was typed (all field errors at once, never kept
+as evidence); the rules (sha, ref pattern, freeze, permission) are the services' and their refusals are
+recorded."""
+
+from __future__ import annotations
+
+from django import forms
+
+from deployments.gate import permissions
+from deployments.models import Environment
+
+
+class EnvironmentChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Environment) -> str:
+        return f"{obj.service.name} / {obj.name} ({obj.get_tier_display()})"
+
+
+class NewRequestForm(forms.Form):
+    """A deployment request from the web: the same fields the API takes from CI."""
+
+    environment = EnvironmentChoice(queryset=Environment.objects.none(), empty_label="Choose an environment")
+    sha = forms.CharField(
+        max_length=40,
+        min_length=40,
+        label="Commit sha",
+        help_text="The full 40-character commit sha to deploy.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
+    )
+    ref = forms.CharField(max_length=255, label="Branch or tag", initial="main")
+    title = forms.CharField(max_length=300, required=False, help_text="What this deployment changes.")
+    change_authors = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Change authors",
+        help_text="Usernames or CI logins of the change's authors and committers, separated by commas.",
+    )
+    compare_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Compare (diff) link")
+    files_changed = forms.IntegerField(min_value=0, required=False)
+    additions = forms.IntegerField(min_value=0, required=False)
+    deletions = forms.IntegerField(min_value=0, required=False)
+    is_emergency = forms.BooleanField(required=False, label="Emergency (needed during a deployment freeze)")
+    justification = forms.CharField(
+        max_length=5000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this cannot wait for the freeze to end (at least 20 characters).",
+    )
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = (
+            permissions.environments_for(user, permissions.REQUEST)
+            .select_related("service")
+            .order_by("service__name", "name")
+        )
+
+    def clean_sha(self) -> str:
+        return self.cleaned_data["sha"].strip().lower()
+
+    def clean(self):
+        data = super().clean()
+        if data.get("is_emergency") and not (data.get("justification") or "").strip():
+            self.add_error("justification", "An emergency request needs a justification.")
+        return data
+
+    def change_set(self) -> dict:
+        data = self.cleaned_data
+        out: dict = {key: data[key] for key in ("files_changed", "additions", "deletions") if data.get(key) is not None}
+        if data.get("compare_url"):
+            out["compare_url"] = data["compare_url"]
+        return out
+
+    def authors(self) -> list[str]:
+        return [name.strip() for name in (self.cleaned_data.get("change_authors") or "").split(",") if name.strip()]

@@ -255,6 +255,10 @@ class RequestFilter(StrictFilterSet):
         fields = ["status", "service", "environment", "sha", "ref", "source", "requester", "is_emergency"]
 
 
+class _KeyTaken(Exception):
+    """The Idempotency-Key is already stored (committed): the create is a retry."""
+
+
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="A unique key per logical request: a retry with the same key and body gets the original "
@@ -312,21 +316,42 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         if len(key) > 255 or not key.isprintable():
             raise exceptions.ValidationError({"Idempotency-Key": ["At most 255 printable characters."]})
         body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True).encode()).hexdigest()
+        return self._create_idempotently(serializer, key, body_hash)
+
+    def _create_idempotently(self, serializer, key: str, body_hash: str, *, retry_stale: bool = True) -> Response:
+        request = self.request
+        # The key and the request it creates commit together: a web worker that dies in between
+        # (crash, gunicorn timeout, lost connection) rolls both back, so a retry starts afresh. A
+        # concurrent retry with the same key waits on the key's unique index, then replays.
+        refused: RuleViolation | None = None
         try:
             with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    user=request.user, key=key, body_hash=body_hash, response_status=0, response_body={}
-                )
-        except IntegrityError:
-            return self._replay(IdempotencyKey.objects.get(user=request.user, key=key), body_hash)
-        try:
-            response = self._submit(serializer.validated_data)
-        except BaseException:
-            record.delete()  # nothing was created: a retry with this key tries again
-            raise
-        IdempotencyKey.objects.filter(pk=record.pk).update(
-            response_status=response.status_code, response_body=response.data
-        )
+                try:
+                    with transaction.atomic():
+                        record = IdempotencyKey.objects.create(
+                            user=request.user, key=key, body_hash=body_hash, response_status=0, response_body={}
+                        )
+                except IntegrityError:
+                    raise _KeyTaken from None
+                try:
+                    response = self._submit(serializer.validated_data)
+                except RuleViolation as violation:
+                    # Nothing was created: the key goes, the recorded refusal stays.
+                    refused = violation
+                    record.delete()
+                else:
+                    IdempotencyKey.objects.filter(pk=record.pk).update(
+                        response_status=response.status_code, response_body=response.data
+                    )
+        except _KeyTaken:
+            record = IdempotencyKey.objects.get(user=request.user, key=key)
+            if record.response_status == 0 and retry_stale:
+                # A key an earlier version stored before its request and never completed.
+                IdempotencyKey.objects.filter(pk=record.pk, response_status=0).delete()
+                return self._create_idempotently(serializer, key, body_hash, retry_stale=False)
+            return self._replay(record, body_hash)
+        if refused is not None:
+            raise refused
         return response
 
     def _replay(self, record: IdempotencyKey, body_hash: str) -> Response:
@@ -336,10 +361,6 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
                            "This Idempotency-Key was already used with a different request body; use a new key."),
                 status=422,
             )
-        if record.response_status == 0:
-            return Response(error_body("idempotency_in_progress",
-                                       "A request with this Idempotency-Key is still being processed; retry shortly."),
-                            status=status.HTTP_409_CONFLICT)
         return Response(record.response_body, status=record.response_status,
                         headers={"Idempotent-Replayed": "true"})
 

@@ -325,6 +325,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Portal behaviour -----------------------------------------------------------------------
 PORTAL_HTTP_TIMEOUT = _read("PORTAL_HTTP_TIMEOUT", float, 10.0)
+# Publishing to the broker after a commit: one attempt, this connect/socket timeout, then the
+# sweeper's turn (portal/enqueue.py), so a broker outage never slows a decision.
+PORTAL_ENQUEUE_TIMEOUT_SECONDS = _read("PORTAL_ENQUEUE_TIMEOUT_SECONDS", float, 1.0)
 PORTAL_MAX_BODY_BYTES = _positive_int("PORTAL_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
 # Decision delivery (outbox): retry budget and backoff, in seconds.

@@ -10,7 +10,7 @@ import hashlib
 import json
 
 import django_filters
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -21,10 +21,9 @@ from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role, roles_of
+from deployments.api import idempotency, tokens
 from deployments.api import serializers as s
-from deployments.api import tokens
 from deployments.api.authentication import set_audit_actor
-from deployments.api.errors import error_body
 from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
 from deployments.gate import permissions as gate
 from deployments.gate import services
@@ -34,7 +33,6 @@ from deployments.models import (
     ApprovalPolicy,
     DeploymentRequest,
     Environment,
-    IdempotencyKey,
     Service,
 )
 
@@ -255,10 +253,6 @@ class RequestFilter(StrictFilterSet):
         fields = ["status", "service", "environment", "sha", "ref", "source", "requester", "is_emergency"]
 
 
-class _KeyTaken(Exception):
-    """The Idempotency-Key is already stored (committed): the create is a retry."""
-
-
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="A unique key per logical request: a retry with the same key and body gets the original "
@@ -316,53 +310,8 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         if len(key) > 255 or not key.isprintable():
             raise exceptions.ValidationError({"Idempotency-Key": ["At most 255 printable characters."]})
         body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True).encode()).hexdigest()
-        return self._create_idempotently(serializer, key, body_hash)
-
-    def _create_idempotently(self, serializer, key: str, body_hash: str, *, retry_stale: bool = True) -> Response:
-        request = self.request
-        # The key and the request it creates commit together: a web worker that dies in between
-        # (crash, gunicorn timeout, lost connection) rolls both back, so a retry starts afresh. A
-        # concurrent retry with the same key waits on the key's unique index, then replays.
-        refused: RuleViolation | None = None
-        try:
-            with transaction.atomic():
-                try:
-                    with transaction.atomic():
-                        record = IdempotencyKey.objects.create(
-                            user=request.user, key=key, body_hash=body_hash, response_status=0, response_body={}
-                        )
-                except IntegrityError:
-                    raise _KeyTaken from None
-                try:
-                    response = self._submit(serializer.validated_data)
-                except RuleViolation as violation:
-                    # Nothing was created: the key goes, the recorded refusal stays.
-                    refused = violation
-                    record.delete()
-                else:
-                    IdempotencyKey.objects.filter(pk=record.pk).update(
-                        response_status=response.status_code, response_body=response.data
-                    )
-        except _KeyTaken:
-            record = IdempotencyKey.objects.get(user=request.user, key=key)
-            if record.response_status == 0 and retry_stale:
-                # A key an earlier version stored before its request and never completed.
-                IdempotencyKey.objects.filter(pk=record.pk, response_status=0).delete()
-                return self._create_idempotently(serializer, key, body_hash, retry_stale=False)
-            return self._replay(record, body_hash)
-        if refused is not None:
-            raise refused
-        return response
-
-    def _replay(self, record: IdempotencyKey, body_hash: str) -> Response:
-        if record.body_hash != body_hash:
-            return Response(
-                error_body("idempotency_key_reused",
-                           "This Idempotency-Key was already used with a different request body; use a new key."),
-                status=422,
-            )
-        return Response(record.response_body, status=record.response_status,
-                        headers={"Idempotent-Replayed": "true"})
+        return idempotency.create_once(user=request.user, key=key, body_hash=body_hash,
+                                       submit=lambda: self._submit(serializer.validated_data))
 
     def _submit(self, data) -> Response:
         actor = self.request.user

@@ -44,6 +44,7 @@ from deployments.delivery.providers.base import DeliveryOutcome
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
 from deployments.signals import request_transitioned
 from deployments.tasks import deliver_decision
+from portal import enqueue
 from portal.links import absolute_url
 from portal.outbox import Outbox
 from portal.retry import RetryPolicy
@@ -94,13 +95,8 @@ def queue_decision(*, request: DeploymentRequest, decision: str) -> list[Decisio
 
 
 def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
-    def enqueue() -> None:
-        try:
-            deliver_decision.apply_async((delivery_id,), countdown=countdown)
-        except Exception:  # the broker is down: the sweeper will pick the row up
-            logger.exception("Could not enqueue delivery %s; the sweeper will retry it", delivery_id)
-
-    transaction.on_commit(enqueue)
+    # One fast publish after commit; with the broker down the row stays due for the sweeper.
+    enqueue.publish_on_commit(deliver_decision, (delivery_id,), countdown=countdown, what=f"delivery {delivery_id}")
 
 
 # --- one attempt ----------------------------------------------------------------------------

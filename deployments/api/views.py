@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 
 import django_filters
+from django import forms as django_forms
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -171,6 +173,24 @@ class StrictFilterSet(django_filters.FilterSet):
         return valid
 
 
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, any valid offset, compared in UTC; a moment outside the calendar once in
+    UTC (year 1 with a positive offset, …) is a 400, never a database error."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise django_forms.ValidationError("This date and time is out of range.", code="out_of_range") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EnvironmentFilter(StrictFilterSet):
     service = django_filters.CharFilter(field_name="service__name")
     tier = django_filters.ChoiceFilter(choices=Environment._meta.get_field("tier").choices)
@@ -245,8 +265,8 @@ class RequestFilter(StrictFilterSet):
     source = django_filters.ChoiceFilter(choices=RequestSource.choices)
     requester = django_filters.CharFilter(field_name="requester__username")
     is_emergency = django_filters.BooleanFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = DeploymentRequest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -109,6 +110,20 @@ class ServiceSerializer(StrictFieldMapping, StrictModelInput):
         model = Service
         fields = ["id", "name", "display_name", "repository", "ci_provider", "description", "created_at"]
         read_only_fields = ["id", "created_at"]
+        # A taken name is a conflict with existing data (409 service_exists), not malformed input.
+        extra_kwargs = {"name": {"validators": [v for v in Service._meta.get_field("name").validators]}}
+
+    def create(self, validated_data):
+        from django.db import IntegrityError, transaction
+
+        from compliance.errors import RuleViolation
+
+        try:
+            with transaction.atomic():
+                return super().create(validated_data)
+        except IntegrityError:
+            raise RuleViolation("service_exists", f"A service named {validated_data['name']} already exists.",
+                                status_code=409) from None
 
 
 class ServiceUpdateSerializer(ServiceSerializer):
@@ -128,7 +143,10 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 class EnvironmentCreateSerializer(StrictInput):
     service = StrictCharField(max_length=100, help_text="Service name (slug).")
-    name = StrictCharField(max_length=100)
+    # The model's name rule, also stated in the schema (PortalAutoSchema maps regex validators).
+    name = StrictCharField(max_length=100, help_text="Letters, digits, space and _ . - /.",
+                           validators=[v for v in Environment._meta.get_field("name").validators
+                                       if isinstance(v, RegexValidator)])
     tier = serializers.ChoiceField(choices=Tier.choices, default=Tier.STAGING)
 
     def validate_name(self, value):

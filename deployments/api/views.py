@@ -99,6 +99,12 @@ class Pagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 200
 
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:  # what paginate_queryset accepts: whole numbers from 0
+            parameter["schema"] = {"type": "integer", "minimum": 0}
+        return parameters
+
     def paginate_queryset(self, queryset, request, view=None):
         errors = {}
         for name in (self.limit_query_param, self.offset_query_param):
@@ -220,8 +226,8 @@ class EnvironmentViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveM
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         service = Service.objects.filter(name=data["service"]).first()
-        if service is None:
-            raise exceptions.ValidationError({"service": ["No service with this name."]})
+        if service is None:  # a well-formed name that names nothing: not found, not malformed
+            raise RuleViolation("unknown_service", f"No service named {data['service']}.", status_code=404)
         try:
             environment = services.create_environment(
                 actor=request.user, service=service, name=data["name"], tier=data["tier"]

@@ -101,3 +101,44 @@ def test_the_services_refuse_a_nul_in_a_check_name_too(requester, one_request):
         services.record_checks(actor=requester, request=one_request, checks={"unit\u0000": "success"})
     assert refused.value.code == "invalid_checks"
     assert Refusal.objects.filter(code="invalid_checks").exists()
+
+
+# --- the schema tells the truth ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["to", "from", "service"])
+def test_an_empty_report_filter_is_refused_by_the_api(db, name):
+    from compliance.people.roles import Role
+
+    auditor = factories.UserFactory(username="audrey", roles=[Role.AUDITOR])
+    response = api(auditor).get(f"/api/v1/reports/deployment-authorization-log/?{name}=")
+    error = assert_error(response, 400, "invalid")
+    assert name in error["details"]
+
+
+def test_a_service_that_does_not_exist_is_not_found_and_a_taken_name_is_a_conflict(db):
+    from compliance.people.roles import Role
+
+    admin = factories.UserFactory(username="ada", roles=[Role.ADMINISTRATOR])
+    client = api(admin)
+    assert_error(post(client, "/api/v1/environments/", {"service": "nothing", "name": "prod"}), 404, "unknown_service")
+    body = {"name": "billing", "repository": "acme/billing"}
+    assert post(client, "/api/v1/services/", body).status_code == 201
+    assert_error(post(client, "/api/v1/services/", body), 409, "service_exists")
+
+
+def test_the_schema_refuses_unknown_fields_and_bounds_paging():
+    import json
+
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.renderers import OpenApiJsonRenderer
+
+    spec = json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+    schemas = spec["components"]["schemas"]
+    for name in ("RequestCreateRequest", "ChecksRequest", "DecideRequest", "CancelRequest", "EnvironmentCreateRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert schemas["ChecksRequest"]["properties"]["checks"]["minProperties"] == 1
+    assert "pattern" in schemas["EnvironmentCreateRequest"]["properties"]["name"]
+    listing = spec["paths"]["/api/v1/requests/"]["get"]["parameters"]
+    paging = {p["name"]: p["schema"] for p in listing if p["name"] in ("limit", "offset")}
+    assert paging == {"limit": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0}}

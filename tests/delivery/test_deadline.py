@@ -116,3 +116,26 @@ def test_the_lease_must_outlast_the_deadline_by_the_margin():
     assert "PORTAL_DELIVERY_LEASE_SECONDS" in result.stderr and "PORTAL_HTTP_DEADLINE" in result.stderr
     ok = manage("check", env={"DJANGO_DEBUG": "1", "PORTAL_HTTP_DEADLINE": "30", "PORTAL_DELIVERY_LEASE_SECONDS": "40"})
     assert ok.returncode == 0, ok.stderr
+
+
+def test_an_attempt_whose_worker_died_is_claimable_again_within_thirty_seconds(
+    settings, environment, submit, approvers
+):
+    """The lease outlasts the deadline only by the margin, and the sweeper runs often enough: a
+    worker killed at the start of an attempt leaves a row retried within 30 s, claimed once."""
+    from datetime import timedelta
+
+    sweep_every = settings.CELERY_BEAT_SCHEDULE["sweep-decision-deliveries"]["schedule"]
+    assert outbox.lease_seconds() + sweep_every <= 30
+    configure_webhook(environment, "http://127.0.0.1:9/hook")
+    request = submit()
+    factories.approve(request, approvers[0])
+    row = DecisionDelivery.objects.get(request=request)
+    started = row.next_attempt_at
+    assert outbox.DELIVERIES.claim(row.pk, now=started)  # the worker claims, then dies
+    assert not outbox.DELIVERIES.claim(row.pk, now=started + timedelta(seconds=outbox.lease_seconds() - 1))
+    assert row.pk not in outbox.due_delivery_ids(now=started + timedelta(seconds=outbox.lease_seconds() - 1))
+    lease_end = started + timedelta(seconds=outbox.lease_seconds())
+    assert row.pk in outbox.due_delivery_ids(now=lease_end)
+    assert outbox.DELIVERIES.claim(row.pk, now=lease_end)  # exactly one of the later claims wins
+    assert not outbox.DELIVERIES.claim(row.pk, now=lease_end)

@@ -6,6 +6,7 @@ restarting Redis does), counting the attempts; and a loopback port nobody listen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -55,14 +56,20 @@ class BrokenBroker:
 def broker_down():
     """Celery publishes for real (not eagerly) to a broker that refuses every connection."""
     broker = BrokenBroker()
-    previous = app.conf.broker_url, app.conf.task_always_eager
-    app.conf.broker_url = f"redis://127.0.0.1:{broker.port}/0"
+    with broker_at(f"redis://127.0.0.1:{broker.port}/0"):
+        yield broker
+    broker.close()
+
+
+@contextlib.contextmanager
+def broker_at(url: str):
+    previous = app.conf.broker_url, app.conf.broker_write_url, app.conf.task_always_eager
+    app.conf.broker_url = app.conf.broker_write_url = url
     app.conf.task_always_eager = False
     try:
-        yield broker
+        yield
     finally:
-        app.conf.broker_url, app.conf.task_always_eager = previous
-        broker.close()
+        app.conf.broker_url, app.conf.broker_write_url, app.conf.task_always_eager = previous
 
 
 def closed_port() -> int:
@@ -86,12 +93,8 @@ def test_one_publish_is_one_connection_attempt_and_reports_failure(broker_down):
 
 
 def test_a_closed_broker_port_fails_the_publish_without_raising(settings):
-    previous = app.conf.broker_url, app.conf.task_always_eager
-    app.conf.broker_url, app.conf.task_always_eager = f"redis://127.0.0.1:{closed_port()}/0", False
-    try:
+    with broker_at(f"redis://127.0.0.1:{closed_port()}/0"):
         assert enqueue.publish(deliver_decision, (1,)) is False
-    finally:
-        app.conf.broker_url, app.conf.task_always_eager = previous
 
 
 def test_a_decision_with_the_broker_down_succeeds_and_leaves_the_delivery_to_the_sweeper(

@@ -45,6 +45,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as urllib3_connection
 
+from portal import deadline
+
 logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -272,6 +274,7 @@ def open_checked_socket(host: str, port: int, timeout=None, source_address=None,
             if peer != sockaddr[0] or destination_problem(host, [peer], allowed):
                 sock.close()
                 raise OutboundRefused(f"{host} connected to an unexpected address")
+            deadline.watch(sock)  # the call's total deadline (portal.deadline) may cut it off
             return sock
         except OSError as exc:
             error = exc

@@ -39,6 +39,8 @@ from django.db.models import Exists, Max, OuterRef
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from portal import enqueue
+
 from .canonical import canonical_json, default_canonical, digest
 from .keys import UnknownKey, chain_key, current_chain_key
 from .models import ChainLink, ChainTag, ForgedEntry
@@ -275,11 +277,9 @@ def request_seal() -> None:
     debounce = settings.PORTAL_AUDIT_CHAIN_SEAL_DEBOUNCE_SECONDS
     if not cache.add(SEAL_PENDING_KEY, 1, timeout=debounce):
         return
-    try:
-        signature(SEAL_TASK).apply_async(countdown=debounce)
-    except Exception:  # the broker being down must not fail the request that wrote evidence
-        cache.delete(SEAL_PENDING_KEY)
-        logger.warning("Could not queue audit chain sealing; the periodic job will seal.", exc_info=True)
+    # One fast publish: the broker being down must neither fail nor slow the request that wrote evidence.
+    if not enqueue.publish(signature(SEAL_TASK), countdown=debounce, what="audit chain sealing"):
+        cache.delete(SEAL_PENDING_KEY)  # the periodic job will seal
 
 
 def _schedule_seal() -> None:

@@ -154,6 +154,10 @@ class ReportExportApi(APIView):
         fmt = request.query_params.get("format", "json")
         if fmt not in API_FORMATS:
             raise ValidationError({"format": f"Use one of {', '.join(API_FORMATS)}."})
+        filter_names = ("from", "to", "service", "environment")
+        empty = [name for name in filter_names if request.query_params.get(name, None) == ""]
+        if empty:  # the API says what it means: a filter is given a value or left out
+            raise ValidationError({name: ["Give a value or leave the filter out."] for name in empty})
         filters, form = filters_from_query(request.query_params)
         if filters is None:
             raise ValidationError(form.errors)

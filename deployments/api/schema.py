@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
@@ -23,6 +24,31 @@ ERROR_DESCRIPTIONS = {
 
 
 class PortalAutoSchema(AutoSchema):
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        from deployments.api.serializers import StrictInput
+
+        if direction == "request" and isinstance(serializer, StrictInput) and schema.get("type") == "object":
+            schema["additionalProperties"] = False  # unknown fields are refused (400 unknown_field)
+        return schema
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        from deployments.api.serializers import NamedDictField
+
+        patterns = [v.regex.pattern for v in getattr(field, "validators", ()) if isinstance(v, RegexValidator)
+                    and not v.inverse_match]
+        if patterns and schema.get("type") == "string" and "pattern" not in schema:
+            schema["pattern"] = patterns[0]
+        if isinstance(field, NamedDictField):
+            schema["propertyNames"] = {"type": "string", "minLength": 1, "maxLength": field.max_key_length,
+                                       "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}
+            if field.max_items is not None:
+                schema["maxProperties"] = field.max_items
+            if not field.allow_empty:
+                schema["minProperties"] = 1
+        return schema
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         codes = ["401", "403", "404", "405", "406"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -58,6 +59,31 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+def has_control_character(text: str) -> bool:
+    """NUL and the other C0/C1 controls (and DEL): never part of a name or key (PostgreSQL refuses
+    NUL in text and JSON)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+class NamedDictField(serializers.DictField):
+    """A JSON object whose keys are names: 1 to ``max_key_length`` characters, no control character."""
+
+    def __init__(self, *args, max_key_length: int = 200, max_items: int | None = None, **kwargs):
+        self.max_key_length, self.max_items = max_key_length, max_items
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if self.max_items is not None and len(value) > self.max_items:
+            raise serializers.ValidationError(f"At most {self.max_items} entries.")
+        for key in value:
+            if not key or len(key) > self.max_key_length:
+                raise serializers.ValidationError(f"Names are 1 to {self.max_key_length} characters.")
+            if has_control_character(key):
+                raise serializers.ValidationError("Names must not contain control characters (NUL, newline, ...).")
+        return value
+
+
 class StrictFieldMapping:
     """ModelSerializers built from models use the strict fields above."""
 
@@ -84,6 +110,20 @@ class ServiceSerializer(StrictFieldMapping, StrictModelInput):
         model = Service
         fields = ["id", "name", "display_name", "repository", "ci_provider", "description", "created_at"]
         read_only_fields = ["id", "created_at"]
+        # A taken name is a conflict with existing data (409 service_exists), not malformed input.
+        extra_kwargs = {"name": {"validators": [v for v in Service._meta.get_field("name").validators]}}
+
+    def create(self, validated_data):
+        from django.db import IntegrityError, transaction
+
+        from compliance.errors import RuleViolation
+
+        try:
+            with transaction.atomic():
+                return super().create(validated_data)
+        except IntegrityError:
+            raise RuleViolation("service_exists", f"A service named {validated_data['name']} already exists.",
+                                status_code=409) from None
 
 
 class ServiceUpdateSerializer(ServiceSerializer):
@@ -103,7 +143,10 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 class EnvironmentCreateSerializer(StrictInput):
     service = StrictCharField(max_length=100, help_text="Service name (slug).")
-    name = StrictCharField(max_length=100)
+    # The model's name rule, also stated in the schema (PortalAutoSchema maps regex validators).
+    name = StrictCharField(max_length=100, help_text="Letters, digits, space and _ . - /.",
+                           validators=[v for v in Environment._meta.get_field("name").validators
+                                       if isinstance(v, RegexValidator)])
     tier = serializers.ChoiceField(choices=Tier.choices, default=Tier.STAGING)
 
     def validate_name(self, value):
@@ -149,26 +192,19 @@ class RequestCreateSerializer(StrictInput):
     change_authors = serializers.ListField(
         child=StrictCharField(max_length=255), required=False, default=list, max_length=200
     )
-    checks = serializers.DictField(
-        child=serializers.ChoiceField(choices=CheckState.choices), required=False, default=dict,
+    checks = NamedDictField(
+        child=serializers.ChoiceField(choices=CheckState.choices), required=False, default=dict, max_items=100,
         help_text="Check name → state (success, pending, failure, neutral, skipped).",
     )
     source = serializers.ChoiceField(choices=[RequestSource.API, RequestSource.CLI], default=RequestSource.API)
     source_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
-    external_ids = serializers.DictField(child=StrictCharField(max_length=255, allow_blank=True), required=False,
-                                         default=dict, help_text="e.g. the CI run id.")
+    external_ids = NamedDictField(child=StrictCharField(max_length=255, allow_blank=True), required=False,
+                                  default=dict, max_key_length=100, max_items=50, help_text="e.g. the CI run id.")
     requester_login = StrictCharField(max_length=255, required=False, allow_blank=True, default="",
                                       help_text="The person CI acts for (username or CI login), if known.")
     is_emergency = StrictBooleanField(required=False, default=False)
     justification = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
 
-    def validate_checks(self, value):
-        if len(value) > 100:
-            raise serializers.ValidationError("At most 100 checks.")
-        for name in value:
-            if not name or len(name) > 200:
-                raise serializers.ValidationError("Check names are 1 to 200 characters.")
-        return value
 
 
 class VerdictSerializer(serializers.Serializer):
@@ -370,8 +406,8 @@ class RequestDetailSerializer(RequestSerializer):
 
 class DecideSerializer(StrictInput):
     comment = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
-    checklist = serializers.DictField(child=StrictBooleanField(), required=False, default=dict,
-                                      help_text="Impact checklist item → confirmed.")
+    checklist = NamedDictField(child=StrictBooleanField(), required=False, default=dict, max_key_length=300,
+                               max_items=50, help_text="Impact checklist item → confirmed.")
 
 
 class RejectSerializer(DecideSerializer):
@@ -383,10 +419,8 @@ class CancelSerializer(StrictInput):
 
 
 class ChecksSerializer(StrictInput):
-    checks = serializers.DictField(child=serializers.ChoiceField(choices=CheckState.choices), allow_empty=False)
-
-    def validate_checks(self, value):
-        return RequestCreateSerializer().validate_checks(value)
+    checks = NamedDictField(child=serializers.ChoiceField(choices=CheckState.choices), allow_empty=False,
+                            max_items=100)
 
 
 EXECUTION_ALIASES = {"started": ExecutionStatus.IN_PROGRESS, "succeeded": ExecutionStatus.SUCCESS,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 
 import django_filters
-from django.db import IntegrityError, transaction
+from django import forms as django_forms
+from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -21,10 +23,9 @@ from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role, roles_of
+from deployments.api import idempotency, tokens
 from deployments.api import serializers as s
-from deployments.api import tokens
 from deployments.api.authentication import set_audit_actor
-from deployments.api.errors import error_body
 from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
 from deployments.gate import permissions as gate
 from deployments.gate import services
@@ -34,7 +35,6 @@ from deployments.models import (
     ApprovalPolicy,
     DeploymentRequest,
     Environment,
-    IdempotencyKey,
     Service,
 )
 
@@ -98,6 +98,12 @@ class Pagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 200
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:  # what paginate_queryset accepts: whole numbers from 0
+            parameter["schema"] = {"type": "integer", "minimum": 0}
+        return parameters
 
     def paginate_queryset(self, queryset, request, view=None):
         errors = {}
@@ -173,6 +179,24 @@ class StrictFilterSet(django_filters.FilterSet):
         return valid
 
 
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, any valid offset, compared in UTC; a moment outside the calendar once in
+    UTC (year 1 with a positive offset, …) is a 400, never a database error."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise django_forms.ValidationError("This date and time is out of range.", code="out_of_range") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EnvironmentFilter(StrictFilterSet):
     service = django_filters.CharFilter(field_name="service__name")
     tier = django_filters.ChoiceFilter(choices=Environment._meta.get_field("tier").choices)
@@ -202,8 +226,8 @@ class EnvironmentViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveM
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         service = Service.objects.filter(name=data["service"]).first()
-        if service is None:
-            raise exceptions.ValidationError({"service": ["No service with this name."]})
+        if service is None:  # a well-formed name that names nothing: not found, not malformed
+            raise RuleViolation("unknown_service", f"No service named {data['service']}.", status_code=404)
         try:
             environment = services.create_environment(
                 actor=request.user, service=service, name=data["name"], tier=data["tier"]
@@ -247,8 +271,8 @@ class RequestFilter(StrictFilterSet):
     source = django_filters.ChoiceFilter(choices=RequestSource.choices)
     requester = django_filters.CharFilter(field_name="requester__username")
     is_emergency = django_filters.BooleanFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = DeploymentRequest
@@ -312,36 +336,8 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         if len(key) > 255 or not key.isprintable():
             raise exceptions.ValidationError({"Idempotency-Key": ["At most 255 printable characters."]})
         body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True).encode()).hexdigest()
-        try:
-            with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    user=request.user, key=key, body_hash=body_hash, response_status=0, response_body={}
-                )
-        except IntegrityError:
-            return self._replay(IdempotencyKey.objects.get(user=request.user, key=key), body_hash)
-        try:
-            response = self._submit(serializer.validated_data)
-        except BaseException:
-            record.delete()  # nothing was created: a retry with this key tries again
-            raise
-        IdempotencyKey.objects.filter(pk=record.pk).update(
-            response_status=response.status_code, response_body=response.data
-        )
-        return response
-
-    def _replay(self, record: IdempotencyKey, body_hash: str) -> Response:
-        if record.body_hash != body_hash:
-            return Response(
-                error_body("idempotency_key_reused",
-                           "This Idempotency-Key was already used with a different request body; use a new key."),
-                status=422,
-            )
-        if record.response_status == 0:
-            return Response(error_body("idempotency_in_progress",
-                                       "A request with this Idempotency-Key is still being processed; retry shortly."),
-                            status=status.HTTP_409_CONFLICT)
-        return Response(record.response_body, status=record.response_status,
-                        headers={"Idempotent-Replayed": "true"})
+        return idempotency.create_once(user=request.user, key=key, body_hash=body_hash,
+                                       submit=lambda: self._submit(serializer.validated_data))
 
     def _submit(self, data) -> Response:
         actor = self.request.user

@@ -46,6 +46,8 @@ from deployments.delivery.providers.base import DeliveryOutcome
 from deployments.models import DecisionDelivery, DeliveryAttempt, DeploymentRequest, RequestEvent
 from deployments.signals import request_transitioned
 from deployments.tasks import deliver_decision
+from portal import enqueue
+from portal.deadline import Deadline
 from portal.links import absolute_url
 from portal.outbox import Outbox
 from portal.retry import RetryPolicy
@@ -135,21 +137,18 @@ def queue_decision(
 
 
 def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
-    def enqueue() -> None:
-        try:
-            deliver_decision.apply_async((delivery_id,), countdown=countdown)
-        except Exception:  # the broker is down: the sweeper will pick the row up
-            logger.exception("Could not enqueue delivery %s; the sweeper will retry it", delivery_id)
-
-    transaction.on_commit(enqueue)
+    # One fast publish after commit; with the broker down the row stays due for the sweeper.
+    enqueue.publish_on_commit(deliver_decision, (delivery_id,), countdown=countdown, what=f"delivery {delivery_id}")
 
 
 # --- one attempt ----------------------------------------------------------------------------
 
 
 def lease_seconds() -> float:
-    """How long a claimed attempt may run before the sweeper considers the worker gone."""
-    return max(60.0, settings.PORTAL_HTTP_TIMEOUT * 3)
+    """How long a claimed attempt may run before the sweeper considers the worker gone: longer than
+    the attempt's deadline by a margin (checked at start-up), so a live attempt always ends first."""
+    at_least = settings.PORTAL_HTTP_DEADLINE + settings.PORTAL_LEASE_MARGIN_SECONDS
+    return max(settings.PORTAL_DELIVERY_LEASE_SECONDS, at_least)
 
 
 def retry_policy() -> RetryPolicy:
@@ -235,7 +234,14 @@ def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> Decisi
     if claim is None:
         return None
     delivery, attempt = claim
-    outcome = _call_provider(delivery)
+    with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit:
+        outcome = _call_provider(delivery)
+    if limit.expired and not outcome.delivered:
+        # Cut off at its deadline (a receiver that answers too slowly): abandoned, tried again later.
+        outcome = DeliveryOutcome(
+            delivered=False, status_code=outcome.status_code, abandoned=True,
+            error=f"No complete answer within the {limit.seconds:g} s deadline; the attempt was abandoned.",
+        )
     return _finish(delivery.pk, attempt.pk, outcome, started=now)
 
 
@@ -248,6 +254,14 @@ def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, star
         .get(pk=delivery_id)
     )
     attempt = DeliveryAttempt.objects.get(pk=attempt_id)
+    if attempt.outcome == AttemptOutcome.ABANDONED:
+        # Its lease ended and a later attempt took over (a paused worker): keep the record, change
+        # nothing else unless the receiver did get it.
+        attempt.error = (attempt.error + f" It finished later: {outcome.error or 'delivered'}")[:2000]
+        attempt.status_code = outcome.status_code
+        attempt.save(update_fields=["error", "status_code"])
+        if not outcome.delivered or delivery.status != DeliveryStatus.PENDING:
+            return delivery
     attempt.finished_at = finished
     attempt.status_code = outcome.status_code
     attempt.error = outcome.error[:2000]
@@ -273,7 +287,7 @@ def _finish(delivery_id: int, attempt_id: int, outcome: DeliveryOutcome, *, star
         attempt.outcome = AttemptOutcome.FAILED
         DELIVERIES.give_up_row(delivery, now=finished, alert=lambda: alert_delivery_failed(delivery_id=delivery.pk))
     else:
-        attempt.outcome = AttemptOutcome.RETRY
+        attempt.outcome = AttemptOutcome.ABANDONED if outcome.abandoned else AttemptOutcome.RETRY
         delivery.next_attempt_at, delay = DELIVERIES.next_attempt(
             delivery.attempts, now=finished, retry_after=outcome.retry_after
         )

@@ -46,7 +46,7 @@ from deployments.notifications.models import (
     NotificationStatus,
 )
 from deployments.tasks import NOTIFICATION_RETRY, deliver_notification, notify_request
-from portal import outbound
+from portal import enqueue, outbound
 from portal.links import absolute_url
 from portal.outbox import Outbox
 
@@ -176,11 +176,8 @@ def plan_notifications(*, request_id: int, kind: str, period: int = 0) -> list[i
 
 
 def enqueue_deliveries(ids: Iterable[int]) -> None:
-    for log_id in ids:
-        try:
-            deliver_notification.delay(log_id)
-        except Exception:  # broker down: the sweep re-enqueues pending rows later
-            logger.exception("could not enqueue notification %s; the sweep will retry", log_id)
+    for log_id in ids:  # broker down: the sweep re-enqueues pending rows later
+        enqueue.publish(deliver_notification, (log_id,), what=f"notification {log_id}")
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -389,10 +386,5 @@ def schedule_on_transition(sender, request, old_status, new_status, actor=None, 
         return
     request_id = request.pk
 
-    def enqueue() -> None:
-        try:
-            notify_request.delay(request_id, kind)
-        except Exception:  # the decision is committed; the sweep plans missed notifications later
-            logger.exception("could not enqueue %s notifications for request %s", kind, request_id)
-
-    transaction.on_commit(enqueue)
+    # The decision is committed first; with the broker down the sweep plans missed notifications later.
+    enqueue.publish_on_commit(notify_request, (request_id, kind), what=f"{kind} notifications for #{request_id}")

@@ -48,13 +48,17 @@ def keep_the_test_connection():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def fuzz_token(db):
-    """A caller who may do a bit of everything, with a request to act on."""
+@pytest.fixture(params=["administrator", "engineer"])
+def fuzz_token(db, request):
+    """Two callers, each with a request to act on: one who may do a bit of everything, and an
+    engineer who may only request (every other call must be refused in the documented shape)."""
     environment = factories.make_environment(name="staging")
-    user = factories.UserFactory(username="fuzzer", roles=[Role.ENGINEER, Role.APPROVER, Role.ADMINISTRATOR])
+    everything = request.param == "administrator"
+    roles = [Role.ENGINEER, Role.APPROVER, Role.ADMINISTRATOR] if everything else [Role.ENGINEER]
+    user = factories.UserFactory(username=f"fuzzer-{request.param}", roles=roles)
     factories.grant(user, "request", environment)
-    factories.grant(user, "approve", environment)
+    if everything:
+        factories.grant(user, "approve", environment)
     services.submit_request(actor=user, environment=environment, sha=factories.sha(), ref="main")
     _, clear = tokens.create_api_token(actor=user, user=user, name="fuzz")
     return clear

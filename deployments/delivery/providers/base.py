@@ -25,6 +25,7 @@ class DeliveryOutcome:
     error: str = ""
     retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After / rate-limit reset)
     permanent: bool = False  # retrying cannot help → failed at once
+    abandoned: bool = False  # cut off at the attempt's deadline (set by the outbox, not by providers)
 
 
 class DecisionProvider:

@@ -22,7 +22,7 @@ from deployments.choices import DeliveryDecision
 from deployments.delivery.providers.base import DecisionProvider, DeliveryOutcome, outcome_for_response
 from deployments.delivery.secrets import decrypt_secret
 from deployments.models import WebhookEndpoint
-from portal import outbound
+from portal import deadline, outbound
 from portal.links import absolute_url
 
 SIGNATURE_HEADER = "X-Portal-Signature"
@@ -116,7 +116,7 @@ class WebhookProvider(DecisionProvider):
         }
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
-        timeout = settings.PORTAL_HTTP_TIMEOUT
+        timeout = deadline.bounded(settings.PORTAL_HTTP_TIMEOUT)  # per operation; the attempt has a total deadline
         # The outbound policy applies again here: https, and a public address checked at connect
         # (resolve and pin), whatever the URL resolved to when it was saved.
         try:

@@ -229,6 +229,10 @@ def _normalize_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
     for name, state in (checks or {}).items():
         if not isinstance(name, str) or not name or len(name) > 200:
             raise RuleViolation("invalid_checks", "Check names must be non-empty strings.", status_code=400)
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+            raise RuleViolation(
+                "invalid_checks", "Check names must not contain control characters (NUL, newline…).", status_code=400
+            )
         if state not in CheckState.values:
             raise RuleViolation(
                 "invalid_checks",

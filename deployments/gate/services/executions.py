@@ -101,9 +101,6 @@ def _report_execution(
         raise RuleViolation(
             "invalid_sha", "The deployed sha must be 40 lowercase hexadecimal characters.", status_code=400
         )
-    now = timezone.now()
-    if started_at is not None:
-        now = min(started_at, now)
     if request is None:
         # Link to the request that authorized this sha, if there is one.
         # Link to the request that authorized this sha, if there is one (an approval withdrawn since
@@ -118,6 +115,12 @@ def _report_execution(
             .first()
         )
     locked = _lock(request) if request is not None else None
+    # The clock is read once the request is locked: a report that waited for the lock (behind an
+    # expiry, another report of the run) is judged at the time it is applied, never at a time from
+    # before the state it now sees.
+    now = timezone.now()
+    if started_at is not None:
+        now = min(started_at, now)
     flag = ""
     if locked is None:
         flag = "No deployment request authorizes this execution."

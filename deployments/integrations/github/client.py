@@ -26,6 +26,8 @@ import jwt
 import requests
 from django.conf import settings
 
+from portal import deadline
+
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2022-11-28"
@@ -110,8 +112,12 @@ class GitHubClient:
     def __init__(self, installation_id: int | str, *, session: requests.Session | None = None):
         self.installation_id = int(installation_id)
         self.base_url = settings.GITHUB_API_URL.rstrip("/")
-        self.timeout = settings.PORTAL_HTTP_TIMEOUT
         self.session = session or github_session()
+
+    @property
+    def timeout(self) -> float:
+        """Per operation, cut to what is left of the caller's total deadline (``portal.deadline``)."""
+        return deadline.bounded(settings.PORTAL_HTTP_TIMEOUT)
 
     # --- authentication ------------------------------------------------------------------
     def _cache_key(self) -> tuple[str, str, int]:
@@ -292,6 +298,8 @@ def _message(response: requests.Response) -> str:
 def github_session() -> requests.Session:
     """A session with GitHub's media type, API version and the portal's user agent."""
     session = requests.Session()
+    session.mount("https://", deadline.adapter())  # connections watched by the caller's deadline
+    session.mount("http://", deadline.adapter())
     session.headers.update(
         {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION, "User-Agent": USER_AGENT}
     )
@@ -305,7 +313,7 @@ def _as_app(path: str) -> requests.Response:
             return session.get(
                 f"{settings.GITHUB_API_URL.rstrip('/')}/{path.lstrip('/')}",
                 headers={"Authorization": f"Bearer {app_jwt()}"},
-                timeout=settings.PORTAL_HTTP_TIMEOUT,
+                timeout=deadline.bounded(settings.PORTAL_HTTP_TIMEOUT),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:

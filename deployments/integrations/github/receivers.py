@@ -3,25 +3,18 @@ approval and after each approval that does not yet reach the quorum (best effort
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.dispatch import receiver
 
 from deployments.choices import Decision, RequestSource, RequestStatus
 from deployments.signals import decision_recorded, request_transitioned
+from portal import enqueue
 
 from .tasks import post_status_report
 
 
 def _queue(request_id: int) -> None:
-    def enqueue() -> None:
-        try:
-            post_status_report.delay(request_id)
-        except Exception:  # best effort: a missed status report changes nothing
-            import logging
-
-            logging.getLogger(__name__).warning("Could not queue a GitHub status report for #%s", request_id)
-
-    transaction.on_commit(enqueue)
+    # Best effort, one fast publish after commit: a missed status report changes nothing.
+    enqueue.publish_on_commit(post_status_report, (request_id,), what=f"GitHub status report for #{request_id}")
 
 
 @receiver(request_transitioned, dispatch_uid="deployments.github.status_on_transition")

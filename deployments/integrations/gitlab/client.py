@@ -333,7 +333,9 @@ class GitLabClient:
         path = self._path(project, "/freeze_periods")
         return self.call(f"GET freeze periods of {project}", lambda: list(self.gl.http_list(path, get_all=True)))
 
-    def create_freeze_period(self, project: str | int, *, freeze_start: str, freeze_end: str, cron_timezone: str) -> dict:
+    def create_freeze_period(
+        self, project: str | int, *, freeze_start: str, freeze_end: str, cron_timezone: str
+    ) -> dict:
         data = {"freeze_start": freeze_start, "freeze_end": freeze_end, "cron_timezone": cron_timezone}
         path = self._path(project, "/freeze_periods")
         return self.call(f"POST freeze period of {project}", lambda: self.gl.http_post(path, post_data=data))

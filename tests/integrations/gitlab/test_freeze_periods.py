@@ -77,7 +77,9 @@ def test_an_ended_window_is_removed_and_gitlabs_own_periods_stay(
         {"id": 1, "freeze_start": "0 23 * * 5", "freeze_end": "0 7 * * 1", "cron_timezone": "UTC"}
     ]
     now = timezone.now()
-    window = freeze_window(production, now - timedelta(hours=1), now + timedelta(hours=1), django_capture_on_commit_callbacks)
+    window = freeze_window(
+        production, now - timedelta(hours=1), now + timedelta(hours=1), django_capture_on_commit_callbacks
+    )
     assert len(periods(gitlab)) == 2
     FreezeWindow.objects.filter(pk=window.pk).update(ends_at=now - timedelta(minutes=1))  # time passed
     assert freeze.sync_all()["deleted"] == 1
@@ -135,4 +137,3 @@ def test_a_refused_token_or_a_gitlab_fault_changes_nothing_and_the_next_run_catc
     gitlab.fail("freeze", (500, {}))
     assert freeze.sync_all()["failed"] == 1 and not GitLabFreezePeriod.objects.exists()
     assert freeze.sync_all()["created"] == 1 and len(periods(gitlab)) == 1
-

@@ -74,38 +74,54 @@ def _drop(client: GitLabClient, row: GitLabFreezePeriod) -> None:
 
 
 def sync_project(client: GitLabClient, project: GitLabProject) -> dict:
-    """Make the project's mirrored freeze periods equal to its current windows. Returns counts."""
+    """Make the project's mirrored freeze periods equal to its current windows. Returns counts.
+
+    Each change on GitLab is recorded as soon as GitLab took it, and one refused call does not undo
+    the others: the first failure is raised once the rest is done (the next run retries it), so a
+    period made on GitLab is never left unrecorded (and never made twice)."""
     counts = {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0}
+    failures: list[GitLabError] = []
     with transaction.atomic():
         project = GitLabProject.objects.select_for_update().select_related("service").get(pk=project.pk)
         wanted = {w.pk: w for w in windows_to_mirror(project)}
         rows = list(project.freeze_periods.select_related("project"))
         for row in rows:
             if row.window_id not in wanted:
-                _drop(client, row)
+                try:
+                    _drop(client, row)
+                except GitLabError as exc:
+                    failures.append(exc)
+                    continue
                 counts["deleted"] += 1
         rows = {row.window_id: row for row in rows if row.window_id in wanted}
         on_gitlab = {p.get("id"): p for p in client.freeze_periods(project.project_path)} if wanted else {}
         for window in wanted.values():
-            start, end = crons_for(window)
-            fields = {"freeze_start": start, "freeze_end": end, "cron_timezone": TIMEZONE}
-            row = rows.get(window.pk)
-            period = on_gitlab.get(row.period_id) if row else None
-            if row and period is not None:
-                if all(period.get(k) == v for k, v in fields.items()):
-                    counts["unchanged"] += 1
-                    continue
-                client.update_freeze_period(project.project_path, row.period_id, **fields)
-                counts["updated"] += 1
-            else:
-                created = client.create_freeze_period(project.project_path, **fields)
-                if row is None:
-                    row = GitLabFreezePeriod(project=project, window=window, period_id=created["id"])
-                row.period_id = created["id"]
-                counts["created"] += 1
-            row.freeze_start, row.freeze_end, row.cron_timezone = start, end, TIMEZONE
-            row.save()
+            try:
+                counts[_mirror(client, project, window, rows.get(window.pk), on_gitlab)] += 1
+            except GitLabError as exc:
+                failures.append(exc)
+    if failures:
+        raise failures[0]
     return counts
+
+
+def _mirror(client, project, window, row, on_gitlab: dict) -> str:
+    start, end = crons_for(window)
+    fields = {"freeze_start": start, "freeze_end": end, "cron_timezone": TIMEZONE}
+    period = on_gitlab.get(row.period_id) if row else None
+    if row and period is not None:
+        if all(period.get(k) == v for k, v in fields.items()):
+            return "unchanged"
+        client.update_freeze_period(project.project_path, row.period_id, **fields)
+        outcome = "updated"
+    else:
+        created = client.create_freeze_period(project.project_path, **fields)
+        row = row or GitLabFreezePeriod(project=project, window=window)
+        row.period_id = created["id"]
+        outcome = "created"
+    row.freeze_start, row.freeze_end, row.cron_timezone = start, end, TIMEZONE
+    row.save()
+    return outcome
 
 
 def sync_all(project_pk: int | None = None) -> dict:

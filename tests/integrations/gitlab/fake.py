@@ -109,8 +109,9 @@ class FakeGitLab:
         return self.projects[path]
 
     def fail(self, key: str, *answers: tuple[int, dict]) -> None:
-        """Queue answers for ``key``: "user", "project", "deployments", "deployment", "approval", "play",
-        "job", "pipeline-jobs", "statuses", "merge-requests", "compare", "protected", "protect", "freeze"."""
+        """Queue answers (status 0: answer normally) for ``key``: "user", "project", "deployments",
+        "deployment", "approval", "play", "job", "pipeline-jobs",
+        "statuses", "merge-requests", "compare", "protected", "protect", "freeze"."""
         self.faults.setdefault(key, []).extend(answers)
 
     def add_job(
@@ -239,6 +240,8 @@ class FakeGitLab:
         if not queue:
             return None
         status, headers = queue.pop(0)
+        if status == 0:  # a queued "answer normally": fail a later call of the same endpoint
+            return None
         messages = {429: "Retry later", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not found"}
         return _error(status, messages.get(status, "500 Internal Server Error"), headers)
 

@@ -137,3 +137,19 @@ def test_a_refused_token_or_a_gitlab_fault_changes_nothing_and_the_next_run_catc
     gitlab.fail("freeze", (500, {}))
     assert freeze.sync_all()["failed"] == 1 and not GitLabFreezePeriod.objects.exists()
     assert freeze.sync_all()["created"] == 1 and len(periods(gitlab)) == 1
+
+
+def test_a_failure_midway_keeps_what_gitlab_took_so_no_period_is_made_twice(
+    gitlab, production, project, django_capture_on_commit_callbacks
+):
+    start = datetime(2099, 3, 1, 0, 0, tzinfo=UTC)
+    for days in (0, 10):
+        window_start = start + timedelta(days=days)
+        freeze_window(production, window_start, window_start + timedelta(hours=2), django_capture_on_commit_callbacks)
+    project.mirror_freeze_windows = True
+    project.save()
+    gitlab.fail("freeze", (0, {}), (0, {}), (500, {}))  # the list and the first period pass, the second fails
+    assert freeze.sync_all()["failed"] == 1
+    assert len(periods(gitlab)) == 1 and GitLabFreezePeriod.objects.count() == 1
+    assert freeze.sync_all()["created"] == 1
+    assert len(periods(gitlab)) == 2 and GitLabFreezePeriod.objects.count() == 2

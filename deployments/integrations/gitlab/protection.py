@@ -100,16 +100,40 @@ def enforce_branch(client: GitLabClient, project: GitLabProject, rule, branch: d
         for a in (branch or {}).get("merge_access_levels") or []
         if isinstance(a, dict) and isinstance(a.get("access_level"), int) and a.get("access_level") > 0
     ]
-    name = str(branch.get("name")) if branch is not None else rule.pattern
-    if branch is not None:
-        client.unprotect_branch(project.project_path, name)
-    client.protect_branch(
-        project.project_path,
-        name,
-        push_access_level=push_level,
-        merge_access_level=min(merge_levels) if merge_levels else 40,
-        allow_force_push=expected["allow_force_push"] if branch is not None else False,
-    )
+    merge_level = min(merge_levels) if merge_levels else 40
+    if branch is None:
+        client.protect_branch(
+            project.project_path,
+            rule.pattern,
+            push_access_level=push_level,
+            merge_access_level=merge_level,
+            allow_force_push=False,
+        )
+        return
+    name = str(branch.get("name"))
+    actual = branch_state(branch)
+    client.unprotect_branch(project.project_path, name)
+    try:
+        client.protect_branch(
+            project.project_path,
+            name,
+            push_access_level=push_level,
+            merge_access_level=merge_level,
+            allow_force_push=expected["allow_force_push"],
+        )
+    except GitLabError:
+        # Never leave the branch unprotected: put back what it had (drifted, but protected), then report.
+        try:
+            client.protect_branch(
+                project.project_path,
+                name,
+                push_access_level=actual["push_access_level"],
+                merge_access_level=merge_level,
+                allow_force_push=actual["allow_force_push"],
+            )
+        except GitLabError:
+            logger.error("GitLab branch %s of %s is left unprotected after a failed correction", name, project)
+        raise
 
 
 def _record(project, kind, name, problems, enforce) -> GitLabProtectionAudit:

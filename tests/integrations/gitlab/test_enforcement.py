@@ -101,3 +101,15 @@ def test_a_refused_correction_stays_drift_with_the_reason(gitlab, production, en
     assert audit.detail.startswith("Enforcement failed: PUT protected environment production") and "403" in audit.detail
     assert not bot_rules(gitlab)
     assert "glpat" not in audit.detail
+
+
+def test_a_branch_whose_new_protection_is_refused_gets_its_old_protection_back(gitlab, production, enforcing):
+    protect_environment(gitlab)
+    protect_main(gitlab, force=True, level=30)
+    GitLabBranchRule.objects.create(project=enforcing, pattern="main")
+    gitlab.fail("protect", (0, {}), (500, {}))  # the unprotect passes, the new protection fails
+    protection.audit_all()
+    audit = latest("branch")
+    assert audit.outcome == AuditOutcome.DRIFT and audit.detail.startswith("Enforcement failed: POST protected branch")
+    [branch] = gitlab.protected_branches[PROJECT]  # still protected, as it was
+    assert branch["push_access_levels"] == [{"access_level": 30}] and branch["allow_force_push"] is True

@@ -1,5 +1,6 @@
 """Admin pages of the GitLab integration: projects (configuration), branch rules, deliveries
-(re-processable), rejections, intakes and protection audits. What was received is read-only evidence."""
+(re-processable), rejections, intakes, protection audits and mirrored freeze periods. What was received
+is read-only evidence."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .client import GitLabError
 from .models import (
     GitLabBranchRule,
     GitLabDeploymentIntake,
+    GitLabFreezePeriod,
     GitLabProject,
     GitLabProtectionAudit,
     GitLabWebhookDelivery,
@@ -29,7 +31,7 @@ class BranchRuleInline(admin.TabularInline):
 @admin.register(GitLabProject)
 class GitLabProjectAdmin(admin.ModelAdmin):
     list_display = ["project_path", "service", "approve_and_deploy", "represented_as", "is_active"]
-    list_filter = ["is_active", "approve_and_deploy"]
+    list_filter = ["is_active", "approve_and_deploy", "enforce_protection", "mirror_freeze_windows"]
     search_fields = ["project_path", "service__name"]
     list_select_related = ["service"]
     inlines = [BranchRuleInline]
@@ -127,5 +129,12 @@ class GitLabDeploymentIntakeAdmin(ReadOnlyAdmin):
 class GitLabProtectionAuditAdmin(ReadOnlyAdmin):
     list_display = ["checked_at", "project", "kind", "name", "outcome"]
     list_filter = ["outcome", "kind"]
-    search_fields = ["project__project_path", "name"]
+    search_fields = ["project__project_path", "name", "detail"]
     list_select_related = ["project"]
+
+
+@admin.register(GitLabFreezePeriod)
+class GitLabFreezePeriodAdmin(ReadOnlyAdmin):
+    list_display = ["project", "period_id", "window", "freeze_start", "freeze_end", "cron_timezone", "updated_at"]
+    search_fields = ["project__project_path"]
+    list_select_related = ["project", "window__environment__service"]

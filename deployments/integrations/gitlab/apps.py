@@ -33,4 +33,7 @@ class GitLabConfig(AppConfig):
         register_periodic_job(
             "gitlab-requeue-stale-deliveries", task="deployments.gitlab.requeue_stale_deliveries", schedule=300.0
         )
+        register_periodic_job(
+            "gitlab-mirror-freeze-periods", task="deployments.gitlab.mirror_freeze_periods", schedule=300.0
+        )
         register_periodic_job("gitlab-audit-protection", task="deployments.gitlab.audit_protection", schedule=3600.0)

@@ -5,6 +5,7 @@ from auditlog.registry import auditlog
 from .models import (
     GitLabBranchRule,
     GitLabDeploymentIntake,
+    GitLabFreezePeriod,
     GitLabProject,
     GitLabProtectionAudit,
     GitLabWebhookDelivery,
@@ -17,3 +18,4 @@ auditlog.register(GitLabProject)
 auditlog.register(GitLabBranchRule, m2m_fields={"allowed_pushers"})
 auditlog.register(GitLabDeploymentIntake)
 auditlog.register(GitLabProtectionAudit)
+auditlog.register(GitLabFreezePeriod)

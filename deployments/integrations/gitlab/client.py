@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import gitlab
 import requests
@@ -287,3 +287,66 @@ class GitLabClient:
     def hooks(self, project: str | int) -> list[dict]:
         manager = self._project(project).hooks
         return self.call(f"GET hooks of {project}", lambda: [h.attributes for h in manager.list(get_all=True)])
+
+    # --- protection enforcement and freeze periods (raw documented endpoints) ----------------
+    def _path(self, project: str | int, rest: str) -> str:
+        return f"/projects/{quote(str(project), safe='')}{rest}"
+
+    def protect_branch(
+        self, project: str | int, name: str, *, push_access_level: int, merge_access_level: int, allow_force_push: bool
+    ) -> dict:
+        """``POST /projects/:id/protected_branches`` (``name`` may be a wildcard such as ``release/*``)."""
+        data = {
+            "name": name,
+            "push_access_level": push_access_level,
+            "merge_access_level": merge_access_level,
+            "allow_force_push": allow_force_push,
+        }
+        return self.call(
+            f"POST protected branch {name}",
+            lambda: self.gl.http_post(self._path(project, "/protected_branches"), post_data=data),
+        )
+
+    def unprotect_branch(self, project: str | int, name: str) -> None:
+        """``DELETE /projects/:id/protected_branches/:name``."""
+        path = self._path(project, f"/protected_branches/{quote(name, safe='')}")
+        self.call(f"DELETE protected branch {name}", lambda: self.gl.http_delete(path))
+
+    def protect_environment(self, project: str | int, name: str, *, approval_rules: list[dict]) -> dict:
+        """``POST /projects/:id/protected_environments`` (maintainers deploy; the given approval rules)."""
+        data = {"name": name, "deploy_access_levels": [{"access_level": 40}], "approval_rules": approval_rules}
+        return self.call(
+            f"POST protected environment {name}",
+            lambda: self.gl.http_post(self._path(project, "/protected_environments"), post_data=data),
+        )
+
+    def update_protected_environment(self, project: str | int, name: str, *, approval_rules: list[dict]) -> dict:
+        """``PUT /projects/:id/protected_environments/:name`` with ``approval_rules`` (an ``id`` updates a rule)."""
+        path = self._path(project, f"/protected_environments/{quote(name, safe='')}")
+        return self.call(
+            f"PUT protected environment {name}",
+            lambda: self.gl.http_put(path, post_data={"approval_rules": approval_rules}),
+        )
+
+    def freeze_periods(self, project: str | int) -> list[dict]:
+        """``GET /projects/:id/freeze_periods`` (every page)."""
+        path = self._path(project, "/freeze_periods")
+        return self.call(f"GET freeze periods of {project}", lambda: list(self.gl.http_list(path, get_all=True)))
+
+    def create_freeze_period(
+        self, project: str | int, *, freeze_start: str, freeze_end: str, cron_timezone: str
+    ) -> dict:
+        data = {"freeze_start": freeze_start, "freeze_end": freeze_end, "cron_timezone": cron_timezone}
+        path = self._path(project, "/freeze_periods")
+        return self.call(f"POST freeze period of {project}", lambda: self.gl.http_post(path, post_data=data))
+
+    def update_freeze_period(
+        self, project: str | int, period_id: int, *, freeze_start: str, freeze_end: str, cron_timezone: str
+    ) -> dict:
+        data = {"freeze_start": freeze_start, "freeze_end": freeze_end, "cron_timezone": cron_timezone}
+        path = self._path(project, f"/freeze_periods/{int(period_id)}")
+        return self.call(f"PUT freeze period {period_id}", lambda: self.gl.http_put(path, post_data=data))
+
+    def delete_freeze_period(self, project: str | int, period_id: int) -> None:
+        path = self._path(project, f"/freeze_periods/{int(period_id)}")
+        self.call(f"DELETE freeze period {period_id}", lambda: self.gl.http_delete(path))

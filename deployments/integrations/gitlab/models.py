@@ -56,6 +56,16 @@ class GitLabProject(models.Model):
     approve_and_deploy = models.BooleanField(
         default=False, help_text="After approving, play the blocked (manual) deployment job."
     )
+    enforce_protection = models.BooleanField(
+        default=False,
+        help_text="When the hourly audit finds drift, correct it on GitLab: protect the branch with the rule's "
+        "levels, add the portal's bot to the environment's approval rules.",
+    )
+    mirror_freeze_windows = models.BooleanField(
+        default=False,
+        help_text="Keep GitLab freeze periods (and so $CI_DEPLOY_FREEZE) equal to the portal's freeze windows "
+        "of this service's protected environments.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -207,6 +217,7 @@ class GitLabBranchRule(models.Model):
 class AuditOutcome(models.TextChoices):
     COMPLIANT = "compliant", "Compliant"
     DRIFT = "drift", "Drift found"
+    ENFORCED = "enforced", "Drift corrected on GitLab"
     ERROR = "error", "Could not audit"
 
 
@@ -218,6 +229,7 @@ class GitLabProtectionAudit(models.Model):
     name = models.CharField(max_length=255)
     outcome = models.CharField(max_length=16, choices=AuditOutcome.choices)
     differences = models.JSONField(default=list, blank=True)
+    detail = models.TextField(blank=True, default="")
     checked_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -261,3 +273,34 @@ class GitLabDeploymentIntake(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.project_path} deployment {self.deployment_id}"
+
+
+class GitLabFreezePeriod(models.Model):
+    """A GitLab freeze period the portal made to mirror one of its freeze windows.
+
+    Only periods recorded here are ever changed or deleted: ones an administrator made on GitLab stay.
+    """
+
+    project = models.ForeignKey(GitLabProject, on_delete=models.CASCADE, related_name="freeze_periods")
+    window = models.ForeignKey(
+        "deployments.FreezeWindow", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    period_id = models.BigIntegerField(help_text="The freeze period's id on GitLab.")
+    freeze_start = models.CharField(max_length=100)
+    freeze_end = models.CharField(max_length=100)
+    cron_timezone = models.CharField(max_length=64, default="UTC")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project__project_path", "period_id"]
+        verbose_name = "GitLab freeze period"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "period_id"],
+                name="gitlab_freeze_period_unique",
+                violation_error_message="This GitLab freeze period is already mirrored.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.project_path} freeze period {self.period_id}"

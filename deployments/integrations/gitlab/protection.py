@@ -6,7 +6,10 @@
 - Every branch matching a portal branch rule must be protected on GitLab, with force pushes off
   unless the rule allows them, and no push access above the rule's level.
 
-Each check is kept as a ``GitLabProtectionAudit`` row; drift opens a branch-protection finding.
+Each check is kept as a ``GitLabProtectionAudit`` row; branch drift opens a branch-protection finding.
+With the project's ``enforce_protection`` on, drift is corrected through the API (the branch protected
+with the rule's levels, the bot added to the environment's approval rules) and the row says
+``enforced`` — or ``drift`` with the reason when GitLab refused the correction.
 """
 
 from __future__ import annotations
@@ -72,17 +75,96 @@ def branch_problems(rule, branch: dict | None) -> list[str]:
     return problems
 
 
+def enforce_environment(client: GitLabClient, project: GitLabProject, name: str, protected, bot: dict) -> None:
+    """Protect the environment, or add (or fix) the bot's approval rule, so the portal's approval is required."""
+    if protected is None:
+        client.protect_environment(
+            project.project_path, name, approval_rules=[{"user_id": bot["id"], "required_approvals": 1}]
+        )
+        return
+    ours = [r for r in protected.get("approval_rules") or [] if isinstance(r, dict) and r.get("user_id") == bot["id"]]
+    rule = {"id": ours[0]["id"], "required_approvals": 1} if ours else {"user_id": bot["id"], "required_approvals": 1}
+    client.update_protected_environment(project.project_path, name, approval_rules=[rule])
+
+
+def enforce_branch(client: GitLabClient, project: GitLabProject, rule, branch: dict | None) -> None:
+    """Protect the branch (or the rule's wildcard) with the rule's push level, force pushes as the rule allows.
+
+    GitLab's API cannot change a protected branch's access levels in place (outside Premium's
+    ``allowed_to_push`` lists), so a drifted protection is removed and created again at once.
+    """
+    expected = branch_expected(rule, branch_state(branch))
+    push_level = expected["push_access_level"] if branch is not None else rule.push_access_level
+    merge_levels = [
+        a.get("access_level")
+        for a in (branch or {}).get("merge_access_levels") or []
+        if isinstance(a, dict) and isinstance(a.get("access_level"), int) and a.get("access_level") > 0
+    ]
+    merge_level = min(merge_levels) if merge_levels else 40
+    if branch is None:
+        client.protect_branch(
+            project.project_path,
+            rule.pattern,
+            push_access_level=push_level,
+            merge_access_level=merge_level,
+            allow_force_push=False,
+        )
+        return
+    name = str(branch.get("name"))
+    actual = branch_state(branch)
+    client.unprotect_branch(project.project_path, name)
+    try:
+        client.protect_branch(
+            project.project_path,
+            name,
+            push_access_level=push_level,
+            merge_access_level=merge_level,
+            allow_force_push=expected["allow_force_push"],
+        )
+    except GitLabError:
+        # Never leave the branch unprotected: put back what it had (drifted, but protected), then report.
+        try:
+            client.protect_branch(
+                project.project_path,
+                name,
+                push_access_level=actual["push_access_level"],
+                merge_access_level=merge_level,
+                allow_force_push=actual["allow_force_push"],
+            )
+        except GitLabError:
+            logger.error("GitLab branch %s of %s is left unprotected after a failed correction", name, project)
+        raise
+
+
+def _record(project, kind, name, problems, enforce) -> GitLabProtectionAudit:
+    """Keep one audit row; with enforcement on, correct the drift first and say whether that worked."""
+    outcome, detail = (AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT), ""
+    if problems and project.enforce_protection:
+        try:
+            enforce()
+        except GitLabError as exc:
+            detail = f"Enforcement failed: {exc}"[:2000]
+        else:
+            outcome, detail = AuditOutcome.ENFORCED, "The portal's rule was applied on GitLab."
+    return GitLabProtectionAudit.objects.create(
+        project=project, kind=kind, name=name, outcome=outcome, differences=problems, detail=detail
+    )
+
+
 def audit_project(client: GitLabClient, project: GitLabProject, bot: dict) -> list[GitLabProtectionAudit]:
     audits = []
     for environment in protected_environments(project):
-        problems = environment_problems(client.protected_environment(project.project_path, environment.name), bot)
+        protected = client.protected_environment(project.project_path, environment.name)
+        problems = environment_problems(protected, bot)
         audits.append(
-            GitLabProtectionAudit.objects.create(
-                project=project,
-                kind="environment",
-                name=environment.name,
-                outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT,
-                differences=problems,
+            _record(
+                project,
+                "environment",
+                environment.name,
+                problems,
+                lambda name=environment.name, protected=protected: enforce_environment(
+                    client, project, name, protected, bot
+                ),
             )
         )
     rules = list(project.branch_rules.all())
@@ -97,12 +179,12 @@ def audit_project(client: GitLabClient, project: GitLabProject, bot: dict) -> li
             branch = matching[0] if matching else None
             problems = branch_problems(rule, branch)
             audits.append(
-                GitLabProtectionAudit.objects.create(
-                    project=project,
-                    kind="branch",
-                    name=rule.pattern,
-                    outcome=AuditOutcome.DRIFT if problems else AuditOutcome.COMPLIANT,
-                    differences=problems,
+                _record(
+                    project,
+                    "branch",
+                    rule.pattern,
+                    problems,
+                    lambda rule=rule, branch=branch: enforce_branch(client, project, rule, branch),
                 )
             )
             if problems:

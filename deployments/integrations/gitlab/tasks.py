@@ -66,3 +66,11 @@ def audit_protection() -> int:
     from . import protection
 
     return protection.audit_all()
+
+
+@shared_task(name="deployments.gitlab.mirror_freeze_periods", acks_late=True)
+@as_system_actor
+def mirror_freeze_periods(project_pk: int | None = None) -> dict:
+    from . import freeze
+
+    return freeze.sync_all(project_pk)

@@ -11,8 +11,12 @@ Documented paths, methods, status codes, headers and JSON fields for:
   ``GET /projects/:id/pipelines/:pipeline_id/jobs``
 - ``GET /projects/:id/repository/compare?from=&to=``, ``GET …/repository/commits/:sha/statuses``,
   ``GET …/repository/commits/:sha/merge_requests``
-- ``GET /projects/:id/protected_branches``, ``GET /projects/:id/protected_environments/:name``,
+- ``GET/POST /projects/:id/protected_branches``, ``DELETE /projects/:id/protected_branches/:name``,
+  ``GET/PUT /projects/:id/protected_environments/:name``, ``POST /projects/:id/protected_environments``
+  (``approval_rules`` with ``user_id``/``required_approvals``; an ``id`` updates that rule),
   ``GET /projects/:id/hooks``
+- ``GET/POST /projects/:id/freeze_periods``, ``GET/PUT/DELETE /projects/:id/freeze_periods/:id``
+  (``freeze_start``, ``freeze_end`` cron expressions, ``cron_timezone``)
 
 Every call must carry the token in ``PRIVATE-TOKEN`` (401 otherwise) and is recorded. ``fail(key,
 …)`` queues error answers and ``delay[key]`` makes the answer slow, per endpoint key.
@@ -86,6 +90,7 @@ class FakeGitLab:
         self.protected_environments: dict[tuple[str, str], dict] = {}
         self.protected_branches: dict[str, list[dict]] = {}
         self.hooks: dict[str, list[dict]] = {}
+        self.freeze_periods: dict[str, list[dict]] = {}
         self.faults: dict[str, list[tuple[int, dict]]] = {}
         self.delay: dict[str, float] = {}
         self.required_approvals = 1
@@ -104,8 +109,9 @@ class FakeGitLab:
         return self.projects[path]
 
     def fail(self, key: str, *answers: tuple[int, dict]) -> None:
-        """Queue answers for ``key``: "user", "project", "deployments", "deployment", "approval", "play",
-        "job", "pipeline-jobs", "statuses", "merge-requests", "compare", "protected"."""
+        """Queue answers (status 0: answer normally) for ``key``: "user", "project", "deployments",
+        "deployment", "approval", "play", "job", "pipeline-jobs",
+        "statuses", "merge-requests", "compare", "protected", "protect", "freeze"."""
         self.faults.setdefault(key, []).extend(answers)
 
     def add_job(
@@ -234,6 +240,8 @@ class FakeGitLab:
         if not queue:
             return None
         status, headers = queue.pop(0)
+        if status == 0:  # a queued "answer normally": fail a later call of the same endpoint
+            return None
         messages = {429: "Retry later", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not found"}
         return _error(status, messages.get(status, "500 Internal Server Error"), headers)
 
@@ -302,10 +310,21 @@ class FakeGitLab:
             return _json(self.compares[key])
         if rest == "/protected_branches" and method == "GET":
             return self._fault("protected") or self._paginated(request, query, self.protected_branches.get(project, []))
+        if rest == "/protected_branches" and method == "POST":
+            return self._fault("protect") or self._protect_branch(project, body)
+        m = re.fullmatch(r"/protected_branches/([^/]+)", rest)
+        if m and method == "DELETE":
+            return self._fault("protect") or self._unprotect_branch(project, unquote(m.group(1)))
+        if rest == "/protected_environments" and method == "POST":
+            return self._fault("protect") or self._protect_environment(project, body)
         m = re.fullmatch(r"/protected_environments/([^/]+)", rest)
         if m and method == "GET":
             found = self.protected_environments.get((project, unquote(m.group(1))))
             return self._fault("protected") or (_json(found) if found else _error(404, "404 Not found"))
+        if m and method == "PUT":
+            return self._fault("protect") or self._update_environment(project, unquote(m.group(1)), body)
+        if rest == "/freeze_periods" or rest.startswith("/freeze_periods/"):
+            return self._fault("freeze") or self._freeze_route(request, project, rest, query, body)
         if rest == "/hooks" and method == "GET":
             return self._paginated(request, query, self.hooks.get(project, []))
         return _error(404, "404 Not Found")
@@ -391,6 +410,148 @@ class FakeGitLab:
             return _error(403, "403 Forbidden - The deployment is waiting for approval")
         job["status"] = "pending"
         return _json(job)
+
+    # --- protection writes ------------------------------------------------------------------
+    def _protect_branch(self, project: str, body) -> Response:
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            return _error(400, "name is missing")
+        branches = self.protected_branches.setdefault(project, [])
+        if any(b["name"] == body["name"] for b in branches):
+            return _error(409, "Protected branch 'main' already exists")
+        levels = {}
+        for key in ("push_access_level", "merge_access_level"):
+            value = body.get(key, 40)
+            if value not in (0, 30, 40, 60):
+                return _error(400, f"{key} does not have a valid value")
+            levels[key] = value
+        branch = {
+            "id": next(self._ids),
+            "name": body["name"],
+            "allow_force_push": bool(body.get("allow_force_push", False)),
+            "code_owner_approval_required": False,
+            "push_access_levels": [{"access_level": levels["push_access_level"]}],
+            "merge_access_levels": [{"access_level": levels["merge_access_level"]}],
+        }
+        branches.append(branch)
+        return _json(branch, 201)
+
+    def _unprotect_branch(self, project: str, name: str) -> Response:
+        branches = self.protected_branches.get(project, [])
+        if not any(b["name"] == name for b in branches):
+            return _error(404, "404 Not found")
+        self.protected_branches[project] = [b for b in branches if b["name"] != name]
+        return Response(status=204)
+
+    def _approval_rules(self, rules, existing: list[dict]) -> list[dict] | Response:
+        if not isinstance(rules, list):
+            return _error(400, "approval_rules is invalid")
+        out = [dict(r) for r in existing]
+        for rule in rules:
+            if not isinstance(rule, dict) or not isinstance(rule.get("required_approvals", 1), int):
+                return _error(400, "approval_rules is invalid")
+            if "id" in rule:
+                target = next((r for r in out if r["id"] == rule["id"]), None)
+                if target is None:
+                    return _error(404, "404 Approval rule Not found")
+                target.update({k: v for k, v in rule.items() if k != "id"})
+            elif isinstance(rule.get("user_id"), int):
+                out.append(
+                    {
+                        "id": next(self._ids),
+                        "user_id": rule["user_id"],
+                        "group_id": None,
+                        "access_level": None,
+                        "required_approvals": rule.get("required_approvals", 1),
+                    }
+                )
+            else:
+                return _error(400, "approval_rules is invalid: a rule needs a user_id, group_id or access_level")
+        return out
+
+    def _protect_environment(self, project: str, body) -> Response:
+        if not isinstance(body, dict) or not body.get("name") or not body.get("deploy_access_levels"):
+            return _error(400, "name, deploy_access_levels are missing")
+        if (project, body["name"]) in self.protected_environments:
+            return _error(409, "Protected environment already exists")
+        rules = self._approval_rules(body.get("approval_rules", []), [])
+        if isinstance(rules, Response):
+            return rules
+        found = {
+            "name": body["name"],
+            "deploy_access_levels": body["deploy_access_levels"],
+            "required_approval_count": 0,
+            "approval_rules": rules,
+        }
+        self.protected_environments[(project, body["name"])] = found
+        return _json(found, 201)
+
+    def _update_environment(self, project: str, name: str, body) -> Response:
+        found = self.protected_environments.get((project, name))
+        if found is None:
+            return _error(404, "404 Not found")
+        rules = self._approval_rules((body or {}).get("approval_rules", []), found["approval_rules"])
+        if isinstance(rules, Response):
+            return rules
+        found["approval_rules"] = rules
+        return _json(found)
+
+    # --- freeze periods ---------------------------------------------------------------------
+    def _freeze_fields(self, body, *, partial: bool) -> dict | Response:
+        if not isinstance(body, dict):
+            return _error(400, "freeze_start, freeze_end are missing")
+        fields = {}
+        for key in ("freeze_start", "freeze_end"):
+            if key not in body:
+                if partial:
+                    continue
+                return _error(400, f"{key} is missing")
+            value = body[key]
+            if not isinstance(value, str) or not CRON.fullmatch(value.strip()):
+                return _error(400, f'{{"{key}":["is invalid syntax"]}}')
+            fields[key] = value
+        if "cron_timezone" in body:
+            if body["cron_timezone"] not in ("UTC", "Europe/Paris", "America/New_York"):
+                return _error(400, '{"cron_timezone":["is invalid syntax"]}')
+            fields["cron_timezone"] = body["cron_timezone"]
+        elif not partial:
+            fields["cron_timezone"] = "UTC"
+        return fields
+
+    def _freeze_route(self, request, project: str, rest: str, query: dict, body) -> Response:
+        periods = self.freeze_periods.setdefault(project, [])
+        method = request.method
+        if rest == "/freeze_periods":
+            if method == "GET":
+                return self._paginated(request, query, periods)
+            if method == "POST":
+                fields = self._freeze_fields(body, partial=False)
+                if isinstance(fields, Response):
+                    return fields
+                now = stamp(datetime.now(UTC))
+                period = {"id": next(self._ids), **fields, "created_at": now, "updated_at": now}
+                periods.append(period)
+                return _json(period, 201)
+            return _error(405, "405 Method Not Allowed")
+        m = re.fullmatch(r"/freeze_periods/(\d+)", rest)
+        period = next((p for p in periods if m and p["id"] == int(m.group(1))), None)
+        if period is None:
+            return _error(404, "404 Freeze Period Not Found")
+        if method == "GET":
+            return _json(period)
+        if method == "PUT":
+            fields = self._freeze_fields(body, partial=True)
+            if isinstance(fields, Response):
+                return fields
+            period.update(fields, updated_at=stamp(datetime.now(UTC)))
+            return _json(period)
+        if method == "DELETE":
+            periods.remove(period)
+            return Response(status=204)
+        return _error(405, "405 Method Not Allowed")
+
+
+# Five cron fields: numbers, ranges, lists, steps or *.
+CRON = re.compile(r"([0-9*,/-]+\s+){4}[0-9*,/-]+")
 
 
 def since(minutes: int) -> datetime:

@@ -78,8 +78,16 @@ def reconciliation_context(*, user, now: datetime) -> dict:
         older = ReconciliationRun.objects.filter(finished_at__isnull=False, error="").order_by("-started_at", "-id")
         last_ok = next((run for run in older[:200] if run.ok), None)
     stale = last_ok is None or last_ok.started_at < now - RECONCILIATION_STALE_AFTER
-    return {"runs": runs, "last_ok": last_ok, "stale": stale,
-            "stale_after_minutes": int(RECONCILIATION_STALE_AFTER.total_seconds() // 60)}
+    # Nothing to reconcile with until a CI integration is installed and a run found it configured: a
+    # healthy portal without one is not an alarm (the first run with a configured CI system makes it one).
+    ci_configured = any(source.get("configured") for run in runs for source in (run.sources or {}).values())
+    return {
+        "runs": runs,
+        "last_ok": last_ok,
+        "stale": stale and ci_configured,
+        "ci_configured": ci_configured,
+        "stale_after_minutes": int(RECONCILIATION_STALE_AFTER.total_seconds() // 60),
+    }
 
 
 register_panel(Panel("deployments", "Deployments today and this week", "monitoring/panels/deployments.html",

@@ -126,3 +126,18 @@ def test_export_file_names_name_the_period_even_without_dates(client, environmen
     assert f'filename="deployment-authorization-log-start_{today}.csv"' in client.get(url)["Content-Disposition"]
     response = client.get(url, {"from": "2026-01-01", "to": "2026-03-31"})
     assert 'filename="deployment-authorization-log-2026-01-01_2026-03-31.csv"' in response["Content-Disposition"]
+
+
+def test_people_see_the_portals_404_page_in_debug_mode_and_staff_see_djangos(client, settings, requester, admin_user):
+    settings.DEBUG = True  # as in `make run`
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "There is nothing here, or nothing you may see." in page and "URLconf" not in page
+    client.force_login(requester)
+    response = client.get(reverse("deployments:request_detail", args=[999999]))
+    assert response.status_code == 404 and "There is nothing here" in response.content.decode()
+    assert "There is nothing here" in client.get("/no-such-page/").content.decode()
+    client.force_login(admin_user)  # staff: the developers keep Django's debug page
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and "URLconf" in response.content.decode()

@@ -76,7 +76,7 @@ def reconciliation_context(*, user, now: datetime) -> dict:
     """The last reconciliation runs: is the safety net for lost events running, and can it reach CI?"""
     runs = list(ReconciliationRun.objects.order_by("-started_at", "-id")[:5])
     last_ok = next((run for run in runs if run.ok), None)
-    if last_ok is None:  # look further back (one query, bounded)
+    if last_ok is None and runs:  # look further back (one query, bounded); no runs at all: nothing to find
         older = ReconciliationRun.objects.filter(finished_at__isnull=False, error="").order_by("-started_at", "-id")
         last_ok = next((run for run in older[:200] if run.ok), None)
     stale = last_ok is None or last_ok.started_at < now - RECONCILIATION_STALE_AFTER

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
-from django.http import HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
+from django.views.defaults import page_not_found
 
 # C0 controls (NUL, tab, newline… — none belongs in a filter or search), DEL and the C1 controls.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -42,3 +45,30 @@ class RejectControlCharactersMiddleware:
             return JsonResponse({"error": {"code": "invalid", "message": problem, "details": {}}}, status=400)
         html = render_to_string("400.html", {"message": problem}, request=request)
         return HttpResponse(html, status=400)
+
+
+class ProductNotFoundMiddleware:
+    """With ``DJANGO_DEBUG=1`` (``make run``, the demo) Django answers an unknown page with its
+    debug 404 listing every URL pattern; only staff (the developers) get that. Everyone else sees the
+    portal's own 404 page, as in production, so a demo shows what users see. Without DEBUG, Django
+    already renders the portal's page and this does nothing."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def _debug_for(self, request) -> bool:
+        user = getattr(request, "user", None)
+        return not settings.DEBUG or bool(user is not None and user.is_authenticated and user.is_staff)
+
+    def __call__(self, request):
+        if not self._debug_for(request):
+            try:
+                resolve(request.path_info, getattr(request, "urlconf", None))
+            except Resolver404 as exc:
+                return page_not_found(request, exc)
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, Http404) and not self._debug_for(request):
+            return page_not_found(request, exception)
+        return None

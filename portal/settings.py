@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # Query strings with control characters (a NUL in a filter) answer 400 before any view runs.
     "portal.middleware.RejectControlCharactersMiddleware",
+    "portal.middleware.ProductNotFoundMiddleware",  # the portal's 404 page in DEBUG too (staff get Django's)
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     # AxesMiddleware must be last: it turns lockouts into a clear 429 page.

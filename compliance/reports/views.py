@@ -58,8 +58,7 @@ def _report_or_404(slug: str) -> Report:
 
 def filename(stem: str, filters: Filters, extension: str) -> str:
     parts = [stem]
-    if filters.date_from or filters.date_to:
-        parts.append(f"{filters.date_from or 'start'}_{filters.date_to or timezone.localdate()}")
+    parts.append(f"{filters.date_from or 'start'}_{filters.date_to or timezone.localdate()}")  # always the period
     for value in (filters.service, filters.environment):
         if value:
             parts.append("".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in value))
@@ -82,7 +81,7 @@ def export_response(report: Report, filters: Filters, fmt: str, *, user) -> Http
         response = StreamingHttpResponse(exporters.json_bytes(report, filters), content_type=CONTENT_TYPES["json"])
     elif fmt == "xlsx":
         path = exporters.temporary_path(".xlsx")
-        exporters.write_xlsx(report, filters, path)
+        exporters.write_xlsx(report, filters, path, generated_by=user.get_username())
         response = FileResponse(exporters.open_and_unlink(path), content_type=CONTENT_TYPES["xlsx"])
     elif fmt == "pdf":
         body = exporters.pdf_bytes(report, filters, generated_by=user.get_username())

@@ -1,3 +1,5 @@
+import json
+
 from django import template
 from django.core.exceptions import PermissionDenied
 
@@ -22,3 +24,24 @@ def http_url(value) -> str:
     become ``javascript:`` or ``data:`` links."""
     text = str(value or "").strip()
     return text if text.lower().startswith(("https://", "http://")) else ""
+
+
+@register.filter
+def evidence_items(evidence) -> list[tuple[str, str, bool]]:
+    """A violation's evidence as ``(label, text, is_block)`` rows for a definition list: scalars as
+    text, lists and objects as indented JSON (``is_block``), never as a Python ``repr``."""
+    if not isinstance(evidence, dict):
+        return [("Evidence", json.dumps(evidence, indent=2, sort_keys=True, default=str), True)] if evidence else []
+    rows = []
+    for key, value in evidence.items():
+        label = str(key).replace("_", " ")
+        label = label[:1].upper() + label[1:]
+        if isinstance(value, (dict, list, tuple)):
+            rows.append((label, json.dumps(value, indent=2, sort_keys=True, default=str), True))
+        elif value is None or value == "":
+            rows.append((label, "—", False))
+        elif isinstance(value, bool):
+            rows.append((label, "yes" if value else "no", False))
+        else:
+            rows.append((label, str(value), False))
+    return rows

@@ -68,7 +68,9 @@ class PolicyDocumentAdmin(admin.ModelAdmin):
             body=data["body"],
             effective_at=data["effective_at"],
         )
-        obj.pk = created.pk
+        for field in PolicyDocument._meta.concrete_fields:  # the admin's "was added" message names it
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding = False
 
     def get_changeform_initial_data(self, request):
         latest = PolicyDocument.objects.order_by("-major", "-minor").first()

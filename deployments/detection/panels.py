@@ -10,6 +10,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from compliance.models import JobHeartbeat
 from compliance.monitoring.panels import Panel, register_panel
 from deployments.choices import OPEN_STATUSES, ExecutionStatus
 from deployments.models import DeploymentRequest, Execution, ReconciliationRun
@@ -68,18 +69,35 @@ def failed_deliveries_context(*, user, now: datetime) -> dict:
 
 
 RECONCILIATION_STALE_AFTER = timedelta(hours=1)  # the job runs every 15 minutes
+RECONCILIATION_TASK = "deployments.reconcile_deployments"  # its heartbeat says when the scheduler started
 
 
 def reconciliation_context(*, user, now: datetime) -> dict:
     """The last reconciliation runs: is the safety net for lost events running, and can it reach CI?"""
     runs = list(ReconciliationRun.objects.order_by("-started_at", "-id")[:5])
     last_ok = next((run for run in runs if run.ok), None)
-    if last_ok is None:  # look further back (one query, bounded)
+    if last_ok is None and runs:  # look further back (one query, bounded); no runs at all: nothing to find
         older = ReconciliationRun.objects.filter(finished_at__isnull=False, error="").order_by("-started_at", "-id")
         last_ok = next((run for run in older[:200] if run.ok), None)
     stale = last_ok is None or last_ok.started_at < now - RECONCILIATION_STALE_AFTER
-    return {"runs": runs, "last_ok": last_ok, "stale": stale,
-            "stale_after_minutes": int(RECONCILIATION_STALE_AFTER.total_seconds() // 60)}
+    # Whether a CI system is configured is what the runs found. Before the first run: not an alarm while
+    # the scheduler started less than the stale window ago (the first run is simply not due yet).
+    if runs:
+        ci_configured = any(source.get("configured") for run in runs for source in (run.sources or {}).values())
+        waiting = False
+    else:
+        ci_configured = True  # unknown: judged as configured until a run says otherwise (deny by default)
+        waiting = JobHeartbeat.objects.filter(
+            task=RECONCILIATION_TASK, expected_since__gte=now - RECONCILIATION_STALE_AFTER
+        ).exists()
+    return {
+        "runs": runs,
+        "last_ok": last_ok,
+        "stale": stale and ci_configured and not waiting,
+        "waiting": waiting,
+        "ci_configured": ci_configured,
+        "stale_after_minutes": int(RECONCILIATION_STALE_AFTER.total_seconds() // 60),
+    }
 
 
 register_panel(Panel("deployments", "Deployments today and this week", "monitoring/panels/deployments.html",

@@ -25,8 +25,9 @@ test: install
 	$(BIN)/ruff check .
 
 # The core alone: no CI integration installed (they plug in; the portal must work without them).
+# Whole-system tests (several processes) ran already in `make test` and are not repeated here.
 test-core: install
-	PORTAL_INTEGRATIONS= $(BIN)/python -m pytest --ignore=tests/integrations $(PYTEST_ARGS)
+	PORTAL_INTEGRATIONS= $(BIN)/python -m pytest --ignore=tests/integrations -m 'not whole_system' $(PYTEST_ARGS)
 
 # The portal's shape (tests/test_architecture.py): reads the source tree only, no database, ~1 s.
 architecture: install

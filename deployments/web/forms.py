@@ -72,3 +72,50 @@ class NewRequestForm(forms.Form):
 
     def authors(self) -> list[str]:
         return [name.strip() for name in (self.cleaned_data.get("change_authors") or "").split(",") if name.strip()]
+
+
+class DecisionForm(forms.Form):
+    """The approver's decision as typed: every mistake at once (no choice, an unticked checklist item,
+    a rejection without a comment, the policy not acknowledged). Mistakes of typing are not evidence
+    and are not recorded; once the form is complete the services decide, and their refusals (not
+    eligible, expired, already decided) are recorded."""
+
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("reject", "Reject")],
+        error_messages={"required": "Choose Approve or Reject.", "invalid_choice": "Choose Approve or Reject."},
+    )
+    comment = forms.CharField(max_length=5000, required=False, strip=True)
+    checklist = forms.MultipleChoiceField(required=False)
+    acknowledge_policy = forms.CharField(required=False)
+
+    def __init__(self, *args, checklist_items, policy_version, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checklist_items = list(checklist_items)
+        self.policy_version = policy_version
+        self.fields["checklist"].choices = [(item, item) for item in self.checklist_items]
+        self.fields["checklist"].error_messages["invalid_choice"] = (
+            "The impact checklist changed since the page was loaded; reload it and confirm the items shown."
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("acknowledge_policy") != str(self.policy_version):
+            self.add_error(
+                "acknowledge_policy",
+                f"Confirm that you decide under version {self.policy_version} of this environment's policy.",
+            )
+        decision = data.get("decision")
+        if decision == "reject" and not data.get("comment"):
+            self.add_error("comment", "A rejection needs a comment explaining why.")
+        if decision == "approve" and "checklist" in data:
+            unticked = [item for item in self.checklist_items if item not in data["checklist"]]
+            if unticked:
+                self.add_error(
+                    "checklist",
+                    f"Confirm every item of the impact checklist before approving: {', '.join(unticked)}.",
+                )
+        return data
+
+    def answers(self) -> dict[str, bool]:
+        ticked = set(self.cleaned_data.get("checklist") or ())
+        return {item: item in ticked for item in self.checklist_items}

@@ -16,8 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role
-from deployments.choices import Action, Decision, RequestStatus
+from deployments.choices import Decision, RequestStatus
 from deployments.gate import eligibility, permissions, policy, selectors, services
+from deployments.web.forms import DecisionForm
 from deployments.web.requests import next_steps
 
 PAGE_SIZE = 25
@@ -208,7 +209,7 @@ def _change_set(raw) -> dict:
     return out
 
 
-def _render_request(request, req, *, status: int = 200, error: str = "", form_data=None):
+def _render_request(request, req, *, status: int = 200, error: str = "", form=None, form_data=None):
     verdict = services.verdict_for(req, req.approvals.all())
     snapshot = req.policy_snapshot or {}
     context = {
@@ -221,6 +222,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "policy_version": snapshot.get("version", 1),
         "policy_sha256": policy.snapshot_sha256(snapshot),
         "error": error,
+        "form_errors": form.errors if form is not None else {},
         "form_data": form_data or {},
         "ticked": set(form_data.getlist("checklist")) if form_data is not None else set(),
         "next": next_steps(request.user, req, verdict),
@@ -229,6 +231,9 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form_da
         "extra_reason": "" if req.status_reason in (" ".join(verdict.reasons), *verdict.reasons) else req.status_reason,
         **_decision_state(request.user, req),
     }
+    if not context["show_form"]:
+        # Decided, or not for this person to decide: one click on to the next request waiting for them.
+        context["next_request"] = _next_in_queue(request.user, after=req.pk)
     return render(request, "deployments/request_detail.html", context, status=status)
 
 
@@ -238,33 +243,31 @@ def request_detail(request, pk: int):
     return _render_request(request, selectors.request_for(user=request.user, pk=pk))
 
 
+def _next_in_queue(user, after: int):
+    """The oldest other request waiting for this approver's decision (offered after a decision)."""
+    if not has_role(user, Role.APPROVER):
+        return None
+    queue = selectors.approver_queue(user=user, filters=selectors.ListFilters.from_query({}))
+    return queue.exclude(pk=after).order_by("created_at").first()
+
+
 @require_POST
 @login_required
 def decide(request, pk: int):
-    """Approve or reject (POST-redirect-GET). The services refuse whatever the form allowed."""
+    """Approve or reject (POST-redirect-GET). The form reports every typing mistake at once and records
+    none of them; the services then refuse whatever the rules forbid, and record that."""
     req = selectors.request_for(user=request.user, pk=pk)
-    decision = request.POST.get("decision")
-    if decision not in Decision.values:
-        return _render_request(request, req, status=400, error="Choose Approve or Reject.", form_data=request.POST)
-    action = Action.APPROVE if decision == Decision.APPROVE else Action.REJECT
-    ip_address = _client_ip(request)
-    version = (req.policy_snapshot or {}).get("version", 1)
-    if request.POST.get("acknowledge_policy") != str(version):
-        violation = RuleViolation(
-            "policy_not_acknowledged",
-            f"Confirm that you decide under version {version} of this environment's policy.",
-            status_code=400,
-        )
-        services.record_refusal(actor=request.user, action=action, violation=violation, request=req,
-                                ip_address=ip_address)
-        req = selectors.request_for(user=request.user, pk=pk)
-        return _render_request(request, req, status=400, error=violation.message, form_data=request.POST)
-    ticked = set(request.POST.getlist("checklist"))
-    checklist = {item: item in ticked for item in (req.policy_snapshot or {}).get("impact_checklist", [])}
+    snapshot = req.policy_snapshot or {}
+    form = DecisionForm(
+        request.POST, checklist_items=snapshot.get("impact_checklist", []), policy_version=snapshot.get("version", 1)
+    )
+    if not form.is_valid():
+        return _render_request(request, req, status=400, form=form, form_data=request.POST)
+    decision = form.cleaned_data["decision"]
     service = services.approve_request if decision == Decision.APPROVE else services.reject_request
     try:
-        service(actor=request.user, request=req, comment=request.POST.get("comment", ""), checklist=checklist,
-                ip_address=ip_address, policy_acknowledged=True)
+        service(actor=request.user, request=req, comment=form.cleaned_data["comment"], checklist=form.answers(),
+                ip_address=_client_ip(request), policy_acknowledged=True)
     except RuleViolation as exc:
         req = selectors.request_for(user=request.user, pk=pk)
         return _render_request(request, req, status=exc.status_code, error=exc.message, form_data=request.POST)

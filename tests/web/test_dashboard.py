@@ -252,6 +252,7 @@ def test_an_incomplete_decision_is_refused_visibly_without_a_state_change(
     client, people, awaiting, decision, form, status, message
 ):
     client.force_login(people["approver"])
+    events_before = awaiting.events.count()
     response = client.post(reverse("deployments:decide", args=[awaiting.pk]), decide_form(awaiting, decision, **form))
     assert response.status_code == status
     page = response.content.decode()
@@ -259,7 +260,35 @@ def test_an_incomplete_decision_is_refused_visibly_without_a_state_change(
     assert not Approval.objects.exists()
     awaiting.refresh_from_db()
     assert awaiting.status == RequestStatus.AWAITING_APPROVAL
-    assert Refusal.objects.filter(request=awaiting).exists()
+    # A typing mistake is not evidence: nothing on the permanent timeline, no refusal recorded.
+    assert not Refusal.objects.filter(request=awaiting).exists()
+    assert awaiting.events.count() == events_before
+
+
+def test_the_decision_form_reports_every_mistake_at_once_and_keeps_what_was_typed(client, people, awaiting):
+    client.force_login(people["approver"])
+    form = decide_form(awaiting, "reject", comment="", acknowledge=False)
+    response = client.post(reverse("deployments:decide", args=[awaiting.pk]), form)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "2 things to fix" in page
+    assert "A rejection needs a comment" in page and "Confirm that you decide under version 1" in page
+    assert 'id="error-comment"' in page and 'id="error-acknowledge_policy"' in page
+    assert not Refusal.objects.exists()
+
+
+def test_a_decision_with_no_choice_or_an_unknown_checklist_item_is_a_form_error(client, people, awaiting):
+    client.force_login(people["approver"])
+    url = reverse("deployments:decide", args=[awaiting.pk])
+    form = decide_form(awaiting, "approve")
+    form["decision"] = "maybe"
+    response = client.post(url, form)
+    assert response.status_code == 400 and "Choose Approve or Reject." in response.content.decode()
+    form = decide_form(awaiting, "approve")
+    form["checklist"] = [*form.get("checklist", []), "An item nobody wrote"]
+    response = client.post(url, form)
+    assert response.status_code == 400 and "The impact checklist changed" in response.content.decode()
+    assert not Approval.objects.exists() and not Refusal.objects.exists()
 
 
 def test_the_server_refuses_a_decision_the_form_would_not_offer(client, people, awaiting, environment):

@@ -68,6 +68,19 @@ def system_actor():
     return user
 
 
+def service_account(username: str, *, first_name: str, last_name: str):
+    """The account an integration's actions are recorded under (GitHub, GitLab, Jenkins): created on
+    first use, inactive and without a usable password, so it can never sign in."""
+    user, created = get_user_model().objects.get_or_create(
+        username=username,
+        defaults={"is_service_account": True, "is_active": False, "first_name": first_name, "last_name": last_name},
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
 def is_system_actor(actor) -> bool:
     return bool(getattr(actor, "is_service_account", False) and getattr(actor, "username", "") == SYSTEM_USERNAME)
 

@@ -4,62 +4,24 @@ from __future__ import annotations
 
 import logging
 
-from django.contrib.auth import get_user_model
-
+from compliance.people.identity import service_account
+from deployments.integrations.webhooks.processing import (  # noqa: F401 (the integration's modules import them from here)
+    Malformed,
+    Outcome,
+    as_dict,
+    as_int,
+    as_str,
+)
 from deployments.models import Environment, Service
-
-from .models import DeliveryState
 
 logger = logging.getLogger(__name__)
 
 GITHUB_USERNAME = "github-app"
 
 
-class Outcome(Exception):
-    """Ends processing of a delivery in ``state`` with ``reason`` (not an error)."""
-
-    def __init__(self, state: str, reason: str):
-        super().__init__(reason)
-        self.state = state
-        self.reason = reason
-
-
-class Malformed(Outcome):
-    def __init__(self, reason: str):
-        super().__init__(DeliveryState.FAILED, f"Malformed payload: {reason}")
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
 def github_account():
     """The service account GitHub-originated actions are recorded under (it can never sign in)."""
-    user, created = get_user_model().objects.get_or_create(
-        username=GITHUB_USERNAME,
-        defaults={"is_service_account": True, "is_active": False, "first_name": "GitHub", "last_name": "App"},
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
-
-
-def _dict(value, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{what} is missing or not an object")
-    return value
-
-
-def _str(value, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise Malformed(f"{what} is missing or not a string")
-    return value
-
-
-def _int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Malformed(f"{what} is missing or not a number")
-    return value
+    return service_account(GITHUB_USERNAME, first_name="GitHub", last_name="App")
 
 
 def https_url(*candidates) -> str:

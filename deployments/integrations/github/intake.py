@@ -20,9 +20,9 @@ from .client import GitHubClient, GitHubError, is_api_url
 from .common import (
     Malformed,
     Outcome,
-    _dict,
-    _int,
-    _str,
+    as_dict,
+    as_int,
+    as_str,
     find_environment,
     find_service,
     github_account,
@@ -174,28 +174,28 @@ class ProtectionRuleRequest:
 
     @classmethod
     def parse(cls, payload: dict) -> ProtectionRuleRequest:
-        repository = _dict(payload.get("repository"), "repository")
-        deployment = _dict(payload.get("deployment"), "deployment")
-        installation = _dict(payload.get("installation"), "installation")
-        callback_url = _str(payload.get("deployment_callback_url"), "deployment_callback_url")
+        repository = as_dict(payload.get("repository"), "repository")
+        deployment = as_dict(payload.get("deployment"), "deployment")
+        installation = as_dict(payload.get("installation"), "installation")
+        callback_url = as_str(payload.get("deployment_callback_url"), "deployment_callback_url")
         match = RUN_ID_RE.search(callback_url)
         if not match:
             raise Malformed("deployment_callback_url does not name a workflow run")
-        full_name = _str(repository.get("full_name"), "repository.full_name")
+        full_name = as_str(repository.get("full_name"), "repository.full_name")
         html_url = repository.get("html_url") if isinstance(repository.get("html_url"), str) else ""
         run_id = int(match.group(1))
         return cls(
             repository=full_name,
-            environment=_str(payload.get("environment"), "environment"),
-            sha=_str(deployment.get("sha") or payload.get("sha"), "deployment.sha"),
-            ref=_str(deployment.get("ref") or payload.get("ref"), "deployment.ref"),
+            environment=as_str(payload.get("environment"), "environment"),
+            sha=as_str(deployment.get("sha") or payload.get("sha"), "deployment.sha"),
+            ref=as_str(deployment.get("ref") or payload.get("ref"), "deployment.ref"),
             creator=((deployment.get("creator") or {}).get("login") or "")
             if isinstance(deployment.get("creator"), dict)
             else "",
-            deployment_id=_int(deployment.get("id"), "deployment.id"),
+            deployment_id=as_int(deployment.get("id"), "deployment.id"),
             run_id=run_id,
             callback_url=callback_url,
-            installation_id=_int(installation.get("id"), "installation.id"),
+            installation_id=as_int(installation.get("id"), "installation.id"),
             run_url=f"{html_url}/actions/runs/{run_id}" if html_url.startswith("https://") else "",
             event=payload.get("event") if isinstance(payload.get("event"), str) else "",
         )
@@ -368,10 +368,10 @@ def refresh_pending_checks() -> int:
 
 
 def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> None:
-    status_obj = _dict(payload.get("deployment_status"), "deployment_status")
-    deployment = _dict(payload.get("deployment"), "deployment")
-    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
-    state = _str(status_obj.get("state"), "deployment_status.state")
+    status_obj = as_dict(payload.get("deployment_status"), "deployment_status")
+    deployment = as_dict(payload.get("deployment"), "deployment")
+    repository = as_str(as_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    state = as_str(status_obj.get("state"), "deployment_status.state")
     if state == "inactive":
         raise Outcome(DeliveryState.IGNORED, "An inactive status only marks an older deployment as replaced.")
     if state == "waiting":
@@ -380,9 +380,9 @@ def handle_deployment_status(delivery: GitHubWebhookDelivery, payload: dict) -> 
         raise Outcome(DeliveryState.IGNORED, "The deployment is waiting for its protection rules; nothing ran yet.")
     if state not in DEPLOYMENT_STATES:
         raise Malformed(f"unknown deployment state {state!r}")
-    deployment_id = _int(deployment.get("id"), "deployment.id")
-    sha = _str(deployment.get("sha"), "deployment.sha")
-    env_name = _str(status_obj.get("environment") or deployment.get("environment"), "deployment.environment")
+    deployment_id = as_int(deployment.get("id"), "deployment.id")
+    sha = as_str(deployment.get("sha"), "deployment.sha")
+    env_name = as_str(status_obj.get("environment") or deployment.get("environment"), "deployment.environment")
     service = find_service(repository)
     environment = find_environment(service, env_name) if service else None
     if environment is None:

@@ -9,18 +9,10 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-
-class DeliveryState(models.TextChoices):
-    RECEIVED = "received", "Received"
-    PROCESSING = "processing", "Processing"
-    PROCESSED = "processed", "Processed"
-    IGNORED = "ignored", "Ignored (event not used)"
-    UNCONFIGURED = "unconfigured", "Unconfigured repository or environment"
-    REFUSED = "refused", "Refused"
-    FAILED = "failed", "Failed"
+from deployments.integrations.webhooks.models import DeliveryState, ReceivedWebhook, RefusedWebhook  # noqa: F401
 
 
-class GitHubWebhookDelivery(models.Model):
+class GitHubWebhookDelivery(ReceivedWebhook):
     """One webhook delivery from GitHub whose signature verified, kept as received.
 
     ``delivery_id`` (the ``X-GitHub-Delivery`` header) is unique, so a redelivery is acknowledged
@@ -33,27 +25,8 @@ class GitHubWebhookDelivery(models.Model):
     hook_id = models.CharField(max_length=32, blank=True, default="")
     installation_id = models.BigIntegerField(null=True, blank=True)
     repository = models.CharField(max_length=200, blank=True, default="", db_index=True)
-    headers = models.JSONField(default=dict, blank=True)
-    body = models.TextField(blank=True, default="")
-    body_sha256 = models.CharField(max_length=64)
-    state = models.CharField(
-        max_length=16, choices=DeliveryState.choices, default=DeliveryState.RECEIVED, db_index=True
-    )
-    state_reason = models.TextField(blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
-    request = models.ForeignKey(
-        "deployments.DeploymentRequest",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="github_deliveries",
-    )
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["-received_at", "-id"]
+    class Meta(ReceivedWebhook.Meta):
         verbose_name = "GitHub webhook delivery"
         verbose_name_plural = "GitHub webhook deliveries"
         constraints = [
@@ -69,34 +42,17 @@ class GitHubWebhookDelivery(models.Model):
         return f"{self.event}{action} {self.delivery_id} ({self.get_state_display().lower()})"
 
 
-class GitHubWebhookRejection(models.Model):
-    """A webhook call the portal refused (bad or missing signature, too large): a bounded log, not
-    evidence. Anyone on the internet can knock, so it is not in the audit trail; the newest
+class GitHubWebhookRejection(RefusedWebhook):
+    """A webhook call the portal refused (bad or missing signature, too large). The newest
     ``GITHUB_WEBHOOK_REJECTIONS_KEEP`` rows are kept, and one source address writes at most one row per
-    ``GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later knocks are counted on it). No body, no
-    secrets: only what helps an administrator see that someone is knocking."""
+    ``GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later knocks are counted on it)."""
 
-    reason = models.CharField(max_length=64, db_index=True)
     delivery_id = models.CharField(max_length=100, blank=True, default="")
-    event = models.CharField(max_length=64, blank=True, default="")
-    user_agent = models.CharField(max_length=200, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    content_length = models.BigIntegerField(null=True, blank=True)
     body_sha256 = models.CharField(max_length=64, blank=True, default="")
-    status_code = models.PositiveSmallIntegerField()
-    count = models.PositiveIntegerField(
-        default=1, help_text="Refused calls from this address counted on this row (one row per interval)."
-    )
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    last_received_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-received_at", "-id"]
+    class Meta(RefusedWebhook.Meta):
         verbose_name = "GitHub webhook rejection"
         indexes = [models.Index(fields=["remote_addr", "received_at"], name="ghrejection_addr_received")]
-
-    def __str__(self) -> str:
-        return f"Rejected webhook ({self.reason}) at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
 
 class BranchProtectionRule(models.Model):

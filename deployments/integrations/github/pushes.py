@@ -13,7 +13,7 @@ from django.db.models import Q
 from deployments.detection import findings as detection
 from deployments.models import Service
 
-from .common import Outcome, _dict, _str, find_service, https_url
+from .common import Outcome, as_dict, as_str, find_service, https_url
 from .models import BranchProtectionRule, DeliveryState, GitHubWebhookDelivery, MonitoringSignal, SignalKind
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ def _forward_to_detection(signal: MonitoringSignal) -> None:
 
 
 def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:
-    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
-    ref = _str(payload.get("ref"), "ref")
+    repository = as_str(as_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    ref = as_str(payload.get("ref"), "ref")
     if not ref.startswith("refs/heads/"):
         raise Outcome(DeliveryState.IGNORED, "Not a branch push.")
     branch = ref.removeprefix("refs/heads/")
@@ -134,8 +134,8 @@ def handle_push(delivery: GitHubWebhookDelivery, payload: dict) -> None:
 
 
 def handle_branch_protection_rule(delivery: GitHubWebhookDelivery, payload: dict) -> None:
-    repository = _str(_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
-    rule = _dict(payload.get("rule"), "rule")
+    repository = as_str(as_dict(payload.get("repository"), "repository").get("full_name"), "repository.full_name")
+    rule = as_dict(payload.get("rule"), "rule")
     sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
     login = sender.get("login") if isinstance(sender.get("login"), str) else ""
     pattern = rule.get("name") if isinstance(rule.get("name"), str) else ""

@@ -19,21 +19,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from deployments.integrations.webhooks import receiving
+
 from .models import GitHubWebhookDelivery, GitHubWebhookRejection
 from .tasks import enqueue_delivery
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "HTTP_X_HUB_SIGNATURE_256"
 # Headers kept with a delivery; signatures and anything secret-looking are not stored.
@@ -60,10 +55,6 @@ def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     return hmac.compare_digest(signature_for(body, secret).encode("ascii"), header.strip().encode("ascii", "replace"))
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def record_rejection(
     *,
     reason: str,
@@ -75,46 +66,26 @@ def record_rejection(
     content_length: int | None = None,
     body_sha256: str = "",
 ) -> GitHubWebhookRejection:
-    """Log a refused call in the bounded rejection log.
-
-    One row per source address per ``GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS``: a later refusal from
-    the same address within the interval increments that row's ``count`` (the first call's details
-    stay). A new row prunes the log to the newest ``GITHUB_WEBHOOK_REJECTIONS_KEEP`` rows.
-    """
-    now = timezone.now()
-    since = now - timedelta(seconds=settings.GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS)
-    recent = GitHubWebhookRejection.objects.filter(received_at__gte=since)
-    recent = recent.filter(remote_addr=remote_addr) if remote_addr else recent.filter(remote_addr__isnull=True)
-    row_id = recent.order_by("-received_at", "-id").values_list("pk", flat=True).first()
-    if row_id is not None and GitHubWebhookRejection.objects.filter(pk=row_id).update(
-        count=F("count") + 1, last_received_at=now
-    ):
-        return GitHubWebhookRejection.objects.get(pk=row_id)
-    row = GitHubWebhookRejection.objects.create(
+    """Log a refused call in the bounded, rate-limited rejection log (``receiving.record_rejection``)."""
+    return receiving.record_rejection(
+        GitHubWebhookRejection,
+        interval_seconds=settings.GITHUB_WEBHOOK_REJECTION_INTERVAL_SECONDS,
+        keep=settings.GITHUB_WEBHOOK_REJECTIONS_KEEP,
+        remote_addr=remote_addr,
         reason=reason[:64],
         delivery_id=delivery_id[:100],
         event=event[:64],
         user_agent=user_agent[:200],
-        remote_addr=remote_addr,
         content_length=content_length,
         body_sha256=body_sha256,
         status_code=status,
-        last_received_at=now,
     )
-    prune_rejections()
-    return row
 
 
 def prune_rejections(*, keep: int | None = None) -> int:
     """Delete all but the newest ``keep`` rejection rows (the only way a row ever leaves)."""
     keep = settings.GITHUB_WEBHOOK_REJECTIONS_KEEP if keep is None else keep
-    oldest_kept = (
-        GitHubWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1 : keep].first()
-    )
-    if oldest_kept is None:
-        return 0
-    deleted, _ = GitHubWebhookRejection.objects.filter(pk__lt=oldest_kept).delete()
-    return deleted
+    return receiving.prune_rejections(GitHubWebhookRejection, keep=keep)
 
 
 def _reject(
@@ -126,56 +97,35 @@ def _reject(
     body: bytes | None = None,
     content_length: int | None = None,
 ) -> JsonResponse:
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    event = request.headers.get("X-GitHub-Event", "")
     record_rejection(
         reason=reason,
         status=status,
-        remote_addr=_client_ip(request),
-        delivery_id=request.headers.get("X-GitHub-Delivery", ""),
-        event=request.headers.get("X-GitHub-Event", ""),
+        remote_addr=receiving.client_ip(request),
+        delivery_id=delivery_id,
+        event=event,
         user_agent=request.headers.get("User-Agent", ""),
         content_length=content_length if content_length is not None else (len(body) if body is not None else None),
         body_sha256=hashlib.sha256(body).hexdigest() if body is not None else "",
     )
-    logger.warning(
-        "GitHub webhook refused: %s (delivery %s, event %s, from %s)",
-        reason,
-        request.headers.get("X-GitHub-Delivery", "-")[:100],
-        request.headers.get("X-GitHub-Event", "-")[:64],
-        _client_ip(request),
+    return receiving.refusal_response(
+        source="GitHub",
+        reason=reason,
+        status=status,
+        message=message,
+        names=f"delivery {delivery_id[:100] or '-'}, event {event[:64] or '-'}, from {receiving.client_ip(request)}",
     )
-    return JsonResponse({"error": {"code": reason, "message": message}}, status=status)
-
-
-def _read_body(request: HttpRequest, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit`` (read at most ``limit + 1`` bytes)."""
-    chunks = []
-    remaining = limit + 1
-    while remaining > 0:
-        chunk = request.read(min(remaining, 64 * 1024))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    body = b"".join(chunks)
-    return None if len(body) > limit else body
 
 
 @csrf_exempt
 @require_POST
 def github_webhook(request: HttpRequest) -> JsonResponse:
     limit = settings.GITHUB_WEBHOOK_MAX_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
+    declared = receiving.declared_length(request)
+    too_large = f"The body is larger than {limit} bytes."
     if declared > limit:
-        return _reject(
-            request,
-            reason="too_large",
-            status=413,
-            content_length=declared,
-            message=f"The body is larger than {limit} bytes.",
-        )
+        return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
     header = request.META.get(SIGNATURE_HEADER)
     if not settings.GITHUB_WEBHOOK_SECRET or not header or not header.startswith("sha256="):
         # Nothing to verify against: refused without reading the body.
@@ -192,15 +142,9 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
             content_length=declared or None,
             message="The X-Hub-Signature-256 signature is missing or does not match.",
         )
-    body = _read_body(request, limit)
+    body = receiving.read_body(request, limit)
     if body is None:
-        return _reject(
-            request,
-            reason="too_large",
-            status=413,
-            content_length=declared,
-            message=f"The body is larger than {limit} bytes.",
-        )
+        return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
     if not verify_signature(body, settings.GITHUB_WEBHOOK_SECRET, header):
         return _reject(
             request,
@@ -246,22 +190,15 @@ def _summary(body: bytes) -> tuple[str, int | None, str]:
 def store_delivery(*, request: HttpRequest, delivery_id: str, event: str, body: bytes) -> GitHubWebhookDelivery | None:
     """Store a verified delivery and queue its processing after commit; None for a redelivery."""
     action, installation_id, repository = _summary(body)
-    headers = {name: request.headers[name][:500] for name in KEPT_HEADERS if name in request.headers}
-    try:
-        with transaction.atomic():
-            delivery = GitHubWebhookDelivery.objects.create(
-                delivery_id=delivery_id,
-                event=event,
-                action=action,
-                hook_id=request.headers.get("X-GitHub-Hook-ID", "")[:32],
-                installation_id=installation_id,
-                repository=repository,
-                headers=headers,
-                body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-                body_sha256=hashlib.sha256(body).hexdigest(),
-            )
-            transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
-    except IntegrityError:
-        logger.info("GitHub redelivery %s acknowledged and ignored", delivery_id)
-        return None
-    return delivery
+    return receiving.store_delivery(
+        GitHubWebhookDelivery,
+        body=body,
+        headers=receiving.kept_headers(request, KEPT_HEADERS),
+        enqueue=enqueue_delivery,
+        delivery_id=delivery_id,
+        event=event,
+        action=action,
+        hook_id=request.headers.get("X-GitHub-Hook-ID", "")[:32],
+        installation_id=installation_id,
+        repository=repository,
+    )

@@ -3,56 +3,24 @@ processing a delivery, payload readers and links."""
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
+from compliance.people.identity import service_account
+from deployments.integrations.webhooks.processing import (  # noqa: F401 (the integration's modules import them from here)
+    Malformed,
+    Outcome,
+    as_dict,
+    as_int,
+    as_str,
+)
 
 from .client import is_instance_url
-from .models import DeliveryState, GitLabProject
+from .models import GitLabProject
 
 GITLAB_USERNAME = "gitlab-integration"
 
 
-class Outcome(Exception):  # noqa: N818 - reads as "processing ended with this outcome"
-    """Ends processing of a delivery in ``state`` with ``reason`` (not an error)."""
-
-    def __init__(self, state: str, reason: str):
-        super().__init__(reason)
-        self.state = state
-        self.reason = reason
-
-
-class Malformed(Outcome):
-    def __init__(self, reason: str):
-        super().__init__(DeliveryState.FAILED, f"Malformed payload: {reason}")
-
-
 def gitlab_account():
     """The service account GitLab-originated actions are recorded under (it can never sign in)."""
-    user, created = get_user_model().objects.get_or_create(
-        username=GITLAB_USERNAME,
-        defaults={"is_service_account": True, "is_active": False, "first_name": "GitLab", "last_name": "integration"},
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
-
-
-def as_dict(value, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{what} is missing or not an object")
-    return value
-
-
-def as_str(value, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise Malformed(f"{what} is missing or not a string")
-    return value
-
-
-def as_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Malformed(f"{what} is missing or not a number")
-    return value
+    return service_account(GITLAB_USERNAME, first_name="GitLab", last_name="integration")
 
 
 def link(*candidates) -> str:

@@ -11,6 +11,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from deployments.integrations.webhooks.models import DeliveryState, ReceivedWebhook, RefusedWebhook  # noqa: F401
+
 project_path_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", "A GitLab project path looks like group/project or group/sub/project."
 )
@@ -100,44 +102,15 @@ class GitLabProject(models.Model):
         return mapped or [name]
 
 
-class DeliveryState(models.TextChoices):
-    RECEIVED = "received", "Received"
-    PROCESSING = "processing", "Processing"
-    PROCESSED = "processed", "Processed"
-    IGNORED = "ignored", "Ignored (event not used)"
-    UNCONFIGURED = "unconfigured", "Unconfigured project"
-    REFUSED = "refused", "Refused"
-    FAILED = "failed", "Failed"
-
-
-class GitLabWebhookDelivery(models.Model):
+class GitLabWebhookDelivery(ReceivedWebhook):
     """One GitLab webhook call whose token matched, kept as received (unique ``X-Gitlab-Event-UUID``)."""
 
     event_uuid = models.CharField(max_length=100, unique=True)
     event = models.CharField(max_length=64, db_index=True, help_text="X-Gitlab-Event, e.g. Deployment Hook.")
     object_kind = models.CharField(max_length=32, blank=True, default="")
     project_path = models.CharField(max_length=255, blank=True, default="", db_index=True)
-    headers = models.JSONField(default=dict, blank=True)
-    body = models.TextField(blank=True, default="")
-    body_sha256 = models.CharField(max_length=64)
-    state = models.CharField(
-        max_length=16, choices=DeliveryState.choices, default=DeliveryState.RECEIVED, db_index=True
-    )
-    state_reason = models.TextField(blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
-    request = models.ForeignKey(
-        "deployments.DeploymentRequest",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="gitlab_deliveries",
-    )
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["-received_at", "-id"]
+    class Meta(ReceivedWebhook.Meta):
         verbose_name = "GitLab webhook delivery"
         verbose_name_plural = "GitLab webhook deliveries"
         constraints = [
@@ -152,28 +125,14 @@ class GitLabWebhookDelivery(models.Model):
         return f"{self.event} {self.event_uuid} ({self.get_state_display().lower()})"
 
 
-class GitLabWebhookRejection(models.Model):
-    """A webhook call the portal refused (wrong or missing token, too large, no event id): a bounded,
-    rate-limited log, not the audit trail — anyone can knock. No body, no token."""
+class GitLabWebhookRejection(RefusedWebhook):
+    """A webhook call the portal refused (wrong or missing token, too large, no event id). No token."""
 
-    reason = models.CharField(max_length=64, db_index=True)
     event_uuid = models.CharField(max_length=100, blank=True, default="")
-    event = models.CharField(max_length=64, blank=True, default="")
-    user_agent = models.CharField(max_length=200, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    content_length = models.BigIntegerField(null=True, blank=True)
-    status_code = models.PositiveSmallIntegerField()
-    count = models.PositiveIntegerField(default=1, help_text="Refused calls from this address counted on this row.")
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    last_received_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-received_at", "-id"]
+    class Meta(RefusedWebhook.Meta):
         verbose_name = "GitLab webhook rejection"
         indexes = [models.Index(fields=["remote_addr", "received_at"], name="glrejection_addr_received")]
-
-    def __str__(self) -> str:
-        return f"Rejected GitLab webhook ({self.reason}) at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
 
 class GitLabBranchRule(models.Model):

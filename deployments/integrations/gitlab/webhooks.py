@@ -13,24 +13,18 @@ Steps:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import logging
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from deployments.integrations.webhooks import receiving
+
 from .models import GitLabWebhookDelivery, GitLabWebhookRejection
 from .tasks import enqueue_delivery
-
-logger = logging.getLogger(__name__)
 
 # Headers kept with a delivery; the token is never stored.
 KEPT_HEADERS = (
@@ -54,69 +48,40 @@ def token_matches(secret: str, header: str | None) -> bool:
 def record_rejection(
     *, request: HttpRequest, reason: str, status: int, content_length: int | None = None
 ) -> GitLabWebhookRejection:
-    """One row per source address per ``GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS`` (later refusals are
-    counted on it); a new row prunes the log to the newest ``GITLAB_WEBHOOK_REJECTIONS_KEEP``."""
-    now = timezone.now()
-    remote_addr = request.META.get("REMOTE_ADDR") or None
-    since = now - timedelta(seconds=settings.GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS)
-    recent = GitLabWebhookRejection.objects.filter(received_at__gte=since)
-    recent = recent.filter(remote_addr=remote_addr) if remote_addr else recent.filter(remote_addr__isnull=True)
-    row_id = recent.order_by("-received_at", "-id").values_list("pk", flat=True).first()
-    if row_id is not None and GitLabWebhookRejection.objects.filter(pk=row_id).update(
-        count=F("count") + 1, last_received_at=now
-    ):
-        return GitLabWebhookRejection.objects.get(pk=row_id)
-    row = GitLabWebhookRejection.objects.create(
+    """Log a refused call in the bounded, rate-limited rejection log (``receiving.record_rejection``)."""
+    return receiving.record_rejection(
+        GitLabWebhookRejection,
+        interval_seconds=settings.GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS,
+        keep=settings.GITLAB_WEBHOOK_REJECTIONS_KEEP,
+        remote_addr=receiving.client_ip(request),
         reason=reason[:64],
         event_uuid=request.headers.get("X-Gitlab-Event-UUID", "")[:100],
         event=request.headers.get("X-Gitlab-Event", "")[:64],
         user_agent=request.headers.get("User-Agent", "")[:200],
-        remote_addr=remote_addr,
         content_length=content_length,
         status_code=status,
-        last_received_at=now,
     )
-    keep = settings.GITLAB_WEBHOOK_REJECTIONS_KEEP
-    oldest_kept = GitLabWebhookRejection.objects.order_by("-id").values_list("pk", flat=True)[keep - 1 : keep].first()
-    if oldest_kept is not None:
-        GitLabWebhookRejection.objects.filter(pk__lt=oldest_kept).delete()
-    return row
 
 
 def _reject(
     request: HttpRequest, *, reason: str, status: int, message: str, content_length: int | None = None
 ) -> JsonResponse:
     record_rejection(request=request, reason=reason, status=status, content_length=content_length)
-    logger.warning(
-        "GitLab webhook refused: %s (event %s, uuid %s, from %s)",
-        reason,
-        request.headers.get("X-Gitlab-Event", "-")[:64],
-        request.headers.get("X-Gitlab-Event-UUID", "-")[:100],
-        request.META.get("REMOTE_ADDR"),
+    return receiving.refusal_response(
+        source="GitLab",
+        reason=reason,
+        status=status,
+        message=message,
+        names=f"event {request.headers.get('X-Gitlab-Event', '-')[:64]}, "
+        f"uuid {request.headers.get('X-Gitlab-Event-UUID', '-')[:100]}, from {receiving.client_ip(request)}",
     )
-    return JsonResponse({"error": {"code": reason, "message": message}}, status=status)
-
-
-def _read_body(request: HttpRequest, limit: int) -> bytes | None:
-    chunks, remaining = [], limit + 1
-    while remaining > 0:
-        chunk = request.read(min(remaining, 64 * 1024))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    body = b"".join(chunks)
-    return None if len(body) > limit else body
 
 
 @csrf_exempt
 @require_POST
 def gitlab_webhook(request: HttpRequest) -> JsonResponse:
     limit = settings.GITLAB_WEBHOOK_MAX_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
+    declared = receiving.declared_length(request)
     too_large = f"The body is larger than {limit} bytes."
     if declared > limit:
         return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
@@ -133,7 +98,7 @@ def gitlab_webhook(request: HttpRequest) -> JsonResponse:
             content_length=declared or None,
             message="The X-Gitlab-Token header is missing or does not match.",
         )
-    body = _read_body(request, limit)
+    body = receiving.read_body(request, limit)
     if body is None:
         return _reject(request, reason="too_large", status=413, content_length=declared, message=too_large)
     event_uuid = request.headers.get("X-Gitlab-Event-UUID", "").strip()[:100]
@@ -169,20 +134,13 @@ def _summary(body: bytes) -> tuple[str, str]:
 def store_delivery(*, request: HttpRequest, event_uuid: str, event: str, body: bytes) -> GitLabWebhookDelivery | None:
     """Store a delivery whose token matched and queue its processing after commit; None for a redelivery."""
     kind, path = _summary(body)
-    headers = {name: request.headers[name][:500] for name in KEPT_HEADERS if name in request.headers}
-    try:
-        with transaction.atomic():
-            delivery = GitLabWebhookDelivery.objects.create(
-                event_uuid=event_uuid,
-                event=event,
-                object_kind=kind,
-                project_path=path,
-                headers=headers,
-                body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-                body_sha256=hashlib.sha256(body).hexdigest(),
-            )
-            transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
-    except IntegrityError:
-        logger.info("GitLab redelivery %s acknowledged and ignored", event_uuid)
-        return None
-    return delivery
+    return receiving.store_delivery(
+        GitLabWebhookDelivery,
+        body=body,
+        headers=receiving.kept_headers(request, KEPT_HEADERS),
+        enqueue=enqueue_delivery,
+        event_uuid=event_uuid,
+        event=event,
+        object_kind=kind,
+        project_path=path,
+    )

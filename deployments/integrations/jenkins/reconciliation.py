@@ -26,11 +26,11 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
+from compliance.people.identity import service_account
 from deployments.choices import Action, ExecutionStatus
 from deployments.detection import findings as detection
 from deployments.gate import services
@@ -48,14 +48,7 @@ UNFINISHED = (ExecutionStatus.QUEUED, ExecutionStatus.IN_PROGRESS)
 
 def jenkins_account():
     """The service account reconciled Jenkins executions are recorded under (it can never sign in)."""
-    user, created = get_user_model().objects.get_or_create(
-        username=JENKINS_USERNAME,
-        defaults={"is_service_account": True, "is_active": False, "first_name": "Jenkins", "last_name": "integration"},
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
+    return service_account(JENKINS_USERNAME, first_name="Jenkins", last_name="integration")
 
 
 def _new_counts() -> dict:

@@ -9,12 +9,15 @@ class DeploymentsConfig(AppConfig):
         # Registrations made at start-up (each module registers itself when imported):
         from compliance.people.sections import register_person_section
         from deployments import audit  # noqa: F401  (models recorded by django-auditlog, chained models)
+        from deployments.delivery import metrics as delivery_metrics  # noqa: F401  (/metrics figures, each
         from deployments.delivery import (
             outbox,  # noqa: F401  (the outbox receiver of request_transitioned)
             providers,
         )
         from deployments.delivery.providers.webhook import WebhookProvider
         from deployments.detection import findings, panels  # noqa: F401  (violation receivers, monitoring panels)
+        from deployments.gate import metrics as gate_metrics  # noqa: F401  module registers its own source)
+        from deployments.notifications import metrics as notification_metrics  # noqa: F401
         from deployments.notifications.dispatch import schedule_on_transition
         from deployments.reports import access_review, definitions  # noqa: F401  (the deployment reports)
         from deployments.reports.scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)

@@ -15,6 +15,7 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.conf.production import *  # noqa: F403
 from portal.envvars import _bool, _positive_int, _read, _secret, _url
 from portal.outbound import parse_allow_list
 
@@ -77,6 +78,7 @@ INSTALLED_APPS += [INTEGRATIONS[name] for name in PORTAL_INTEGRATIONS]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    *PRODUCTION_MIDDLEWARE,  # noqa: F405  request id, then WhiteNoise (portal/conf/production.py)
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -212,8 +214,8 @@ CONTENT_SECURITY_POLICY = {
 }
 if _bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# The health endpoint is probed over plain HTTP by load balancers.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# The health and metrics endpoints are probed over plain HTTP by load balancers.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 # --- Internationalisation and static files ---------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -223,6 +225,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise serves it (filled by collectstatic; empty in make run and tests)
 
 # --- E-mail ---------------------------------------------------------------------------------
 try:
@@ -369,15 +372,8 @@ SPECTACULAR_SETTINGS = {
 AUDITLOG_DISABLE_REMOTE_ADDR = False
 AUDITLOG_STORE_JSON_CHANGES = True
 
-# --- Logging --------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": _read("PORTAL_LOG_LEVEL", str, "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# --- Logging: portal/conf/production.py (JSON lines in production, plain text in make run) -----
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too
 
 # --- GitHub App integration (docs/github.md) -------------------------------------------------
 GITHUB_API_URL = _url("GITHUB_API_URL", "https://api.github.com")

@@ -4,13 +4,15 @@ from django.urls import include, path
 
 from deployments.integrations import webhook_urlpatterns
 
-from . import health, views
+from . import health, metrics, views
 
 urlpatterns = [
     # before the general API include, which answers 404 for every path it does not know
     path("api/v1/reports/", include("compliance.reports.api_urls")),
     path("", views.home, name="home"),
-    path("healthz", health.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),  # liveness
+    path("readyz", health.readyz, name="readyz"),  # readiness: database, broker, migrations, beat
+    path("metrics", metrics.metrics_view, name="metrics"),  # Prometheus; denied unless configured
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),

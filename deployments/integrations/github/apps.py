@@ -11,14 +11,18 @@ class GitHubConfig(AppConfig):
     def ready(self) -> None:
         from deployments import integrations
         from deployments.delivery import providers
+        from portal.metrics import register_metrics_source, webhook_intake_source
         from portal.schedule import register_periodic_job
 
         from . import audit, receivers  # noqa: F401  (audit registrations; status reports to waiting runs)
+        from .models import GitHubWebhookDelivery, GitHubWebhookRejection
         from .provider import GitHubProvider
         from .reconciliation import reconcile_github_deployments
         from .webhooks import github_webhook
 
         providers.register(GitHubProvider())
+        register_metrics_source("github.webhooks", webhook_intake_source(
+            "github", delivery_model=GitHubWebhookDelivery, rejection_model=GitHubWebhookRejection))
         integrations.register_webhook("github/", github_webhook, name="github_webhook")
         integrations.register_reconciliation_source(
             integrations.ReconciliationSource("github", "GitHub", reconcile_github_deployments)

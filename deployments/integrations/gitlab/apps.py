@@ -13,14 +13,18 @@ class GitLabConfig(AppConfig):
 
         from deployments import integrations
         from deployments.delivery import providers
+        from portal.metrics import register_metrics_source, webhook_intake_source
         from portal.schedule import register_periodic_job
 
         from . import audit, receivers  # noqa: F401  (audit registrations; the demo's GitLab project)
+        from .models import GitLabWebhookDelivery, GitLabWebhookRejection
         from .provider import GitLabProvider
         from .reconciliation import reconcile_gitlab_deployments
         from .webhooks import gitlab_webhook
 
         providers.register(GitLabProvider())
+        register_metrics_source("gitlab.webhooks", webhook_intake_source(
+            "gitlab", delivery_model=GitLabWebhookDelivery, rejection_model=GitLabWebhookRejection))
         integrations.register_webhook("gitlab/", gitlab_webhook, name="gitlab_webhook")
         integrations.register_reconciliation_source(
             integrations.ReconciliationSource("gitlab", "GitLab", reconcile_gitlab_deployments)

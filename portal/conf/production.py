@@ -68,7 +68,7 @@ PORTAL_TRUST_REQUEST_ID = _bool("PORTAL_TRUST_REQUEST_ID", _bool("DJANGO_BEHIND_
 # --- Logs --------------------------------------------------------------------------------------
 # One JSON object per line in production (request id, actor, request/delivery ids); plain text in
 # `make run`. Secrets never reach a log line: the formatter drops fields whose names look secret.
-PORTAL_LOG_FORMAT = _read("PORTAL_LOG_FORMAT", str, "plain" if _DEBUG else "json").strip().lower()
+PORTAL_LOG_FORMAT = _read("PORTAL_LOG_FORMAT", str, "plain" if _DEBUG or _TESTING else "json").strip().lower()
 if PORTAL_LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured(f"PORTAL_LOG_FORMAT must be json or plain, got {PORTAL_LOG_FORMAT!r}")
 _LOG_LEVEL = _read("PORTAL_LOG_LEVEL", str, "INFO").strip().upper()

@@ -57,6 +57,9 @@ def test_production_settings_pass_check_deploy_without_warnings():
         ({"PORTAL_AUDIT_CHAIN_KEY": PRODUCTION["DJANGO_SECRET_KEY"]}, "PORTAL_AUDIT_CHAIN_KEY"),
         ({"PORTAL_AUDIT_SIGNING_KEY": ""}, "PORTAL_AUDIT_SIGNING_KEY"),
         ({"PORTAL_AUDIT_SIGNING_KEY": "not a pem key"}, "PORTAL_AUDIT_SIGNING_KEY"),
+        ({"PORTAL_METRICS_ALLOWED_NETWORKS": "loopback-please"}, "PORTAL_METRICS_ALLOWED_NETWORKS"),
+        ({"PORTAL_METRICS_TOKEN": "too-short"}, "PORTAL_METRICS_TOKEN"),
+        ({"PORTAL_LOG_FORMAT": "xml"}, "PORTAL_LOG_FORMAT"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env, variable):

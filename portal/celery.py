@@ -4,13 +4,12 @@ import os
 
 from celery import Celery
 
+from portal.observability import connect_celery_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
 # Every log line a worker writes while running a task carries the task's name and id.
-from portal.observability import connect_celery_signals  # noqa: E402
-
 connect_celery_signals()

@@ -49,6 +49,7 @@ from deployments.tasks import deliver_decision
 from portal import enqueue
 from portal.deadline import Deadline
 from portal.links import absolute_url
+from portal.observability import log_context
 from portal.outbox import Outbox
 from portal.retry import RetryPolicy
 
@@ -234,15 +235,21 @@ def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> Decisi
     if claim is None:
         return None
     delivery, attempt = claim
-    with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit:
-        outcome = _call_provider(delivery)
-    if limit.expired and not outcome.delivered:
-        # Cut off at its deadline (a receiver that answers too slowly): abandoned, tried again later.
-        outcome = DeliveryOutcome(
-            delivered=False, status_code=outcome.status_code, abandoned=True,
-            error=f"No complete answer within the {limit.seconds:g} s deadline; the attempt was abandoned.",
-        )
-    return _finish(delivery.pk, attempt.pk, outcome, started=now)
+    # Every log line of this attempt names the delivery and its request (portal/observability.py).
+    with log_context(delivery_id=delivery.pk, deployment_request_id=delivery.request_id, provider=delivery.provider):
+        with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit:
+            outcome = _call_provider(delivery)
+        if limit.expired and not outcome.delivered:
+            # Cut off at its deadline (a receiver that answers too slowly): abandoned, tried again later.
+            outcome = DeliveryOutcome(
+                delivered=False, status_code=outcome.status_code, abandoned=True,
+                error=f"No complete answer within the {limit.seconds:g} s deadline; the attempt was abandoned.",
+            )
+        finished = _finish(delivery.pk, attempt.pk, outcome, started=now)
+        logger.info("delivery attempt %s of %s: %s", attempt.number, delivery.pk,
+                    "delivered" if outcome.delivered else f"not delivered ({outcome.status_code or 'no answer'})",
+                    extra={"attempt": attempt.number, "delivered": outcome.delivered, "status": outcome.status_code})
+        return finished
 
 
 @transaction.atomic

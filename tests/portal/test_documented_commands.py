@@ -21,6 +21,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 SHELL = {"sh", "bash", "shell", ""}
+SHELL_OPERATORS = {"|", "||", "&&", ";", "&"}
 
 
 def shell_commands(path: Path) -> list[str]:
@@ -44,7 +45,10 @@ def manage_commands() -> list[tuple[str, list[str]]]:
                 continue
             words = [word.rsplit("/", 1)[-1] if word.endswith("manage.py") else word for word in shlex.split(command)]
             if "manage.py" in words:
-                found.append((f"{path.name}: {command}", words[words.index("manage.py") + 1 :]))
+                args = words[words.index("manage.py") + 1 :]
+                # The command's own arguments end where the shell takes over (a redirection, a pipe, `&&`).
+                ends = [i for i, word in enumerate(args) if word in SHELL_OPERATORS or word.startswith((">", "2>"))]
+                found.append((f"{path.name}: {command}", args[: ends[0]] if ends else args))
     return found
 
 

@@ -3,9 +3,11 @@ refusals and executions."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -13,6 +15,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from deployments.choices import (
     TERMINAL_STATUSES,
+    RiskLevel,
     Action,
     CheckState,
     CIProvider,
@@ -29,6 +32,19 @@ repository_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "Repository must look like owner/name."
 )
 sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hexadecimal characters.")
+
+
+def ticket_pattern_validator(value: str) -> None:
+    """A ticket pattern must be a regular expression Python can compile."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}.") from exc
+
+
+def ticket_url_template_validator(value: str) -> None:
+    if value and ("{ticket}" not in value or not value.startswith(("https://", "http://"))):
+        raise ValidationError("A ticket link template is an http(s) URL containing {ticket}.")
 
 
 class Service(models.Model):
@@ -155,6 +171,21 @@ class ApprovalPolicy(models.Model):
         "(CI that already has one is sent a withdrawal). Off: a newer request supersedes only undecided requests, "
         "and an approval stands until its time limit.",
     )
+    require_ticket = models.BooleanField(
+        default=False, help_text="A request must name the change's ticket (matching the ticket pattern)."
+    )
+    ticket_pattern = models.CharField(
+        max_length=200, default=r"[A-Z][A-Z0-9]+-\d+", validators=[ticket_pattern_validator],
+        help_text=r"Regular expression the whole ticket reference must match, e.g. [A-Z][A-Z0-9]+-\d+ (Jira), "
+        r"CHG\d{7} (ServiceNow), #\d+ (GitHub issues).",
+    )
+    ticket_url_template = models.CharField(
+        max_length=500, blank=True, default="", validators=[ticket_url_template_validator],
+        help_text="Link to a ticket, with {ticket} for the reference, e.g. https://acme.atlassian.net/browse/{ticket}.",
+    )
+    require_risk_level = models.BooleanField(default=False, help_text="A request must state its risk level.")
+    require_impact = models.BooleanField(default=False, help_text="A request must carry an impact statement.")
+    require_rollback_plan = models.BooleanField(default=False, help_text="A request must carry a rollback plan.")
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -227,6 +258,10 @@ class DeploymentRequest(models.Model):
         help_text="Check name → who reported its latest result: {by, service_account, at}.",
     )
     policy_snapshot = models.JSONField(default=dict, blank=True)
+    ticket = models.CharField(max_length=100, blank=True, default="", help_text="The change's ticket reference.")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, blank=True, default="")
+    impact = models.TextField(blank=True, default="", help_text="What the change affects (impact statement).")
+    rollback_plan = models.TextField(blank=True, default="", help_text="How the change is undone if it fails.")
     is_emergency = models.BooleanField(default=False)
     emergency_justification = models.TextField(blank=True, default="")
     during_freeze = models.BooleanField(default=False)
@@ -250,6 +285,8 @@ class DeploymentRequest(models.Model):
             models.Index(fields=["status", "expires_at"], name="request_status_expiry"),
             # "My requests" on the dashboard: one person's requests, newest first.
             models.Index(fields=["requester", "created_at"], name="request_requester_created"),
+            # Metrics and evidence sampling: finished deployments of an environment over a period.
+            models.Index(fields=["environment", "finished_at"], name="request_env_finished"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -270,6 +307,13 @@ class DeploymentRequest(models.Model):
     @property
     def short_sha(self) -> str:
         return self.sha[:12]
+
+    @property
+    def ticket_url(self) -> str:
+        """The ticket's link, from the link template of the policy the request was submitted under."""
+        from deployments.gate.policy import ticket_url
+
+        return ticket_url(self.ticket, (self.policy_snapshot or {}).get("ticket_url_template", ""))
 
     @property
     def is_terminal(self) -> bool:

@@ -83,6 +83,10 @@ def submit_request(
     checks: Mapping[str, str] | None = None,
     is_emergency: bool = False,
     justification: str = "",
+    ticket: str = "",
+    risk_level: str = "",
+    impact: str = "",
+    rollback_plan: str = "",
     ip_address: str | None = None,
     authorized_by_integration: bool = False,
 ) -> DeploymentRequest:
@@ -95,7 +99,8 @@ def submit_request(
        authenticated channel (a signed GitHub App webhook for a configured repository): the actor
        must then be that integration's service account and its per-environment permission is not
        required; the mapped person's compliance gates still apply.
-    2. The sha, the ref pattern and any freeze are checked against the environment's policy.
+    2. The sha, the ref pattern and any freeze are checked against the environment's policy, and the
+       change record (ticket, risk level, impact, rollback plan) against what the policy requires.
     3. Older undecided requests for the environment are superseded; older approved ones (not yet
        deploying) too when the policy says a newer request withdraws older approvals — their
        approval is then withdrawn (``deployments.delivery.outbox``).
@@ -130,6 +135,11 @@ def submit_request(
         justification=justification,
         in_freeze=freeze is not None,
     )
+    record = policy.ChangeRecord(
+        ticket=(ticket or "").strip(), risk_level=(risk_level or "").strip(), impact=(impact or "").strip(),
+        rollback_plan=(rollback_plan or "").strip(),
+    )
+    policy.validate_change_record(record, rules)
     checks = _normalize_checks(checks)
     request = DeploymentRequest.objects.create(
         environment=environment,
@@ -146,6 +156,10 @@ def submit_request(
         checks=checks,
         check_provenance=_provenance(actor, checks, now),
         policy_snapshot=rules.snapshot(),
+        ticket=record.ticket,
+        risk_level=record.risk_level,
+        impact=record.impact,
+        rollback_plan=record.rollback_plan,
         is_emergency=is_emergency,
         emergency_justification=justification.strip() if is_emergency else "",
         during_freeze=freeze is not None,

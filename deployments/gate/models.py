@@ -15,7 +15,6 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from deployments.choices import (
     TERMINAL_STATUSES,
-    RiskLevel,
     Action,
     CheckState,
     CIProvider,
@@ -24,6 +23,7 @@ from deployments.choices import (
     ExecutionStatus,
     RequestSource,
     RequestStatus,
+    RiskLevel,
     Tier,
     UnverifiedIdentity,
 )

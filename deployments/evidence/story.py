@@ -61,6 +61,8 @@ def _change_set(request: DeploymentRequest) -> dict[str, Any]:
     raw = request.change_set if isinstance(request.change_set, dict) else {}
     commits = [c for c in raw.get("commits") or [] if isinstance(c, dict)]
     pulls = [p for p in raw.get("pull_requests") or [] if isinstance(p, dict)]
+    # GitLab's merge requests, in the same shape (``iid`` is the number people use).
+    pulls += [{**m, "number": m.get("iid")} for m in raw.get("merge_requests") or [] if isinstance(m, dict)]
     return {
         "base": raw.get("base"),
         "head": raw.get("head"),
@@ -69,6 +71,7 @@ def _change_set(request: DeploymentRequest) -> dict[str, Any]:
         "additions": raw.get("additions"),
         "deletions": raw.get("deletions"),
         "fetched_at": raw.get("fetched_at"),
+        "first_commit_at": raw.get("first_commit_at"),
         "error": raw.get("error"),
         "authors": list(request.change_authors or []),
         "commits": [

@@ -268,6 +268,20 @@ def ticket_url(ticket: str, template: str) -> str:
     return template.replace("{ticket}", quote(ticket, safe=""))
 
 
+def find_ticket(texts: Iterable[str], pattern: str) -> str:
+    """The first ticket reference found in ``texts`` (branch names, pull request titles…), or "": what
+    an integration passes when CI cannot name the ticket itself (``feature/PAY-123-fix`` → PAY-123)."""
+    try:
+        compiled = re.compile(rf"(?<![A-Za-z0-9])(?:{pattern or DEFAULT_TICKET_PATTERN})(?![A-Za-z0-9])")
+    except re.error:
+        return ""
+    for text in texts:
+        found = compiled.search(text or "") if isinstance(text, str) else None
+        if found and len(found.group(0)) <= MAX_TICKET_LENGTH:
+            return found.group(0)
+    return ""
+
+
 def validate_change_record(record: ChangeRecord, rules: PolicyRules) -> None:
     """Raise ``RuleViolation`` naming the first part of the change record the policy requires and the
     request lacks (or gives in the wrong form). A ticket given where none is required is still checked

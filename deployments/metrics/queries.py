@@ -27,7 +27,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection
 from django.utils import timezone
@@ -72,6 +72,20 @@ def percentile(values: list[float], fraction: float) -> float | None:
     rank = fraction * (len(ordered) - 1)
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def earliest_timestamp(values: Iterable) -> str | None:
+    """The earliest of ISO 8601 timestamps with an offset (anything else ignored), as UTC ``…Z`` text:
+    what the CI integrations record as a change set's ``first_commit_at``."""
+    parsed = []
+    for value in values:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if moment.tzinfo is not None:
+            parsed.append(moment)
+    return min(parsed).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
 
 
 def _hours(seconds: float | None) -> float | None:
@@ -276,4 +290,4 @@ def approver_waits(period: Period, *, environment_ids: Iterable[int] | None = No
     )
 
 
-__all__ = ["Period", "approver_waits", "dora_metrics", "percentile"]
+__all__ = ["Period", "earliest_timestamp", "approver_waits", "dora_metrics", "percentile"]

@@ -27,6 +27,7 @@ from deployments.evidence import exports, selectors, services
 from deployments.evidence.forms import EmergencyReviewForm, PeriodForm, SampleForm
 from deployments.evidence.story import change_story
 from deployments.gate import selectors as gate_selectors
+from deployments.models import EmergencyReview
 
 STORY_REPORT = "change-story"
 SAMPLE_REPORT = "evidence-sample"
@@ -179,7 +180,7 @@ def emergency_review(request, pk: int):
                 return redirect("deployments:change_story", pk=req.pk)
         else:
             status = 400
-    review = getattr(req, "emergency_review", None) if hasattr(req, "emergency_review") else None
+    review = EmergencyReview.objects.filter(request=req).select_related("reviewer").first()
     return render(request, "evidence/emergency_review.html", {
         "req": req, "form": form, "error": error, "can_review": refusal is None, "review": review,
         "due": services.review_due_at(req),

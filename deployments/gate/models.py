@@ -252,6 +252,10 @@ class DeploymentRequest(models.Model):
         default=list, blank=True, help_text="Usernames or CI logins of the change's authors and committers."
     )
     change_set = models.JSONField(default=dict, blank=True)
+    first_commit_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the change's first commit was made (from the change set): where lead time starts.",
+    )
     checks = models.JSONField(default=dict, blank=True, help_text="Check name → state.")
     check_provenance = models.JSONField(
         default=dict, blank=True,
@@ -287,6 +291,8 @@ class DeploymentRequest(models.Model):
             models.Index(fields=["requester", "created_at"], name="request_requester_created"),
             # Metrics and evidence sampling: finished deployments of an environment over a period.
             models.Index(fields=["environment", "finished_at"], name="request_env_finished"),
+            # Approval wait (metrics): requests approved in a period.
+            models.Index(fields=["decided_at"], name="request_decided"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -5,8 +5,8 @@ Definitions (docs/evidence.md, "Metrics"):
 - a *deployment* is a request that finished deploying in the period (``finished_at``): deployed
   (success) or failed;
 - **deployment frequency**: successful deployments per day of the period;
-- **lead time for changes**: from the change set's first commit (``change_set.first_commit_at``,
-  recorded by the GitHub and GitLab integrations) — or, when the portal does not know it, from the
+- **lead time for changes**: from the change set's first commit (``first_commit_at``, taken from
+  the change set the GitHub and GitLab integrations record) — or, when the portal does not know it, from the
   request — to deployed; median and 95th percentile;
 - **change failure rate**: failed deployments / all deployments;
 - **time to restore**: from a failed deployment that follows a success (the start of an outage) to
@@ -14,8 +14,9 @@ Definitions (docs/evidence.md, "Metrics"):
 - **approval wait**: from the request to its approval (quorum reached), per environment, and from
   the request to each approver's decision, per approver; median and 95th percentile.
 
-On PostgreSQL each figure is ONE aggregate query (``percentile_cont``, window functions) over the
-``request_env_finished`` index, so a million requests stay fast (``bench/metrics.py``); other
+On PostgreSQL each figure is one aggregate query (``percentile_cont``; time to restore looks up, for
+each failure only, the deployment before it and the next success on the ``request_env_finished``
+index), so a million requests stay fast (``bench/metrics.py``); other
 databases (SQLite for ``make run`` and the tests) compute the same figures in Python from one
 ``values_list`` query each.
 """
@@ -23,19 +24,17 @@ databases (SQLite for ``make run`` and the tests) compute the same figures in Py
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from deployments.choices import RequestStatus
 from deployments.models import Approval, DeploymentRequest, Environment
 
-FIRST_COMMIT_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 HOUR = 3600.0
 
 
@@ -111,37 +110,48 @@ def _environments(ids: list[int]) -> dict[int, tuple[str, str, str]]:
 # --- PostgreSQL: one aggregate query per figure ---------------------------------------------------
 
 _PG_DEPLOYMENTS = """
-WITH finished AS (
-    SELECT environment_id, status, finished_at,
-           EXTRACT(EPOCH FROM finished_at - CASE WHEN change_set->>'first_commit_at' ~ %(iso)s
-               AND (change_set->>'first_commit_at')::timestamptz <= finished_at
-               THEN (change_set->>'first_commit_at')::timestamptz ELSE created_at END) AS lead_s,
-           LAG(status) OVER w AS previous_status,
-           MIN(CASE WHEN status = 'deployed' THEN finished_at END) OVER (
-               PARTITION BY environment_id ORDER BY finished_at DESC, id DESC
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_success_at
-    FROM {table}
-    WHERE status IN ('deployed', 'failed') AND finished_at >= %(start)s AND finished_at < %(end)s
-      AND environment_id = ANY(%(ids)s)
-    WINDOW w AS (PARTITION BY environment_id ORDER BY finished_at, id)
-)
 SELECT environment_id,
        COUNT(*) FILTER (WHERE status = 'deployed'),
        COUNT(*) FILTER (WHERE status = 'failed'),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_s) FILTER (WHERE status = 'deployed'),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY lead_s) FILTER (WHERE status = 'deployed'),
-       COUNT(*) FILTER (WHERE status = 'failed' AND COALESCE(previous_status, 'deployed') = 'deployed'
-                        AND next_success_at IS NOT NULL),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM next_success_at - finished_at))
-           FILTER (WHERE status = 'failed' AND COALESCE(previous_status, 'deployed') = 'deployed'
-                   AND next_success_at IS NOT NULL)
-FROM finished GROUP BY environment_id
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY lead_s) FILTER (WHERE status = 'deployed')
+FROM (
+    SELECT environment_id, status,
+           EXTRACT(EPOCH FROM finished_at - CASE WHEN first_commit_at <= finished_at
+               THEN first_commit_at ELSE created_at END) AS lead_s
+    FROM {table}
+    WHERE status IN ('deployed', 'failed') AND finished_at >= %(start)s AND finished_at < %(end)s
+      AND environment_id = ANY(%(ids)s)
+) AS finished
+GROUP BY environment_id
+"""
+
+# Time to restore: only failures are looked at (a few percent of the deployments), each with two
+# index lookups on request_env_finished (the deployment before it, the next success), never a sort
+# of the whole period.
+_PG_RESTORES = """
+SELECT f.environment_id, COUNT(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM restored.at - f.finished_at))
+FROM {table} f
+LEFT JOIN LATERAL (
+    SELECT p.status FROM {table} p
+    WHERE p.environment_id = f.environment_id AND p.status IN ('deployed', 'failed')
+      AND p.finished_at >= %(start)s AND p.finished_at < f.finished_at
+    ORDER BY p.finished_at DESC LIMIT 1
+) AS previous ON TRUE
+JOIN LATERAL (
+    SELECT s.finished_at AS at FROM {table} s
+    WHERE s.environment_id = f.environment_id AND s.status = 'deployed'
+      AND s.finished_at > f.finished_at AND s.finished_at < %(end)s
+    ORDER BY s.finished_at LIMIT 1
+) AS restored ON TRUE
+WHERE f.status = 'failed' AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
+  AND f.environment_id = ANY(%(ids)s) AND COALESCE(previous.status, 'deployed') = 'deployed'
+GROUP BY f.environment_id
 """
 
 _PG_ENV_WAIT = """
 SELECT environment_id, COUNT(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM decided_at - created_at)),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM decided_at - created_at))
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM decided_at - created_at))
 FROM {table}
 WHERE approval_expires_at IS NOT NULL AND decided_at >= %(start)s AND decided_at < %(end)s
   AND environment_id = ANY(%(ids)s)
@@ -150,49 +160,57 @@ GROUP BY environment_id
 
 _PG_APPROVER_WAIT = """
 SELECT a.approver_id, u.username, COUNT(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM a.created_at - r.created_at)),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM a.created_at - r.created_at))
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM a.created_at - r.created_at))
 FROM {approvals} a JOIN {table} r ON r.id = a.request_id JOIN {users} u ON u.id = a.approver_id
 WHERE a.created_at >= %(start)s AND a.created_at < %(end)s AND r.environment_id = ANY(%(ids)s)
 GROUP BY a.approver_id, u.username
 """
 
 
+# The sorts behind the percentiles of a year of deployments fit in memory with this (the default 4 MB
+# spills them to disk); set for the metrics' own transaction only.
+METRICS_WORK_MEM = "64MB"
+
+
 def _pg(sql: str, params: dict) -> list[tuple]:
+    """Run one metrics query (p50 and p95 come back as one array: one sort for both)."""
     from django.contrib.auth import get_user_model
 
     text = sql.format(table=DeploymentRequest._meta.db_table, approvals=Approval._meta.db_table,
                       users=get_user_model()._meta.db_table)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = %s", [METRICS_WORK_MEM])
         cursor.execute(text, params)
         return cursor.fetchall()
 
 
+def _pair(values) -> tuple:
+    """(p50, p95) from ``percentile_cont(ARRAY[0.5, 0.95])`` (NULL when no row was aggregated)."""
+    return tuple(values) if values else (None, None)
+
+
 def _deployments_pg(ids, period):
-    rows = _pg(_PG_DEPLOYMENTS, {"iso": FIRST_COMMIT_ISO, "start": period.start, "end": period.end, "ids": ids})
-    return {row[0]: row[1:] for row in rows}
+    params = {"start": period.start, "end": period.end, "ids": ids}
+    restores = {env: (count, p50) for env, count, p50 in _pg(_PG_RESTORES, params)}
+    return {env: (ok, failed, *_pair(leads), *restores.get(env, (0, None)))
+            for env, ok, failed, leads in _pg(_PG_DEPLOYMENTS, params)}
 
 
 def _env_wait_pg(ids, period):
-    return {row[0]: row[1:] for row in _pg(_PG_ENV_WAIT, {"start": period.start, "end": period.end, "ids": ids})}
+    rows = _pg(_PG_ENV_WAIT, {"start": period.start, "end": period.end, "ids": ids})
+    return {env: (count, *_pair(waits)) for env, count, waits in rows}
 
 
 def _approver_wait_pg(ids, period):
-    return _pg(_PG_APPROVER_WAIT, {"start": period.start, "end": period.end, "ids": ids})
+    rows = _pg(_PG_APPROVER_WAIT, {"start": period.start, "end": period.end, "ids": ids})
+    return [(pk, username, count, *_pair(waits)) for pk, username, count, waits in rows]
 
 
 # --- other databases: the same figures in Python --------------------------------------------------
 
 
-def _first_commit(change_set, fallback: datetime, finished: datetime) -> datetime:
-    value = change_set.get("first_commit_at") if isinstance(change_set, dict) else None
-    if isinstance(value, str) and re.match(FIRST_COMMIT_ISO, value):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return fallback
-        return parsed if parsed <= finished else fallback
-    return fallback
+def _lead_start(first_commit: datetime | None, created: datetime, finished: datetime) -> datetime:
+    return first_commit if first_commit is not None and first_commit <= finished else created
 
 
 def _deployments_py(ids, period):
@@ -200,14 +218,14 @@ def _deployments_py(ids, period):
         environment_id__in=ids, status__in=(RequestStatus.DEPLOYED, RequestStatus.FAILED),
         finished_at__gte=period.start, finished_at__lt=period.end,
     ).order_by("environment_id", "finished_at", "id")
-        .values_list("environment_id", "status", "finished_at", "created_at", "change_set"))
+        .values_list("environment_id", "status", "finished_at", "created_at", "first_commit_at"))
     by_env: dict[int, list] = defaultdict(list)
     for row in rows.iterator(chunk_size=2000):
         by_env[row[0]].append(row[1:])
     out = {}
     for env_id, items in by_env.items():
-        deployed = [(f - _first_commit(cs, c, f)).total_seconds()
-                    for s, f, c, cs in items if s == RequestStatus.DEPLOYED]
+        deployed = [(f - _lead_start(fc, c, f)).total_seconds()
+                    for s, f, c, fc in items if s == RequestStatus.DEPLOYED]
         restores = []
         for index, (status, finished, _c, _cs) in enumerate(items):
             previous = items[index - 1][0] if index else RequestStatus.DEPLOYED

@@ -51,8 +51,7 @@ def history(deployed, approvers):
             created_at=at(hour - 1), decided_at=at(hour - 0.5), finished_at=at(hour))
         Approval.objects.filter(request=request).update(created_at=at(hour - 0.5))
         rows.append(request)
-    DeploymentRequest.objects.filter(pk=rows[0].pk).update(
-        change_set={"first_commit_at": at(-4).isoformat().replace("+00:00", "Z")})
+    DeploymentRequest.objects.filter(pk=rows[0].pk).update(first_commit_at=at(-4))
     return rows
 
 
@@ -142,3 +141,14 @@ def test_the_report_lists_environments_then_approvers(history):
     rows = list(metric_rows(Filters(date_from=DAY, date_to=DAY + timedelta(days=1))))
     assert [row["scope"] for row in rows] == ["environment", "approver"]
     assert rows[1]["environment"] == "approver0" and rows[1]["decisions"] == 4
+
+
+def test_the_first_commit_time_is_taken_from_the_change_set_and_malformed_ones_are_ignored(submit):
+    from deployments.gate.services.requests import first_commit_at
+
+    assert first_commit_at({"first_commit_at": "2026-03-10T07:00:00Z"}) == datetime(2026, 3, 10, 7, tzinfo=UTC)
+    for bad in ({"first_commit_at": "yesterday"}, {"first_commit_at": "2026-03-10T07:00:00"}, {"first_commit_at": 5},
+                {}, None):
+        assert first_commit_at(bad) is None
+    request = submit(change_set={"first_commit_at": "2026-03-10T07:00:00+02:00"})
+    assert request.first_commit_at == datetime(2026, 3, 10, 5, tzinfo=UTC)

@@ -44,6 +44,19 @@ from deployments.signals import request_transitioned
 # --- submit -------------------------------------------------------------------------------------
 
 
+def first_commit_at(change_set: Mapping | None) -> datetime | None:
+    """The change set's ``first_commit_at`` (ISO 8601 with an offset, as the integrations record it),
+    or None when absent or malformed (CI data is untrusted: it never fails a request)."""
+    value = (change_set or {}).get("first_commit_at") if isinstance(change_set, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def find_environment(*, actor, service: str, environment: str) -> Environment:
     """The environment ``service/environment`` if ``actor`` may request there; otherwise a 404-style
     refusal that never reveals whether it exists."""
@@ -153,6 +166,7 @@ def submit_request(
         title=title[:300],
         change_authors=sorted({a for a in change_authors if a}),
         change_set=dict(change_set or {}),
+        first_commit_at=first_commit_at(change_set),
         checks=checks,
         check_provenance=_provenance(actor, checks, now),
         policy_snapshot=rules.snapshot(),
@@ -248,8 +262,9 @@ def record_change_set(
             f"{request.get_status_display().lower()}.",
         )
     request.change_set = dict(change_set)
+    request.first_commit_at = first_commit_at(change_set)
     request.change_authors = sorted({*(request.change_authors or ()), *(a for a in change_authors if a)})
-    request.save(update_fields=["change_set", "change_authors", "updated_at"])
+    request.save(update_fields=["change_set", "first_commit_at", "change_authors", "updated_at"])
     return request
 
 

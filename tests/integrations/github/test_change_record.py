@@ -50,6 +50,7 @@ def test_the_ticket_comes_from_the_pull_requests_branch(
     request = DeploymentRequest.objects.get()
     assert request.ticket == "PAY-77"
     assert request.change_set["first_commit_at"] == "2026-11-20T07:00:00Z"
+    assert request.first_commit_at.isoformat() == "2026-11-20T07:00:00+00:00"
 
 
 def test_without_a_ticket_github_is_refused_with_the_rule_named(

@@ -180,6 +180,7 @@ def _pg(sql: str, params: dict) -> list[tuple]:
                       users=get_user_model()._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = %s", [METRICS_WORK_MEM])
+        cursor.execute("SET LOCAL jit = off")  # compiling costs more than it saves on these scans
         cursor.execute(text, params)
         return cursor.fetchall()
 

@@ -117,3 +117,25 @@ def test_the_review_page_records_the_outcome_and_the_report_lists_it(client, dep
     rows = {row["request_id"]: row for row in emergency_review_rows(Filters())}
     assert rows[change.pk]["reviewer"] == "approver1" and rows[change.pk]["state"] == "reviewed on time"
     assert rows[pending.pk]["state"] == "awaiting review"
+
+
+def test_the_review_list_shows_only_what_the_reader_may_see_in_constant_queries(client, deployed, auditor):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    deployed(emergency=True)
+    client.force_login(auditor)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/evidence/emergency-reviews/").status_code == 200
+        return len(queries)
+
+    few = count()
+    for _ in range(3):
+        deployed(emergency=True)
+    assert count() == few
+    client.force_login(factories.engineer(factories.make_environment(name="other")))
+    assert b"No approved emergency changes." in client.get("/evidence/emergency-reviews/").content
+    client.logout()
+    assert client.get("/evidence/emergency-reviews/").status_code == 302

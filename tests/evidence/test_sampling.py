@@ -112,3 +112,17 @@ def test_the_changes_page_answers_who_authorized_what_in_constant_queries(client
     assert page.count("approver0 (") == 5
     assert count() == few
     assert client.get("/evidence/changes/?date_from=2026-02-02&date_to=2026-01-01").status_code == 400
+
+
+def test_a_sample_and_its_bundle_must_refuse_everyone_but_auditors_and_administrators(client, deployed, auditor):
+    deployed()
+    sample = _draw(auditor)
+    engineer = factories.engineer(factories.make_environment(name="other"))
+    client.force_login(engineer)
+    assert client.get(f"/evidence/samples/{sample.pk}/").status_code == 403
+    assert client.get(f"/evidence/samples/{sample.pk}/bundle.zip").status_code == 403
+    client.force_login(auditor)
+    assert client.get(f"/evidence/samples/{sample.pk + 1}/").status_code == 404
+    assert client.post(f"/evidence/samples/{sample.pk}/bundle.zip").status_code == 405
+    client.logout()
+    assert client.get(f"/evidence/samples/{sample.pk}/bundle.zip").status_code == 302

@@ -139,3 +139,17 @@ def test_the_review_list_shows_only_what_the_reader_may_see_in_constant_queries(
     assert b"No approved emergency changes." in client.get("/evidence/emergency-reviews/").content
     client.logout()
     assert client.get("/evidence/emergency-reviews/").status_code == 302
+
+
+def test_a_scoped_token_reads_only_its_environments_rows_of_the_review_report(deployed, auditor):
+    from django.test import Client
+
+    from deployments.api import tokens
+
+    deployed(emergency=True)
+    other = factories.make_environment(name="other")
+    _, clear = tokens.create_api_token(actor=auditor, user=auditor, name="scoped", actions=["read"],
+                                       environments=[other])
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {clear}").get("/api/v1/reports/emergency-reviews/?format=json")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).strip() in (b"[]", b"[\n]")

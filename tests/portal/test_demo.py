@@ -9,7 +9,7 @@ from deployments.models import DeploymentRequest, Environment
 pytestmark = pytest.mark.django_db
 
 
-def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
+def test_demo_data_has_every_state_and_loads_twice_without_change(capsys, client):
     call_command("load_demo_data")
     first = DeploymentRequest.objects.count()
     call_command("load_demo_data")
@@ -33,6 +33,15 @@ def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
     superseded = DeploymentRequest.objects.get(status=RequestStatus.SUPERSEDED)
     assert superseded.superseded_by is not None and superseded.approval_expires_at is None
     _demo_evidence_checks()
+    # The auditor sees the metrics' charts and the emergency change's whole story.
+    from deployments.evidence import services as evidence
+
+    client.force_login(get_user_model().objects.get(username="frank"))
+    metrics = client.get("/metrics/").content.decode()
+    assert metrics.count("<svg") == 6 and "web-frontend / production" in metrics
+    emergency = evidence.emergency_changes().get()
+    story = client.get(f"/requests/{emergency.pk}/story/")
+    assert story.status_code == 200 and b"PAY-120" in story.content and b"not reviewed yet" in story.content
 
 
 def _demo_evidence_checks():

@@ -175,6 +175,7 @@ def change_story(request: DeploymentRequest) -> dict[str, Any]:
             "requester_login": request.requester_login,
             "source": request.source,
             "source_url": request.source_url,
+            "ip_address": request.ip_address,
             "external_ids": request.external_ids,
             "created_at": _iso(request.created_at),
             "status": request.status,

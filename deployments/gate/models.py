@@ -246,6 +246,9 @@ class DeploymentRequest(models.Model):
     )
     source = models.CharField(max_length=16, choices=RequestSource.choices, default=RequestSource.WEB)
     source_url = models.URLField(max_length=500, blank=True, default="")
+    ip_address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The address the request was submitted from (the person's or CI's)."
+    )
     external_ids = models.JSONField(default=dict, blank=True)
     title = models.CharField(max_length=300, blank=True, default="")
     change_authors = models.JSONField(

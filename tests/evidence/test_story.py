@@ -18,10 +18,11 @@ pytestmark = pytest.mark.django_db
 
 def test_the_story_holds_the_request_decisions_execution_and_chain_links(deployed, settings):
     request = deployed(ticket="PAY-1", impact="Only the checkout.", rollback_plan="Redeploy the last tag.",
-                       title="Fix rounding")
+                       title="Fix rounding", ip_address="127.0.0.1")
     seal_and_checkpoint(force_checkpoint=True)
     story = change_story(request)
     assert story["request"]["requester"] == "rita" and story["request"]["source"] == "web"
+    assert story["request"]["ip_address"] == "127.0.0.1"
     assert story["change_record"]["ticket"] == "PAY-1"
     assert story["change_record"]["rollback_plan"] == "Redeploy the last tag."
     assert [d["approver"] for d in story["decisions"]] == ["approver0"]

@@ -162,6 +162,7 @@ def submit_request(
         requester_login=requester_login or (person.username if person else ""),
         source=source,
         source_url=source_url,
+        ip_address=ip_address,
         external_ids=dict(external_ids or {}),
         title=title[:300],
         change_authors=sorted({a for a in change_authors if a}),

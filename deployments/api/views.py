@@ -482,6 +482,9 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         from deployments.evidence.story import change_story
 
         found = self.get_object()
+        if not gate.sees_everything(request.user):
+            raise RuleViolation("not_permitted", "A change's whole story is for auditors and administrators.",
+                                status_code=403)
         record_export(actor=request.user, report="change-story", fmt="json", filters=Filters(), channel="api",
                       ip_address=client_ip(request))
         return Response(change_story(found))

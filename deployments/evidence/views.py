@@ -2,7 +2,9 @@
 them, evidence samples and their bundles, and the after-the-fact review of emergency changes.
 
 Reads go through the permission layer (a request outside the reader's scope is a 404, as on the
-request page); samples and the period list are for auditors and administrators (403 otherwise).
+request page); the story, samples and the period list are for auditors and administrators (403
+otherwise: the story names approvers' addresses and every refusal). The emergency review pages are
+for the approvers who review.
 Every export is recorded as a ``ReportExport`` before it is produced.
 """
 
@@ -40,7 +42,7 @@ def _ip(request) -> str | None:
 
 def _require_overseer(user) -> None:
     if not oversees_everything(user):
-        raise PermissionDenied("Evidence sampling is for auditors and administrators.")
+        raise PermissionDenied("Evidence pages are for auditors and administrators.")
 
 
 def _attachment(response: HttpResponse, name: str) -> HttpResponse:
@@ -56,7 +58,8 @@ def story(request, pk: int, fmt: str = "html"):
     """One change's whole story, as a page or as a JSON or PDF download."""
     if fmt not in ("html", "json", "pdf"):
         raise Http404("Unknown export format.")
-    req = gate_selectors.request_for(user=request.user, pk=pk)
+    req = gate_selectors.request_for(user=request.user, pk=pk)  # outside the reader's scope: 404
+    _require_overseer(request.user)
     data = change_story(req)
     record_export(actor=request.user, report=STORY_REPORT, fmt=fmt if fmt != "html" else ExportFormat.HTML,
                   filters=Filters(), ip_address=_ip(request))

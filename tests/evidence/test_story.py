@@ -62,9 +62,15 @@ def test_auditors_read_the_page_and_its_exports_and_each_is_recorded(client, dep
         "html", "json", "pdf"]
 
 
-def test_the_story_must_refuse_outsiders_anonymous_people_and_unknown_formats(client, deployed):
+def test_the_story_must_refuse_outsiders_anonymous_people_and_unknown_formats(client, deployed, requester, auditor):
     request = deployed()
     assert client.get(f"/requests/{request.pk}/story/").status_code == 302  # to sign in
+    client.force_login(requester)  # sees the request page, not the auditors' story
+    assert client.get(f"/requests/{request.pk}/").status_code == 200
+    assert client.get(f"/requests/{request.pk}/story/").status_code == 403
+    assert client.get(f"/requests/{request.pk}/story.json").status_code == 403
+    client.force_login(auditor)
+    assert client.get(f"/requests/{request.pk}/story.xml").status_code == 404
     outsider = factories.engineer(factories.make_environment(name="other"))
     client.force_login(outsider)
     assert client.get(f"/requests/{request.pk}/story/").status_code == 404
@@ -85,3 +91,7 @@ def test_the_api_serves_the_story_within_the_tokens_scope(deployed, auditor):
     refused = Client(HTTP_AUTHORIZATION=f"Bearer {narrow}").get(f"/api/v1/requests/{request.pk}/story/")
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
     assert Client().get(f"/api/v1/requests/{request.pk}/story/").status_code in (401, 403)
+    requester = request.requester
+    _, own = tokens.create_api_token(actor=requester, user=requester, name="own")
+    mine = Client(HTTP_AUTHORIZATION=f"Bearer {own}").get(f"/api/v1/requests/{request.pk}/story/")
+    assert mine.status_code == 403 and mine.json()["error"]["code"] == "not_permitted"

@@ -2,7 +2,8 @@
 """portal-gate: make a CI pipeline wait for the deployment portal's decision.
 
     portal-gate request --url https://portal.example.com --token "$PORTAL_TOKEN" \
-        --service payments-api --environment production --sha "$GIT_SHA" --ref main --wait --timeout 3600
+        --service payments-api --environment production --sha "$GIT_SHA" --ref main --wait --timeout 3600 \
+        --ticket PAY-123 --risk-level low --impact "..." --rollback-plan "..."
 
 Creates a deployment request through the portal's API, prints a link to the request page, and with
 ``--wait`` polls (with backoff) until the request is decided. Exit status:
@@ -155,7 +156,9 @@ def request_command(args: argparse.Namespace) -> int:
     if external_ids:
         body["external_ids"] = external_ids
     for name, value in (("title", args.title), ("source_url", args.source_url),
-                        ("requester_login", args.requester)):
+                        ("requester_login", args.requester), ("ticket", args.ticket),
+                        ("risk_level", args.risk_level), ("impact", args.impact),
+                        ("rollback_plan", args.rollback_plan)):
         if value:
             body[name] = value
     # The same key on every retry of this run: a retried POST never creates a second request.
@@ -208,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     req.add_argument("--title", default="")
     req.add_argument("--source-url", default="", help="link to the pipeline run")
     req.add_argument("--requester", default="", help="the person the pipeline acts for (username or CI login)")
+    req.add_argument("--ticket", default="", help="the change's ticket reference, e.g. PAY-123")
+    req.add_argument("--risk-level", default="", choices=["", "low", "medium", "high"],
+                     help="the change's risk level")
+    req.add_argument("--impact", default="", help="impact statement: what the change affects")
+    req.add_argument("--rollback-plan", default="", help="how the change is undone if it fails")
     req.add_argument("--check", action="append", default=[], metavar="NAME=STATE",
                      help="a check result, e.g. unit=success (repeatable)")
     req.add_argument("--external-id", action="append", default=[], metavar="NAME=VALUE",

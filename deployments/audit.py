@@ -15,9 +15,11 @@ from deployments.models import (
     DecisionDelivery,
     DeliveryAttempt,
     DeploymentRequest,
+    EmergencyReview,
     Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
+    EvidenceSample,
     Execution,
     FreezeWindow,
     NotificationLog,
@@ -41,6 +43,8 @@ for model in (
     EnvironmentGroupObjectPermission,
     DeliveryAttempt,
     NotificationLog,
+    EmergencyReview,
+    EvidenceSample,
 ):
     auditlog.register(model)
 
@@ -51,7 +55,8 @@ auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
-for model in (Approval, RequestEvent, Refusal):
+# Emergency reviews and evidence samples never change once written: they join the chain too.
+for model in (Approval, RequestEvent, Refusal, EmergencyReview, EvidenceSample):
     register_chained_model(model)
 
 # Requests and executions change over their life, so they are not chained; their audit entries are,

@@ -128,6 +128,8 @@ class Action(models.TextChoices):
     REVOKE_TOKEN = "revoke_token", "Revoke an API token"
     USE_TOKEN = "use_token", "Use an API token"
     READ_REPORT = "read_report", "Read a report"
+    REVIEW_EMERGENCY = "review_emergency", "Review an emergency change"
+    DRAW_SAMPLE = "draw_sample", "Draw an evidence sample"
 
 
 # --- decision delivery (outbox) and API tokens -----------------------------------------------
@@ -176,3 +178,20 @@ class TokenAction(models.TextChoices):
     DECIDE = "decide", "Approve or reject"
     EXECUTE = "execute", "Report executions"
     ADMIN = "admin", "Configure services, environments and policies"
+
+
+# --- change records (ticket, risk, impact, rollback) and after-the-fact review ---------------
+
+
+class RiskLevel(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class EmergencyReviewOutcome(models.TextChoices):
+    """What a reviewer concluded about an emergency change after it was deployed."""
+
+    JUSTIFIED = "justified", "Justified: the emergency procedure was warranted"
+    CONCERNS = "concerns", "Justified with concerns (follow-up needed)"
+    NOT_JUSTIFIED = "not_justified", "Not justified: should have followed the normal procedure"

@@ -89,6 +89,17 @@ def _change_set(label: str, *, authors: tuple[str, ...], messages: tuple[str, ..
             "files_changed": 3 * len(commits), "additions": 40 * len(commits), "deletions": 7 * len(commits)}
 
 
+# Production asks every request for its change record (ISO 27001 A.8.32, PCI DSS 6.5.1).
+PRODUCTION_CHANGE_RECORD = {
+    "require_ticket": True, "require_risk_level": True, "require_impact": True, "require_rollback_plan": True,
+    "ticket_url_template": "https://acme.atlassian.net/browse/{ticket}",
+}
+
+
+def _record(ticket: str, risk: str, impact: str, rollback: str) -> dict:
+    return {"ticket": ticket, "risk_level": risk, "impact": impact, "rollback_plan": rollback}
+
+
 def _environments(admin, users: dict) -> dict:
     envs = {}
     engineers = Group.objects.get(name=str(Role.ENGINEER))
@@ -99,7 +110,7 @@ def _environments(admin, users: dict) -> dict:
         for env_name, tier in (("staging", Tier.STAGING), ("production", Tier.PRODUCTION)):
             env = Environment.objects.filter(service=service, name=env_name).first()
             if env is None:
-                extra = {} if tier == Tier.PRODUCTION else {"required_checks": ["unit", "lint"]}
+                extra = PRODUCTION_CHANGE_RECORD if tier == Tier.PRODUCTION else {"required_checks": ["unit", "lint"]}
                 env = services.create_environment(actor=admin, service=service, name=env_name, tier=tier, **extra)
             assign_perm("deployments.request_deployment", engineers, env)
             for username in APPROVERS_BY_TIER[tier]:
@@ -155,6 +166,16 @@ def _requests(users: dict, envs: dict) -> None:
         actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-101", request=r
     )
 
+    # ... and an emergency fix, approved and deployed, awaiting its review after the fact (dave or erin)
+    r = sub(actor=u["alice"], environment=env, sha=demo_sha("p2-hotfix"), ref=main, checks=ALL_CHECKS,
+            title="Hotfix: refunds time out", is_emergency=True,
+            justification="Refunds time out for every customer since this morning's deployment.",
+            ticket="PAY-120", risk_level="medium", impact="Refund requests only.", rollback_plan="Redeploy run-101.")
+    _approve(r, u["carol"])
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-103", request=r
+    )
+
     # payments-api/production: one deploying, one waiting with 1 of 2 approvals
     env = envs["payments-api/production"]
     r = sub(
@@ -167,6 +188,8 @@ def _requests(users: dict, envs: dict) -> None:
         change_set=_change_set("payments-api:p2", authors=("alice",),
                                messages=("Add refund endpoint", "Idempotency keys for refunds")),
         title="Refund endpoint with idempotency keys",
+        **_record("PAY-101", "medium", "New refund endpoint; existing payment flows unchanged.",
+                  "Redeploy release 2026.10.3; the endpoint's table is additive."),
         source=RequestSource.GITHUB,
         source_url="https://github.com/acme/payments-api/actions/runs/101",
     )
@@ -190,6 +213,8 @@ def _requests(users: dict, envs: dict) -> None:
         change_set=_change_set("payments-api:p3", authors=("bob", "carol"),
                                messages=("Round half to even", "Tests for currency rounding")),
         title="Currency rounding fix",
+        **_record("PAY-117", "high", "Amounts of every currency conversion; invoices issued after the release.",
+                  "Redeploy the previous release; no data migration to undo."),
     )
     _approve(r, u["dave"])
     # carol co-authored the change: production excludes change authors, so this is refused and recorded
@@ -235,6 +260,7 @@ def _requests(users: dict, envs: dict) -> None:
     # web-frontend/production: failed deployment, an expired request, and an approved one
     env = envs["web-frontend/production"]
     r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0"), ref=main, checks=ALL_CHECKS, title="Header redesign",
+            **_record("WEB-88", "low", "The site header on every page.", "Redeploy the previous build."),
             change_authors=["bob"], change_set=_change_set("web-frontend:w0", authors=("bob",),
                                                            messages=("New header", "Header: mobile layout")))
     _approve(r, u["carol"])
@@ -242,12 +268,25 @@ def _requests(users: dict, envs: dict) -> None:
     services.report_execution(
         actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.FAILURE, external_id="run-201", request=r
     )
+    # ... restored by a fixed build (the metrics' time to restore)
+    r = sub(actor=u["bob"], environment=env, sha=demo_sha("w0-fix"), ref=main, checks=ALL_CHECKS,
+            title="Header redesign: fix the failed build",
+            **_record("WEB-88", "low", "The site header on every page.", "Redeploy the previous build."),
+            change_authors=["bob"], change_set=_change_set("web-frontend:w0-fix", authors=("bob",),
+                                                           messages=("Header: fix the asset path",)))
+    _approve(r, u["carol"])
+    _approve(r, u["dave"])
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-202", request=r
+    )
     r = sub(actor=u["bob"], environment=env, sha=demo_sha("w5"), ref=main, checks=ALL_CHECKS, title="Cookie banner",
+            **_record("WEB-91", "low", "A consent banner for visitors from the EU.", "Turn the banner flag off."),
             change_authors=["bob"], change_set=_change_set("web-frontend:w5", authors=("bob",),
                                                            messages=("Cookie consent banner",)))
     services._expire_if_due(r.pk, actor=system_actor(), now=r.expires_at + timedelta(seconds=1))
     # ... approved, waiting for CI to deploy before its approval time limit
     r = sub(actor=u["alice"], environment=env, sha=demo_sha("w6"), ref=main, checks=ALL_CHECKS, title="Footer links",
+            **_record("WEB-95", "low", "Footer links on every page.", "Redeploy the previous build."),
             change_authors=["alice"], change_set=_change_set("web-frontend:w6", authors=("alice",),
                                                              messages=("Footer: legal links", "Footer: sitemap")))
     _approve(r, u["dave"])
@@ -280,6 +319,7 @@ def _requests(users: dict, envs: dict) -> None:
         is_emergency=True,
         justification="Invoices are double-charged since the last release; this reverts the faulty change.",
         title="Revert double-charge bug",
+        **_record("BILL-12", "high", "Invoice charging for every customer.", "Re-apply the reverted commit."),
         change_authors=["bob"],
         change_set=_change_set("billing-worker:b2", authors=("bob",), messages=('Revert "Batch invoice charges"',)),
     )

@@ -3,6 +3,7 @@
 from deployments.api.models import ApiToken, IdempotencyKey
 from deployments.delivery.models import DecisionDelivery, DeliveryAttempt, WebhookEndpoint
 from deployments.detection.models import ReconciliationRun
+from deployments.evidence.models import EmergencyReview, EvidenceSample
 from deployments.gate.models import (
     Approval,
     ApprovalPolicy,
@@ -30,8 +31,10 @@ __all__ = [
     "DeliveryAttempt",
     "DeploymentRequest",
     "Environment",
+    "EmergencyReview",
     "EnvironmentGroupObjectPermission",
     "EnvironmentUserObjectPermission",
+    "EvidenceSample",
     "Execution",
     "FreezeWindow",
     "IdempotencyKey",

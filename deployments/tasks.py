@@ -14,6 +14,15 @@ def expire_due_requests() -> int:
     return services.expire_due_requests(actor=system_actor())
 
 
+@shared_task(name="deployments.open_missed_emergency_reviews", acks_late=True)
+@as_system_actor
+def open_missed_emergency_reviews() -> int:
+    """Open a violation for each emergency change not reviewed in time (safe to run twice)."""
+    from deployments.evidence import services as evidence
+
+    return evidence.open_missed_review_violations()
+
+
 @shared_task(name="deployments.deliver_decision", acks_late=True)
 @as_system_actor
 def deliver_decision(delivery_id: int) -> bool:

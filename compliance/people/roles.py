@@ -68,6 +68,8 @@ EVIDENCE_MODELS = {
     "deployments.requestevent",
     "deployments.refusal",
     "deployments.execution",
+    "deployments.emergencyreview",
+    "deployments.evidencesample",
     "compliance.suspension",
     "compliance.attestation",
     "compliance.quizattempt",

@@ -303,13 +303,15 @@ class _HashingWriter:
 
 
 def write_bundle(
-    target: IO[bytes], *, filters: Filters, generated_by: str, reports: list[Report] | None = None
+    target: IO[bytes], *, filters: Filters, generated_by: str, reports: list[Report] | None = None,
+    extra_parts: Iterable[registry.BundlePart] = (), kind: str = "deployment-authorization-evidence-bundle",
 ) -> dict:
     """Write a ZIP of every report (CSV and JSON), the files other packages add (the audit chain's
     segment, checkpoints and offline verifier), ``manifest.json`` and its signatures; return the manifest.
 
     The manifest lists each file with its SHA-256 and size, the filters, the generation time, who
     generated it, the head of the tamper-evident audit chain and each added part's section.
+    ``extra_parts`` are written like the registered parts (an evidence sample's per-change files).
     """
     reports = registry.all_reports() if reports is None else reports
     files = []
@@ -326,12 +328,12 @@ def write_bundle(
                 add(f"{report.slug}.{extension}", producer(report, filters), report=report.slug, title=report.title,
                     format=extension)
         sections = {}
-        for part in registry.bundle_parts(filters):
+        for part in [*extra_parts, *registry.bundle_parts(filters)]:
             for name, chunks in part.files:
                 add(name, chunks, part=part.key)
             sections[part.key] = part.manifest
         manifest = {
-            "kind": "deployment-authorization-evidence-bundle",
+            "kind": kind,
             "generated_at": timezone.now().isoformat(),
             "generated_by": generated_by,
             "filters": filters.as_dict(),

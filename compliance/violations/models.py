@@ -27,6 +27,7 @@ class ViolationKind(models.TextChoices):
     INELIGIBLE_DECISION = "ineligible_decision", "Decision by an ineligible person"
     LAPSED_TRAINING = "lapsed_training", "Person with lapsed training still acting"
     EXECUTION_CONFLICT = "execution_conflict", "CI run re-reported with another sha"
+    EMERGENCY_REVIEW_MISSED = "emergency_review_missed", "Emergency change not reviewed in time"
 
 
 class Severity(models.TextChoices):

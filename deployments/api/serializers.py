@@ -170,7 +170,8 @@ class PolicySerializer(StrictFieldMapping, StrictModelInput):
         model = ApprovalPolicy
         fields = ["id", "environment", "service", "environment_name", "required_approvals", "exclude_change_authors",
                   "required_checks", "allowed_refs", "request_ttl", "approval_ttl", "emergency_extra_approvals",
-                  "impact_checklist", "version", "updated_at"]
+                  "impact_checklist", "require_ticket", "ticket_pattern", "ticket_url_template", "require_risk_level",
+                  "require_impact", "require_rollback_plan", "version", "updated_at"]
         read_only_fields = ["id", "environment", "version", "updated_at"]
 
     def validate(self, attrs):
@@ -204,6 +205,17 @@ class RequestCreateSerializer(StrictInput):
                                       help_text="The person CI acts for (username or CI login), if known.")
     is_emergency = StrictBooleanField(required=False, default=False)
     justification = StrictCharField(max_length=5000, required=False, allow_blank=True, default="")
+    # The change record; what the environment's policy requires is checked by the service (refusals
+    # ticket_required, invalid_ticket, risk_level_required, invalid_risk_level, impact_required,
+    # rollback_plan_required).
+    ticket = StrictCharField(max_length=100, required=False, allow_blank=True, default="",
+                             help_text="The change's ticket reference, e.g. PAY-123 (the policy's ticket pattern).")
+    risk_level = StrictCharField(max_length=16, required=False, allow_blank=True, default="",
+                                 help_text="low, medium or high.")
+    impact = StrictCharField(max_length=5000, required=False, allow_blank=True, default="",
+                             help_text="What the change affects.")
+    rollback_plan = StrictCharField(max_length=5000, required=False, allow_blank=True, default="",
+                                    help_text="How the change is undone if it fails.")
 
 
 
@@ -264,6 +276,11 @@ class RequestSerializer(serializers.Serializer):
         help_text="Check name → who reported its latest result: {by, service_account, at}. Where the policy "
         "trusts only CI, a passing check a person reported does not count.",
     )
+    ticket = serializers.CharField()
+    ticket_url = serializers.CharField(help_text="The ticket's link (from the policy's link template), or empty.")
+    risk_level = serializers.CharField(help_text="low, medium, high, or empty when not stated.")
+    impact = serializers.CharField()
+    rollback_plan = serializers.CharField()
     is_emergency = serializers.BooleanField()
     during_freeze = serializers.BooleanField()
     flagged_for_review = serializers.BooleanField()
@@ -312,6 +329,11 @@ class RequestSerializer(serializers.Serializer):
             "change_authors": obj.change_authors,
             "checks": obj.checks,
             "check_provenance": obj.check_provenance,
+            "ticket": obj.ticket,
+            "ticket_url": obj.ticket_url,
+            "risk_level": obj.risk_level,
+            "impact": obj.impact,
+            "rollback_plan": obj.rollback_plan,
             "is_emergency": obj.is_emergency,
             "during_freeze": obj.during_freeze,
             "flagged_for_review": obj.flagged_for_review,

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
-from deployments.api import views
+from deployments.api import metrics, views
 from deployments.api.errors import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
@@ -15,6 +15,8 @@ router.register("requests", views.RequestViewSet, basename="request")
 
 v1 = [
     path("me/", views.MeView.as_view(), name="me"),
+    path("metrics/dora/", metrics.DoraMetricsView.as_view(), name="metrics-dora"),
+    path("metrics/approvals/", metrics.ApprovalMetricsView.as_view(), name="metrics-approvals"),
     path("", include(router.urls)),
 ]
 

@@ -367,6 +367,10 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
             checks=data["checks"],
             is_emergency=data["is_emergency"],
             justification=data["justification"],
+            ticket=data["ticket"],
+            risk_level=data["risk_level"],
+            impact=data["impact"],
+            rollback_plan=data["rollback_plan"],
             ip_address=client_ip(self.request),
         )
         response = self._detail(created.pk, status.HTTP_201_CREATED)
@@ -467,6 +471,23 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
     def status_only(self, request, pk=None):
         found = self.get_object(related=("environment",))
         return Response(s.RequestStatusSerializer(found).data)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT,
+                   summary="One change's whole story: request, change record, change set, checks, decisions, "
+                           "delivery, executions, violations and the audit-chain links (evidence)")
+    @action(detail=True, methods=["get"], url_path="story")
+    def story(self, request, pk=None):
+        from compliance.reports.registry import Filters
+        from compliance.reports.services import record_export
+        from deployments.evidence.story import change_story
+
+        found = self.get_object()
+        if not gate.sees_everything(request.user):
+            raise RuleViolation("not_permitted", "A change's whole story is for auditors and administrators.",
+                                status_code=403)
+        record_export(actor=request.user, report="change-story", fmt="json", filters=Filters(), channel="api",
+                      ip_address=client_ip(request))
+        return Response(change_story(found))
 
     def retrieve(self, request, *args, **kwargs):
         found = self.get_object()

@@ -3,9 +3,11 @@ refusals and executions."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -21,6 +23,7 @@ from deployments.choices import (
     ExecutionStatus,
     RequestSource,
     RequestStatus,
+    RiskLevel,
     Tier,
     UnverifiedIdentity,
 )
@@ -29,6 +32,19 @@ repository_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "Repository must look like owner/name."
 )
 sha_validator = RegexValidator(r"^[0-9a-f]{40}$", "A commit sha is 40 lowercase hexadecimal characters.")
+
+
+def ticket_pattern_validator(value: str) -> None:
+    """A ticket pattern must be a regular expression Python can compile."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}.") from exc
+
+
+def ticket_url_template_validator(value: str) -> None:
+    if value and ("{ticket}" not in value or not value.startswith(("https://", "http://"))):
+        raise ValidationError("A ticket link template is an http(s) URL containing {ticket}.")
 
 
 class Service(models.Model):
@@ -155,6 +171,21 @@ class ApprovalPolicy(models.Model):
         "(CI that already has one is sent a withdrawal). Off: a newer request supersedes only undecided requests, "
         "and an approval stands until its time limit.",
     )
+    require_ticket = models.BooleanField(
+        default=False, help_text="A request must name the change's ticket (matching the ticket pattern)."
+    )
+    ticket_pattern = models.CharField(
+        max_length=200, default=r"[A-Z][A-Z0-9]+-\d+", validators=[ticket_pattern_validator],
+        help_text=r"Regular expression the whole ticket reference must match, e.g. [A-Z][A-Z0-9]+-\d+ (Jira), "
+        r"CHG\d{7} (ServiceNow), #\d+ (GitHub issues).",
+    )
+    ticket_url_template = models.CharField(
+        max_length=500, blank=True, default="", validators=[ticket_url_template_validator],
+        help_text="Link to a ticket, with {ticket} for the reference, e.g. https://acme.atlassian.net/browse/{ticket}.",
+    )
+    require_risk_level = models.BooleanField(default=False, help_text="A request must state its risk level.")
+    require_impact = models.BooleanField(default=False, help_text="A request must carry an impact statement.")
+    require_rollback_plan = models.BooleanField(default=False, help_text="A request must carry a rollback plan.")
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -215,18 +246,29 @@ class DeploymentRequest(models.Model):
     )
     source = models.CharField(max_length=16, choices=RequestSource.choices, default=RequestSource.WEB)
     source_url = models.URLField(max_length=500, blank=True, default="")
+    ip_address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The address the request was submitted from (the person's or CI's)."
+    )
     external_ids = models.JSONField(default=dict, blank=True)
     title = models.CharField(max_length=300, blank=True, default="")
     change_authors = models.JSONField(
         default=list, blank=True, help_text="Usernames or CI logins of the change's authors and committers."
     )
     change_set = models.JSONField(default=dict, blank=True)
+    first_commit_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the change's first commit was made (from the change set): where lead time starts.",
+    )
     checks = models.JSONField(default=dict, blank=True, help_text="Check name → state.")
     check_provenance = models.JSONField(
         default=dict, blank=True,
         help_text="Check name → who reported its latest result: {by, service_account, at}.",
     )
     policy_snapshot = models.JSONField(default=dict, blank=True)
+    ticket = models.CharField(max_length=100, blank=True, default="", help_text="The change's ticket reference.")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, blank=True, default="")
+    impact = models.TextField(blank=True, default="", help_text="What the change affects (impact statement).")
+    rollback_plan = models.TextField(blank=True, default="", help_text="How the change is undone if it fails.")
     is_emergency = models.BooleanField(default=False)
     emergency_justification = models.TextField(blank=True, default="")
     during_freeze = models.BooleanField(default=False)
@@ -250,6 +292,10 @@ class DeploymentRequest(models.Model):
             models.Index(fields=["status", "expires_at"], name="request_status_expiry"),
             # "My requests" on the dashboard: one person's requests, newest first.
             models.Index(fields=["requester", "created_at"], name="request_requester_created"),
+            # Metrics and evidence sampling: finished deployments of an environment over a period.
+            models.Index(fields=["environment", "finished_at"], name="request_env_finished"),
+            # Approval wait (metrics): requests approved in a period.
+            models.Index(fields=["decided_at"], name="request_decided"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -270,6 +316,13 @@ class DeploymentRequest(models.Model):
     @property
     def short_sha(self) -> str:
         return self.sha[:12]
+
+    @property
+    def ticket_url(self) -> str:
+        """The ticket's link, from the link template of the policy the request was submitted under."""
+        from deployments.gate.policy import ticket_url
+
+        return ticket_url(self.ticket, (self.policy_snapshot or {}).get("ticket_url_template", ""))
 
     @property
     def is_terminal(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import forms
 
+from deployments.choices import RiskLevel
 from deployments.gate import permissions
 from deployments.models import Environment
 
@@ -38,6 +39,17 @@ class NewRequestForm(forms.Form):
     files_changed = forms.IntegerField(min_value=0, required=False)
     additions = forms.IntegerField(min_value=0, required=False)
     deletions = forms.IntegerField(min_value=0, required=False)
+    # The change record: the service checks what the environment's policy requires (ticket pattern,
+    # risk level, impact, rollback plan) and refuses with the rule's code.
+    ticket = forms.CharField(max_length=100, required=False, label="Ticket",
+                             help_text="The change's ticket, e.g. PAY-123 (required where the policy says so).")
+    risk_level = forms.ChoiceField(choices=[("", "Not stated"), *RiskLevel.choices], required=False,
+                                   label="Risk level")
+    impact = forms.CharField(max_length=5000, required=False, label="Impact",
+                             widget=forms.Textarea(attrs={"rows": 3}), help_text="What this change affects.")
+    rollback_plan = forms.CharField(max_length=5000, required=False, label="Rollback plan",
+                                    widget=forms.Textarea(attrs={"rows": 3}),
+                                    help_text="How the change is undone if it fails.")
     is_emergency = forms.BooleanField(required=False, label="Emergency (needed during a deployment freeze)")
     justification = forms.CharField(
         max_length=5000,

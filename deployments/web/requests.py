@@ -23,6 +23,8 @@ from deployments.gate.policy import PolicyRules
 from deployments.notifications.models import NotificationKind
 from deployments.web.forms import NewRequestForm
 
+CHANGE_RECORD_FIELDS = ("ticket", "risk_level", "impact", "rollback_plan")
+
 
 def _client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
@@ -52,6 +54,10 @@ def new_request(request):
                     change_set=form.change_set(),
                     is_emergency=data["is_emergency"],
                     justification=data["justification"],
+                    ticket=data["ticket"],
+                    risk_level=data["risk_level"],
+                    impact=data["impact"],
+                    rollback_plan=data["rollback_plan"],
                     ip_address=_client_ip(request),
                 )
             except RuleViolation as exc:  # recorded as a refusal by the service
@@ -61,7 +67,8 @@ def new_request(request):
                 return redirect("deployments:request_detail", pk=created.pk)
         else:
             status = 400
-    return render(request, "deployments/new_request.html", {"form": form, "error": error}, status=status)
+    context = {"form": form, "error": error, "change_record_fields": CHANGE_RECORD_FIELDS}
+    return render(request, "deployments/new_request.html", context, status=status)
 
 
 @require_POST

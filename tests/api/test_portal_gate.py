@@ -199,3 +199,27 @@ def test_a_request_superseded_while_waiting_exits_1_saying_so_with_the_newer_lin
     last = capsys.readouterr().out.splitlines()[-1]
     assert f"request #{request['id']} superseded by a newer request" in last
     assert f"(newer request: {setup['url']}/requests/{newer['id']}/)" in last
+
+
+def test_the_change_record_goes_through_the_cli_and_a_missing_ticket_is_refused(setup, capsys):
+    from deployments.gate import services
+    from deployments.models import ApprovalPolicy, DeploymentRequest
+
+    policy = ApprovalPolicy.objects.get(environment__service__name=setup["service"])
+    services.update_policy(actor=None, approval_policy=policy, require_ticket=True, require_rollback_plan=True,
+                           ticket_url_template="https://tickets.example.com/browse/{ticket}")
+    sha = factories.sha()
+    refused = portal_gate.main(["request", "--url", setup["url"], "--token", setup["ci"], "--service",
+                                setup["service"], "--environment", "staging", "--sha", sha, "--ref", "main"])
+    assert refused == portal_gate.EXIT_ERROR
+    assert "ticket_required" in capsys.readouterr().out
+    code = portal_gate.main([
+        "request", "--url", setup["url"], "--token", setup["ci"], "--service", setup["service"],
+        "--environment", "staging", "--sha", sha, "--ref", "main", "--ticket", "PAY-42", "--risk-level", "medium",
+        "--impact", "Payments API only", "--rollback-plan", "Redeploy the previous release tag.",
+    ])
+    assert code == 0
+    created = DeploymentRequest.objects.get(sha=sha)
+    assert (created.ticket, created.risk_level, created.impact, created.rollback_plan) == (
+        "PAY-42", "medium", "Payments API only", "Redeploy the previous release tag.")
+    assert created.ticket_url == "https://tickets.example.com/browse/PAY-42"

@@ -121,7 +121,8 @@ def test_a_scoped_token_cannot_read_a_report_that_cannot_be_scoped(reader, envir
         assert_error(client.get(f"/api/v1/reports/{slug}/"), 403, "report_not_scopable")
     assert Refusal.objects.filter(code="report_not_scopable", actor=reader, action=Action.READ_REPORT).count() == 3
     listed = {report["slug"] for report in client.get("/api/v1/reports/").json()}
-    assert listed == {"deployment-authorization-log", "separation-of-duties-exceptions", "access-review", "refusals"}
+    assert listed == {"deployment-authorization-log", "separation-of-duties-exceptions", "access-review", "refusals",
+                      "emergency-reviews", "delivery-metrics"}
 
 
 def test_a_read_token_whose_scope_was_deleted_reads_no_rows(reader, report_world):

@@ -9,7 +9,7 @@ from deployments.models import DeploymentRequest, Environment
 pytestmark = pytest.mark.django_db
 
 
-def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
+def test_demo_data_has_every_state_and_loads_twice_without_change(capsys, client):
     call_command("load_demo_data")
     first = DeploymentRequest.objects.count()
     call_command("load_demo_data")
@@ -32,3 +32,29 @@ def test_demo_data_has_every_state_and_loads_twice_without_change(capsys):
     assert DeploymentRequest.objects.filter(status=RequestStatus.APPROVED, approval_expires_at__isnull=False).exists()
     superseded = DeploymentRequest.objects.get(status=RequestStatus.SUPERSEDED)
     assert superseded.superseded_by is not None and superseded.approval_expires_at is None
+    _demo_evidence_checks()
+    # The auditor sees the metrics' charts and the emergency change's whole story.
+    from deployments.evidence import services as evidence
+
+    client.force_login(get_user_model().objects.get(username="frank"))
+    metrics = client.get("/metrics/").content.decode()
+    assert metrics.count("<svg") == 6 and "web-frontend / production" in metrics
+    emergency = evidence.emergency_changes().get()
+    story = client.get(f"/requests/{emergency.pk}/story/")
+    assert story.status_code == 200 and b"PAY-120" in story.content and b"not reviewed yet" in story.content
+
+
+def _demo_evidence_checks():
+    """What the demo shows of issue 17: tickets on production, an emergency change awaiting review,
+    and metrics with a failure and a restore."""
+    from deployments.evidence import services as evidence
+    from deployments.metrics.queries import Period, dora_metrics
+
+    production = DeploymentRequest.objects.filter(environment__tier=Tier.PRODUCTION)
+    assert production.exists() and all(r.ticket and r.rollback_plan for r in production)
+    assert all(r.ticket_url.startswith("https://acme.atlassian.net/browse/") for r in production)
+    awaiting = evidence.emergency_changes().filter(emergency_review__isnull=True)
+    assert awaiting.exists()
+    rows = {(r["service"], r["environment"]): r for r in dora_metrics(Period.last_days(1))}
+    web = rows[("web-frontend", "production")]
+    assert web["failed_deployments"] == 1 and web["restores"] == 1 and web["change_failure_rate"] == 0.5

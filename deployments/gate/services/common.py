@@ -115,6 +115,12 @@ def policy_rules(approval_policy: ApprovalPolicy) -> policy.PolicyRules:
         unverified_identity=approval_policy.unverified_identity,
         trusted_checks_only=approval_policy.trusted_checks_only,
         newer_request_withdraws_approvals=approval_policy.newer_request_withdraws_approvals,
+        ticket_required=approval_policy.require_ticket,
+        ticket_pattern=approval_policy.ticket_pattern or policy.DEFAULT_TICKET_PATTERN,
+        ticket_url_template=approval_policy.ticket_url_template,
+        risk_level_required=approval_policy.require_risk_level,
+        impact_required=approval_policy.require_impact,
+        rollback_plan_required=approval_policy.require_rollback_plan,
     )
 
 

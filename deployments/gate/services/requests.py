@@ -44,6 +44,19 @@ from deployments.signals import request_transitioned
 # --- submit -------------------------------------------------------------------------------------
 
 
+def first_commit_at(change_set: Mapping | None) -> datetime | None:
+    """The change set's ``first_commit_at`` (ISO 8601 with an offset, as the integrations record it),
+    or None when absent or malformed (CI data is untrusted: it never fails a request)."""
+    value = (change_set or {}).get("first_commit_at") if isinstance(change_set, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def find_environment(*, actor, service: str, environment: str) -> Environment:
     """The environment ``service/environment`` if ``actor`` may request there; otherwise a 404-style
     refusal that never reveals whether it exists."""
@@ -83,6 +96,10 @@ def submit_request(
     checks: Mapping[str, str] | None = None,
     is_emergency: bool = False,
     justification: str = "",
+    ticket: str = "",
+    risk_level: str = "",
+    impact: str = "",
+    rollback_plan: str = "",
     ip_address: str | None = None,
     authorized_by_integration: bool = False,
 ) -> DeploymentRequest:
@@ -95,7 +112,8 @@ def submit_request(
        authenticated channel (a signed GitHub App webhook for a configured repository): the actor
        must then be that integration's service account and its per-environment permission is not
        required; the mapped person's compliance gates still apply.
-    2. The sha, the ref pattern and any freeze are checked against the environment's policy.
+    2. The sha, the ref pattern and any freeze are checked against the environment's policy, and the
+       change record (ticket, risk level, impact, rollback plan) against what the policy requires.
     3. Older undecided requests for the environment are superseded; older approved ones (not yet
        deploying) too when the policy says a newer request withdraws older approvals — their
        approval is then withdrawn (``deployments.delivery.outbox``).
@@ -130,6 +148,11 @@ def submit_request(
         justification=justification,
         in_freeze=freeze is not None,
     )
+    record = policy.ChangeRecord(
+        ticket=(ticket or "").strip(), risk_level=(risk_level or "").strip(), impact=(impact or "").strip(),
+        rollback_plan=(rollback_plan or "").strip(),
+    )
+    policy.validate_change_record(record, rules)
     checks = _normalize_checks(checks)
     request = DeploymentRequest.objects.create(
         environment=environment,
@@ -139,13 +162,19 @@ def submit_request(
         requester_login=requester_login or (person.username if person else ""),
         source=source,
         source_url=source_url,
+        ip_address=ip_address,
         external_ids=dict(external_ids or {}),
         title=title[:300],
         change_authors=sorted({a for a in change_authors if a}),
         change_set=dict(change_set or {}),
+        first_commit_at=first_commit_at(change_set),
         checks=checks,
         check_provenance=_provenance(actor, checks, now),
         policy_snapshot=rules.snapshot(),
+        ticket=record.ticket,
+        risk_level=record.risk_level,
+        impact=record.impact,
+        rollback_plan=record.rollback_plan,
         is_emergency=is_emergency,
         emergency_justification=justification.strip() if is_emergency else "",
         during_freeze=freeze is not None,
@@ -234,8 +263,9 @@ def record_change_set(
             f"{request.get_status_display().lower()}.",
         )
     request.change_set = dict(change_set)
+    request.first_commit_at = first_commit_at(change_set)
     request.change_authors = sorted({*(request.change_authors or ()), *(a for a in change_authors if a)})
-    request.save(update_fields=["change_set", "change_authors", "updated_at"])
+    request.save(update_fields=["change_set", "first_commit_at", "change_authors", "updated_at"])
     return request
 
 

@@ -14,7 +14,9 @@ from compliance.errors import RuleViolation
 from compliance.people.alerts import alert_administrators
 from deployments.choices import Action, CheckState, ExecutionStatus, RequestSource, RequestStatus
 from deployments.gate import services
-from deployments.models import DeploymentRequest, Environment, Execution
+from deployments.gate.policy import find_ticket
+from deployments.metrics.queries import earliest_timestamp
+from deployments.models import ApprovalPolicy, DeploymentRequest, Environment, Execution
 
 from .client import GitHubClient, GitHubError, is_api_url
 from .common import (
@@ -113,7 +115,10 @@ def change_set_snapshot(compare: dict | None, *, base: str | None, head: str, pu
         if pr_author and pr_author not in NOT_PEOPLE:
             authors.add(pr_author)
     files = (compare or {}).get("files") or []
+    dates = [((c.get("commit") or {}).get("author") or {}).get("date") for c in (compare or {}).get("commits") or []]
     snapshot = {
+        # When the change began (the lead time of the DORA metrics): the earliest commit's author date.
+        "first_commit_at": earliest_timestamp(dates),
         "base": base,
         "head": head,
         "commits": commits,
@@ -171,6 +176,8 @@ class ProtectionRuleRequest:
     installation_id: int
     run_url: str
     event: str
+    # Head branches of the pull requests GitHub links to the deployment (where a ticket is often named).
+    pull_request_refs: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, payload: dict) -> ProtectionRuleRequest:
@@ -198,6 +205,10 @@ class ProtectionRuleRequest:
             installation_id=as_int(installation.get("id"), "installation.id"),
             run_url=f"{html_url}/actions/runs/{run_id}" if html_url.startswith("https://") else "",
             event=payload.get("event") if isinstance(payload.get("event"), str) else "",
+            pull_request_refs=tuple(
+                pr["head"]["ref"][:255] for pr in payload.get("pull_requests") or []
+                if isinstance(pr, dict) and isinstance(pr.get("head"), dict) and isinstance(pr["head"].get("ref"), str)
+            ),
         )
 
     @property
@@ -244,6 +255,12 @@ def handle_deployment_protection_rule(delivery: GitHubWebhookDelivery, payload: 
     enrich_request(request, intake=intake)
 
 
+def _ticket_hint(environment: Environment, texts: list[str]) -> str:
+    """A ticket named in the pull requests' branches or the ref, found with the environment's pattern."""
+    approval_policy = ApprovalPolicy.objects.filter(environment=environment).only("ticket_pattern").first()
+    return find_ticket(texts, approval_policy.ticket_pattern if approval_policy else "")
+
+
 def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest, environment: Environment):
     """The request for this deployment: the one already created (idempotent) or a new one."""
     if delivery.request_id:
@@ -269,6 +286,7 @@ def _request_for(delivery: GitHubWebhookDelivery, intake: ProtectionRuleRequest,
                 source_url=intake.run_url,
                 external_ids=intake.external_ids,
                 title=f"GitHub Actions run {intake.run_id} ({intake.event or 'deployment'})",
+                ticket=_ticket_hint(environment, [*intake.pull_request_refs, intake.ref]),
             )
             GitHubWebhookDelivery.objects.filter(pk=delivery.pk).update(request=request)
             delivery.request = request

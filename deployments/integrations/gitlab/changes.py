@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 from deployments.choices import CheckState, ExecutionStatus
+from deployments.metrics.queries import earliest_timestamp
 from deployments.models import DeploymentRequest, Environment, Execution
 
 from .client import GitLabClient, GitLabError
@@ -100,6 +101,8 @@ def change_set_snapshot(
     diffs = (compare or {}).get("diffs") or []
     additions, deletions = _diff_stats(diffs)
     snapshot = {
+        "first_commit_at": earliest_timestamp(c.get("authored_date") for c in (compare or {}).get("commits") or []
+                                     if isinstance(c, dict)),
         "base": base,
         "head": head,
         "commits": commits,

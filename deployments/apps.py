@@ -16,9 +16,9 @@ class DeploymentsConfig(AppConfig):
         )
         from deployments.delivery.providers.webhook import WebhookProvider
         from deployments.detection import findings, panels  # noqa: F401  (violation receivers, monitoring panels)
+        from deployments.evidence import reports as evidence_reports  # noqa: F401  (emergency reviews, metrics)
         from deployments.gate import metrics as gate_metrics  # noqa: F401  (the module registers its own source)
         from deployments.notifications import metrics as notification_metrics  # noqa: F401
-        from deployments.evidence import reports as evidence_reports  # noqa: F401  (emergency reviews, metrics)
         from deployments.notifications.dispatch import schedule_on_transition
         from deployments.reports import access_review, definitions  # noqa: F401  (the deployment reports)
         from deployments.reports.scope import TOKEN_REPORT_POLICY  # noqa: F401  (API tokens narrow the reports API)

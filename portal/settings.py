@@ -15,8 +15,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.conf.production import *  # noqa: F403
 from portal.conf.evidence import *  # noqa: F403
+from portal.conf.production import *  # noqa: F403
 from portal.envvars import _bool, _positive_int, _read, _secret, _url
 from portal.outbound import parse_allow_list
 

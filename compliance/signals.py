@@ -5,15 +5,46 @@ the heartbeat of periodic jobs."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models.signals import m2m_changed
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed, pre_save
 
 from .monitoring import jobs
+from .people import four_eyes
+from .people.privileges import WATCHED_ROLES
 from .people.roles import ROLE_NAMES
 from .training.services import sync_role_assignments
 
 
+def _guard_role_grants(instance, reverse: bool, pk_set) -> None:
+    """A person adding someone to a watched role outside an approved access change is refused."""
+    if reverse:
+        if instance.name in WATCHED_ROLES:
+            for user in get_user_model().objects.filter(pk__in=list(pk_set or ())):
+                four_eyes.guard(privilege=f"the {instance.name} role", subject=user, group=instance.name)
+        return
+    for name in Group.objects.filter(pk__in=list(pk_set or ()), name__in=WATCHED_ROLES).values_list("name", flat=True):
+        four_eyes.guard(privilege=f"the {name} role", subject=instance, group=name)
+
+
+def _flags_about_to_change(sender, instance, raw=False, update_fields=None, **kwargs):
+    """Staff or superuser granted by a person outside an approved access change is refused."""
+    if raw:
+        return
+    before = None
+    if instance.pk is not None:
+        before = sender.objects.filter(pk=instance.pk).values("is_staff", "is_superuser").first()
+    for flag, words in (("is_staff", "staff status"), ("is_superuser", "superuser status")):
+        if update_fields is not None and flag not in update_fields:
+            continue
+        if getattr(instance, flag) and not (before or {}).get(flag):
+            four_eyes.guard(privilege=words, subject=instance if instance.pk else None)
+
+
 def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
     user_model = get_user_model()
+    if action == "pre_add":
+        _guard_role_grants(instance, reverse, pk_set)
+        return
     if not reverse:  # user.groups.add/remove/clear/set
         if action in {"post_add", "post_remove", "post_clear"}:
             sync_role_assignments(user=instance)
@@ -39,3 +70,4 @@ def connect() -> None:
     m2m_changed.connect(
         _groups_changed, sender=get_user_model().groups.through, dispatch_uid="compliance.role_assignments"
     )
+    pre_save.connect(_flags_about_to_change, sender=get_user_model(), dispatch_uid="compliance.four_eyes_flags")

@@ -18,7 +18,7 @@ from ..audit.admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from ..choices import SuspensionTrigger
 from ..errors import RuleViolation
 from ..training import enforcement
-from . import privileges, suspensions
+from . import access_changes, privileges, suspensions
 from .models import PrivilegeChange, Suspension, User
 from .roles import ROLE_NAMES, administers
 from .sections import person_sections
@@ -29,6 +29,14 @@ class PortalUserChangeForm(UserChangeForm):
     ``compliance.people.privileges``): the refusal is recorded and shown on the form; nothing is saved."""
 
     actor = None  # set per request by ``UserAdmin.get_form``
+
+    # Granting a watched role, staff or superuser here becomes a pending access change (four eyes).
+    access_expires_at = forms.DateTimeField(
+        required=False, label="Access granted here expires at (UTC, optional)",
+        help_text="New Administrators/Deployment Approvers roles and staff/superuser status wait for a second "
+        "administrator; with a date they are revoked automatically then. Format: YYYY-MM-DD HH:MM.",
+    )
+    access_reason = forms.CharField(required=False, label="Why this access is needed", max_length=500)
 
     def clean(self):
         data = super().clean()
@@ -114,7 +122,15 @@ class UserAdmin(DjangoUserAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None:
-            fieldsets = (*fieldsets, ("Effective access (read-only)", {"fields": ["effective_access"]}))
+            fieldsets = (
+                *fieldsets,
+                ("Four-eyes access change", {
+                    "fields": ["access_expires_at", "access_reason"],
+                    "description": "A new privileged role or flag is not granted on save: it becomes a pending "
+                    "access change that a second administrator approves or rejects.",
+                }),
+                ("Effective access (read-only)", {"fields": ["effective_access"]}),
+            )
         if obj is not None and obj.pk == request.user.pk:
             # Shown, but refused on save: say so before someone tries.
             fieldsets = (
@@ -125,11 +141,42 @@ class UserAdmin(DjangoUserAdmin):
         return fieldsets
 
     def save_model(self, request, obj, form, change):
-        flags = {name: (form.initial.get(name), form.cleaned_data.get(name))
-                 for name in ("is_staff", "is_superuser") if change and name in form.changed_data}
+        request._pending_access_grants = []
+        flags = {}
+        if change:
+            stored = type(obj).objects.filter(pk=obj.pk).values("is_staff", "is_superuser").first() or {}
+            for name in ("is_staff", "is_superuser"):
+                if getattr(obj, name) and not stored.get(name):
+                    setattr(obj, name, False)  # granted only when a second administrator approves
+                    request._pending_access_grants.append(access_changes.flag_grant(obj, name))
+                elif stored.get(name) and not getattr(obj, name):
+                    flags[name] = (True, False)
         super().save_model(request, obj, form, change)
         if flags:
             privileges.flags_changed(actor=request.user, subject=obj, changes=flags)
+
+    def save_related(self, request, form, formsets, change):
+        pending = getattr(request, "_pending_access_grants", [])
+        if change and form.cleaned_data.get("groups") is not None:
+            held = set(form.instance.groups.values_list("name", flat=True))
+            wanted = list(form.cleaned_data["groups"])
+            new_watched = [g for g in wanted if g.name in privileges.WATCHED_ROLES and g.name not in held]
+            form.cleaned_data["groups"] = [g for g in wanted if g not in new_watched]
+            pending += [access_changes.role_grant(form.instance, group.name) for group in new_watched]
+        super().save_related(request, form, formsets, change)
+        for grant in pending:
+            try:
+                access_changes.request_access_change(
+                    actor=request.user, grant=grant, reason=form.cleaned_data.get("access_reason", ""),
+                    expires_at=form.cleaned_data.get("access_expires_at"), via="admin",
+                )
+            except RuleViolation as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{grant.privilege} for {grant.grantee_label} is waiting for a second administrator "
+                    "(Access changes).", messages.WARNING,
+                )
 
     @admin.action(description="Deactivate the selected people (they can no longer sign in or act)",
                   permissions=["change"])

@@ -285,6 +285,20 @@ def _grant_event(instance, kind: str) -> None:
     )
 
 
+def _grant_about_to_save(sender, instance, raw=False, **kwargs):
+    """A watched object permission saved by a person outside an approved access change is refused."""
+    from . import four_eyes
+
+    if raw or instance.permission.codename not in _watched_codenames.get(type(instance), ()):
+        return
+    if instance.pk is not None and type(instance).objects.filter(pk=instance.pk, permission=instance.permission,
+                                                                 ).exists():
+        return  # nothing new is granted
+    holder_group = getattr(instance, "group", None)
+    four_eyes.guard(privilege=instance.permission.codename, subject=getattr(instance, "user", None),
+                    group=holder_group.name if holder_group is not None else "", target=str(instance.content_object))
+
+
 def _grant_saved(sender, instance, created, raw=False, **kwargs):
     if not raw:
         _grant_event(instance, PrivilegeChangeKind.PERMISSION_GRANTED)
@@ -300,5 +314,6 @@ def watch_object_permissions(*models, codenames: Iterable[str] = ("approve_deplo
     for model in models:
         _watched_codenames[model] = tuple(codenames)
         uid = f"compliance.privileges.{model._meta.label_lower}"
+        pre_save.connect(_grant_about_to_save, sender=model, dispatch_uid=f"{uid}.guard")
         post_save.connect(_grant_saved, sender=model, dispatch_uid=f"{uid}.saved")
         post_delete.connect(_grant_deleted, sender=model, dispatch_uid=f"{uid}.deleted")

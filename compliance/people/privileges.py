@@ -98,8 +98,10 @@ def record_change(
     target: str = "",
     details: dict | None = None,
     now: datetime | None = None,
+    alert: bool = True,
 ) -> PrivilegeChange:
-    """Keep a privileged-access change and tell the administrators (after commit)."""
+    """Keep a privileged-access change and tell the administrators (after commit) unless ``alert`` is
+    off (access-review confirmations: nothing changed)."""
     change = PrivilegeChange.objects.create(
         created_at=now or timezone.now(),
         kind=kind,
@@ -110,7 +112,8 @@ def record_change(
         target=target,
         details=details or {},
     )
-    _alert(change)
+    if alert:
+        _alert(change)
     return change
 
 
@@ -317,3 +320,8 @@ def watch_object_permissions(*models, codenames: Iterable[str] = ("approve_deplo
         pre_save.connect(_grant_about_to_save, sender=model, dispatch_uid=f"{uid}.guard")
         post_save.connect(_grant_saved, sender=model, dispatch_uid=f"{uid}.saved")
         post_delete.connect(_grant_deleted, sender=model, dispatch_uid=f"{uid}.deleted")
+
+
+def watched_object_permissions() -> dict[type, tuple[str, ...]]:
+    """The object-permission models registered with ``watch_object_permissions`` and their codenames."""
+    return dict(_watched_codenames)

@@ -11,6 +11,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -19,6 +20,7 @@ from ..choices import SuspensionTrigger
 from ..errors import RuleViolation
 from ..training import enforcement
 from . import access_changes, privileges, suspensions
+from .access_models import AccessChange, AccessReview, AccessReviewItem
 from .models import PrivilegeChange, Suspension, User
 from .roles import ROLE_NAMES, administers
 from .sections import person_sections
@@ -370,3 +372,51 @@ for _model, _admin in (
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin)
+
+
+# --- four-eyes access changes and access reviews (decided on the portal's pages) ----------------------
+
+
+@admin.register(AccessChange)
+class AccessChangeAdmin(ReadOnlyAdmin):
+    """Pending and decided access changes; administrators approve or reject them on the Access changes
+    page (with a reason), never here."""
+
+    list_display = ["requested_at", "status", "privilege", "subject", "grantee_group", "target", "requested_by",
+                    "decided_by", "expires_at"]
+    list_filter = ["status", "kind", "requested_via"]
+    search_fields = ["subject__username", "requested_by__username", "decided_by__username", "privilege", "target"]
+    list_select_related = ["subject", "grantee_group", "requested_by", "decided_by"]
+    date_hierarchy = "requested_at"
+    exclude = ["grant_key"]
+
+    def changelist_view(self, request, extra_context=None):
+        pending = AccessChange.objects.filter(status="pending").count()
+        if pending:
+            url = reverse("compliance:access_changes")
+            self.message_user(request, mark_safe(  # noqa: S308 (a fixed URL and a count)
+                f'{pending} access change(s) wait for a second administrator: <a href="{url}">decide them</a>.'),
+                messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+
+class AccessReviewItemInline(admin.TabularInline):
+    model = AccessReviewItem
+    extra = 0
+    can_delete = False
+    fields = ["privilege", "subject", "grantee_group", "target", "decision", "decided_by", "decided_at", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AccessReview)
+class AccessReviewAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "status", "started_by", "signed_off_at", "signed_off_by"]
+    list_filter = ["status"]
+    list_select_related = ["started_by", "signed_off_by"]
+    inlines = [AccessReviewItemInline]

@@ -17,8 +17,7 @@ from guardian.shortcuts import assign_perm
 from compliance.audit.reviews import record_audit_review
 from compliance.audit.services import seal_and_checkpoint
 from compliance.errors import RuleViolation
-from compliance.models import Violation, ViolationKind, ViolationStatus
-from compliance.models import AccessChange
+from compliance.models import AccessChange, Violation, ViolationKind, ViolationStatus
 from compliance.people import access_changes, four_eyes
 from compliance.people.identity import system_actor
 from compliance.people.roles import Role

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .identity import as_system_actor
 from . import access_changes
+from .identity import as_system_actor
 
 
 @shared_task(name="compliance.expire_access_grants", acks_late=True)

@@ -180,7 +180,6 @@ def test_the_administrators_page_three_people(client, ada, otto, carol):
 def test_a_direct_grant_by_a_signed_in_person_outside_an_access_change_is_refused(client, ada, carol):
     """The backstop: any path that slips past the admin's conversion is refused and recorded."""
     from auditlog.context import set_actor
-
     from django.db import transaction
 
     with set_actor(ada), pytest.raises(RuleViolation) as refused, transaction.atomic():

@@ -103,3 +103,16 @@ def test_an_overdue_review_shows_on_the_monitoring_page(client, people, settings
     access_reviews.sign_off_access_review(actor=people["otto"], review=review)
     page = client.get(reverse("monitoring:index")).content.decode()
     assert "The access review is overdue" not in page and "last signed off" in page
+
+
+def test_the_access_review_report_says_an_untrained_approver_in_a_granted_group_cannot_act_now(environment):
+    from django.contrib.auth.models import Group
+
+    rota = Group.objects.create(name="release-rota")
+    ursula = factories.UserFactory(username="ursula", roles=[Role.APPROVER], trained=False)
+    ursula.groups.add(rota)
+    assign_perm("deployments.approve_deployment", rota, environment)
+    rows = [row for row in get_report("access-review").iter_rows(Filters())
+            if row["section"] == "current" and row["person"] == "ursula"]
+    assert rows and all(row["effective"] is False and row["detail"] for row in rows)
+    assert "training" in get_report("access-review").description

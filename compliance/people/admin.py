@@ -166,6 +166,10 @@ class UserAdmin(DjangoUserAdmin):
             form.cleaned_data["groups"] = [g for g in wanted if g not in new_watched]
             pending += [access_changes.role_grant(form.instance, group.name) for group in new_watched]
         super().save_related(request, form, formsets, change)
+        if not pending and form.cleaned_data.get("access_expires_at"):
+            self.message_user(request, "The expiry was not used: nothing on this form needed a second administrator "
+                              "(only new privileged roles and flags become time-bound access changes).",
+                              messages.WARNING)
         for grant in pending:
             try:
                 access_changes.request_access_change(

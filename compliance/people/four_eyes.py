@@ -15,9 +15,12 @@ installation's bootstrap path and need shell access to the server.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+
+logger = logging.getLogger(__name__)
 
 _applying: ContextVar[str] = ContextVar("portal_four_eyes_applying", default="")
 
@@ -45,6 +48,10 @@ def guard(*, privilege: str, subject=None, group: str = "", target: str = "") ->
     actor = current_actor()
     if actor is None:
         return  # the system (bootstrap path), still recorded as a privilege change
+    # The refusal row is written in the caller's transaction, which this refusal rolls back: the log
+    # line is what survives when the caller does not catch it.
+    logger.warning("Refused: %s granted %s to %s outside an approved access change", actor.username, privilege,
+                   getattr(subject, "username", None) or f"group {group}")
     refuse(
         actor=actor, subject=subject, group=group, target=target, privilege=privilege, code="four_eyes_required",
         message=f"Granting {privilege} needs a second administrator: request it as an access change "

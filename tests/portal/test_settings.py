@@ -57,6 +57,8 @@ def test_production_settings_pass_check_deploy_without_warnings():
         ({"PORTAL_AUDIT_CHAIN_KEY": PRODUCTION["DJANGO_SECRET_KEY"]}, "PORTAL_AUDIT_CHAIN_KEY"),
         ({"PORTAL_AUDIT_SIGNING_KEY": ""}, "PORTAL_AUDIT_SIGNING_KEY"),
         ({"PORTAL_AUDIT_SIGNING_KEY": "not a pem key"}, "PORTAL_AUDIT_SIGNING_KEY"),
+        ({"PORTAL_ACCESS_REVIEW_DAYS": "0"}, "PORTAL_ACCESS_REVIEW_DAYS"),
+        ({"PORTAL_SCIM_TOKEN": "short"}, "PORTAL_SCIM_TOKEN"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env, variable):

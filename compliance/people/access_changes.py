@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from auditlog.context import set_actor
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
@@ -127,15 +128,15 @@ def holds(grant: Grant) -> bool:
     return _object_permission_rows(grant).exists()
 
 
-def _apply(grant: Grant, *, why: str) -> None:
-    with four_eyes.applying(why):
+def _apply(grant: Grant, *, why: str, actor) -> None:
+    # The approver applies the grant: the audit trail and the privilege change name them.
+    with set_actor(actor), four_eyes.applying(why):
         if grant.kind == AccessChangeKind.ROLE:
             grant.subject.groups.add(Group.objects.get(name=grant.role))
         elif grant.kind == AccessChangeKind.FLAG:
             setattr(grant.subject, grant.flag, True)
             grant.subject.save(update_fields=[grant.flag])
-            privileges.flags_changed(actor=privileges.current_actor(), subject=grant.subject,
-                                     changes={grant.flag: (False, True)})
+            privileges.flags_changed(actor=actor, subject=grant.subject, changes={grant.flag: (False, True)})
         else:
             assign_perm(grant.permission, grant.subject if grant.subject is not None else grant.group, grant.target)
 
@@ -277,7 +278,7 @@ def _decide_locked(*, actor, pk: int, approve: bool, reason: str) -> AccessChang
     change.decided_by, change.decided_at, change.decision_reason = actor, now, reason
     change.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
     if approve:
-        _apply(grant, why=f"access change #{change.pk}")
+        _apply(grant, why=f"access change #{change.pk}", actor=actor)
     else:
         privileges.record_change(
             kind=PrivilegeChangeKind.ACCESS_REJECTED, privilege=change.privilege, actor=actor, subject=change.subject,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from auditlog.context import set_actor
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
@@ -123,7 +124,8 @@ def _decide_locked(*, actor, pk: int, decision: str, reason: str) -> AccessRevie
     grant = grant_of(item)
     revoked = decision == ReviewDecision.REVOKED
     if revoked and holds(grant):
-        remove_grant(grant, actor=actor)
+        with set_actor(actor):  # the reviewer revokes: the removal's records name them
+            remove_grant(grant, actor=actor)
     privileges.record_change(
         kind=PrivilegeChangeKind.REVIEW_REVOKED if revoked else PrivilegeChangeKind.REVIEW_CONFIRMED,
         privilege=item.privilege, actor=actor, subject=item.subject,

@@ -156,6 +156,7 @@ def test_nobody_approves_a_change_that_grants_themselves(ada, otto, boss):
     assert PrivilegeChange.objects.filter(kind="refused", actor=otto, code="self_privilege_change").exists()
     access_changes.approve_access_change(actor=ada, change=change, reason="on the rota")
     assert otto.groups.filter(name=str(Role.APPROVER)).exists()
+    assert PrivilegeChange.objects.get(kind="role_added", subject=otto, group=str(Role.APPROVER)).actor == ada
 
 
 def test_the_administrators_page_three_people(client, ada, otto, carol):

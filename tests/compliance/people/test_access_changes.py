@@ -251,3 +251,14 @@ def test_the_expiry_task_runs_as_the_system_and_is_scheduled(ada, otto, carol, s
     assert not carol.groups.filter(name=str(Role.APPROVER)).exists()
     removal = PrivilegeChange.objects.get(kind="role_removed", subject=carol)
     assert removal.actor == system_actor()
+
+
+def test_createsuperuser_is_the_recorded_bootstrap_path(monkeypatch):
+    """The operator installing the portal makes the first superuser with a management command: no
+    signed-in actor, allowed, and recorded as a privilege change by the system."""
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "first-superuser-pass-123")
+    call_command("createsuperuser", "--noinput", "--username", "root", "--email", "root@example.com")
+    recorded = set(PrivilegeChange.objects.filter(subject__username="root").values_list("privilege", "actor"))
+    assert recorded == {("staff status granted", None), ("superuser status granted", None)}

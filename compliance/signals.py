@@ -26,21 +26,23 @@ def _guard_role_grants(instance, reverse: bool, pk_set) -> None:
         four_eyes.guard(privilege=f"the {name} role", subject=instance, group=name)
 
 
+FLAG_WORDS = {"is_staff": "staff status", "is_superuser": "superuser status"}
+
+
 def _flags_about_to_change(sender, instance, raw=False, update_fields=None, **kwargs):
     """Staff or superuser granted by a person outside an approved access change is refused."""
-    if raw:
-        return
-    before = None
+    instance._portal_flags_granted = []
+    set_now = [flag for flag in FLAG_WORDS
+               if getattr(instance, flag) and (update_fields is None or flag in update_fields)]
+    if raw or not set_now:
+        return  # most saves (sign-ins, profile edits) set no flag: no query
+    before = {}
     if instance.pk is not None:
-        before = sender.objects.filter(pk=instance.pk).values("is_staff", "is_superuser").first()
-    granted = []
-    for flag, words in (("is_staff", "staff status"), ("is_superuser", "superuser status")):
-        if update_fields is not None and flag not in update_fields:
-            continue
-        if getattr(instance, flag) and not (before or {}).get(flag):
-            four_eyes.guard(privilege=words, subject=instance if instance.pk else None)
-            granted.append(flag)
-    instance._portal_flags_granted = granted
+        before = sender.objects.filter(pk=instance.pk).values(*FLAG_WORDS).first() or {}
+    for flag in set_now:
+        if not before.get(flag):
+            four_eyes.guard(privilege=FLAG_WORDS[flag], subject=instance if instance.pk else None)
+            instance._portal_flags_granted.append(flag)
 
 
 def _flags_changed(sender, instance, raw=False, **kwargs):

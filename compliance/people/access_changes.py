@@ -336,10 +336,32 @@ def _remind_one(change: AccessChange, now: datetime) -> bool:
     return True
 
 
+def _close_stale_pending(now: datetime) -> int:
+    """A pending change whose grant would already have ended can never be approved: close it (recorded)."""
+    closed = 0
+    for pk in AccessChange.objects.filter(status=AccessChangeStatus.PENDING, expires_at__lte=now).values_list(
+            "pk", flat=True):
+        with transaction.atomic():
+            reason = "Not decided before the grant's expiry: closed automatically."
+            if not AccessChange.objects.filter(pk=pk, status=AccessChangeStatus.PENDING).update(
+                    status=AccessChangeStatus.REJECTED, decided_at=now, decision_reason=reason):
+                continue
+            change = AccessChange.objects.select_related("subject", "grantee_group").get(pk=pk)
+            privileges.record_change(
+                kind=PrivilegeChangeKind.ACCESS_REJECTED, privilege=change.privilege, actor=privileges.current_actor(),
+                subject=change.subject, group=change.grantee_group.name if change.grantee_group_id else change.role,
+                target=change.target, details={"access_change": pk, "reason": reason}, now=now,
+            )
+            closed += 1
+    return closed
+
+
 def expire_access_grants(*, now: datetime | None = None) -> dict[str, int]:
-    """Revoke every approved grant whose expiry has passed and remind before expiry. Safe to run twice
-    and in parallel: each revocation and each reminder is claimed with a conditional UPDATE."""
+    """Revoke every approved grant whose expiry has passed, remind before expiry, and close pending
+    changes whose grant would already have ended. Safe to run twice and in parallel: each revocation,
+    reminder and closing is claimed with a conditional UPDATE."""
     now = now or timezone.now()
+    _close_stale_pending(now)
     due = list(AccessChange.objects.filter(status=AccessChangeStatus.APPROVED, expires_at__lte=now)
                .values_list("pk", flat=True))
     expired = sum(_expire_one(pk, now) for pk in due)

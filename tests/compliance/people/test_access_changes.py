@@ -262,3 +262,15 @@ def test_createsuperuser_is_the_recorded_bootstrap_path(monkeypatch):
     call_command("createsuperuser", "--noinput", "--username", "root", "--email", "root@example.com")
     recorded = set(PrivilegeChange.objects.filter(subject__username="root").values_list("privilege", "actor"))
     assert recorded == {("staff status granted", None), ("superuser status granted", None)}
+
+
+def test_a_pending_change_not_decided_before_its_expiry_is_closed_by_the_job(ada, carol):
+    now = timezone.now()
+    change = access_changes.request_access_change(
+        actor=ada, grant=access_changes.role_grant(carol, str(Role.APPROVER)), expires_at=now + timedelta(hours=1))
+    access_changes.expire_access_grants(now=now + timedelta(hours=2))
+    access_changes.expire_access_grants(now=now + timedelta(hours=2))
+    change.refresh_from_db()
+    assert change.status == AccessChangeStatus.REJECTED and change.decided_by is None
+    assert PrivilegeChange.objects.filter(kind="access_rejected", subject=carol).count() == 1
+    assert not carol.groups.filter(name=str(Role.APPROVER)).exists()

@@ -14,7 +14,7 @@ class ComplianceConfig(AppConfig):
         from . import signals, tasks  # noqa: F401  (Celery tasks in every process)
         from .audit import registration, trail  # noqa: F401  (django-auditlog, the hash chain)
         from .monitoring import metrics, panels  # noqa: F401  (/metrics figures, the monitoring page's panels)
-        from .reports import builtin, oversight  # noqa: F401  (the reports compliance owns)
+        from .reports import access_control, builtin, oversight  # noqa: F401  (the reports compliance owns)
         from .training import gate  # noqa: F401  (the training gate)
 
         signals.connect()

@@ -2,6 +2,15 @@
 
 from .audit.models import AuditReview, ChainLink, ChainTag, ForgedEntry
 from .monitoring.models import JobHeartbeat, JobOutcome
+from .people.access_models import (
+    AccessChange,
+    AccessChangeKind,
+    AccessChangeStatus,
+    AccessReview,
+    AccessReviewItem,
+    AccessReviewStatus,
+    ReviewDecision,
+)
 from .people.models import PrivilegeChange, PrivilegeChangeKind, Suspension, User
 from .reports.models import ExportFormat, ReportExport
 from .training.models import (
@@ -25,6 +34,13 @@ from .violations.models import (
 )
 
 __all__ = [
+    "AccessChange",
+    "AccessChangeKind",
+    "AccessChangeStatus",
+    "AccessReview",
+    "AccessReviewItem",
+    "AccessReviewStatus",
+    "ReviewDecision",
     "CLOSED_VIOLATION_STATUSES",
     "Attestation",
     "AuditReview",

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from auditlog.context import set_actor
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
@@ -17,7 +17,8 @@ from guardian.shortcuts import assign_perm
 from compliance.audit.reviews import record_audit_review
 from compliance.audit.services import seal_and_checkpoint
 from compliance.errors import RuleViolation
-from compliance.models import Violation, ViolationKind, ViolationStatus
+from compliance.models import AccessChange, Violation, ViolationKind, ViolationStatus
+from compliance.people import access_changes, four_eyes
 from compliance.people.identity import system_actor
 from compliance.people.roles import Role
 from compliance.training.demo import load_training_demo
@@ -30,6 +31,8 @@ from deployments.signals import demo_data_loaded
 DEMO_USERS = [
     # username, password, role, full name, extra
     ("admin", "demo-admin-pass", Role.ADMINISTRATOR, "Ada Admin", {"is_staff": True, "is_superuser": True}),
+    # A second administrator: privileged grants need one (four-eyes access changes).
+    ("otto", "demo-admin-pass", Role.ADMINISTRATOR, "Otto Admin", {"is_staff": True}),
     ("alice", "demo-engineer-pass", Role.ENGINEER, "Alice Engineer", {"github_login": "alice-gh"}),
     ("bob", "demo-engineer-pass", Role.ENGINEER, "Bob Engineer", {"github_login": "bob-gh"}),
     ("carol", "demo-approver-pass", Role.APPROVER, "Carol Approver", {"github_login": "carol-gh"}),
@@ -345,16 +348,35 @@ def _requests(users: dict, envs: dict) -> None:
     )
 
 
+def _pending_access_change(users: dict, envs: dict) -> None:
+    """One grant waiting for a second administrator: erin to approve payments-api/production (otto may
+    approve it; admin, who asked, may not)."""
+    grant = access_changes.permission_grant(
+        permission=Permission.objects.get(content_type__app_label="deployments", codename="approve_deployment"),
+        target=envs["payments-api/production"], subject=users["erin"],
+    )
+    if access_changes.holds(grant) or AccessChange.objects.filter(grant_key=grant.key()).exists():
+        return
+    access_changes.request_access_change(
+        actor=users["admin"], grant=grant, reason="Erin joins the production release rota next month.",
+        expires_at=timezone.now() + timedelta(days=30),
+    )
+
+
 def load_demo_data() -> dict:
     """Create the demo users, services, environments and requests; returns the demo logins."""
     with transaction.atomic():
         admin = _users()["admin"]
-    with set_actor(admin):
+    # The demo grants roles and approve permissions directly, as the installation's setup (recorded as
+    # privilege changes); everything granted afterwards needs a second administrator.
+    with set_actor(admin), four_eyes.applying("demo data loaded by the operator during setup"):
         users = _users()
         training_logins = load_training_demo(users)  # before any request: acting needs training
         envs = _environments(users["admin"], users)
         if not DeploymentRequest.objects.exists():
             _requests(users, envs)
         demo_data_loaded.send(sender=Service, users=users, environments=envs)
+    with set_actor(admin):
+        _pending_access_change(users, envs)
     seal_and_checkpoint(force_checkpoint=True)  # the demo's evidence is linked and signed at once
     return {username: (password, str(role)) for username, password, role, _, _ in DEMO_USERS} | training_logins

@@ -15,6 +15,7 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.conf.access import *  # noqa: F403
 from portal.conf.evidence import *  # noqa: F403
 from portal.conf.production import *  # noqa: F403
 from portal.envvars import _bool, _positive_int, _read, _secret, _url
@@ -281,6 +282,7 @@ CELERY_BEAT_SCHEDULE = {
     "escalate-overdue-violations": {"task": "compliance.escalate_overdue_violations", "schedule": 300.0},
     "reconcile-deployments": {"task": "deployments.reconcile_deployments", "schedule": 900.0},
     "check-job-heartbeats": {"task": "compliance.check_job_heartbeats", "schedule": 300.0},
+    "expire-access-grants": {"task": "compliance.expire_access_grants", "schedule": 300.0},
 }
 
 # --- Portal behaviour -----------------------------------------------------------------------

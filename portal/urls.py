@@ -19,6 +19,8 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
     path("api/", include("deployments.api.urls")),
+    # SCIM 2.0 provisioning by the identity provider (compliance/people/scim.py; bearer token)
+    path("scim/v2/", include("django_scim.urls", namespace="scim")),
     # each installed CI integration's webhook receivers (deployments.integrations registry)
     path("webhooks/", include(webhook_urlpatterns())),
     path("", include("deployments.urls")),

@@ -8,6 +8,7 @@ from auditlog.registry import auditlog
 from django.contrib.auth.models import Group
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from ..people.access_models import AccessChange, AccessReview, AccessReviewItem
 from ..people.models import PrivilegeChange, Suspension, User
 from ..reports.models import ReportExport
 from ..training.models import (
@@ -51,8 +52,12 @@ auditlog.register(PeriodicTask, exclude_fields=["last_run_at", "total_run_count"
 for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     auditlog.register(_model)
 
-# Privileged-access changes (and refusals) are evidence: tamper-evident like decisions.
+# Privileged-access changes (and refusals) are evidence: tamper-evident like decisions. Access changes
+# and reviews change state (pending → approved → expired), so they are not chained rows themselves:
+# their audit entries are chained, and each step also writes a (chained) PrivilegeChange.
 register_chained_model(PrivilegeChange)
+for _model in (AccessChange, AccessReview, AccessReviewItem):
+    auditlog.register(_model)
 
 # Violations, their investigation steps and audit-log reviews.
 for _model in (Violation, ViolationEvent, AuditReview):

@@ -141,6 +141,20 @@ def privilege_changes_context(*, user, now: datetime) -> dict:
     }
 
 
+def access_control_context(*, user, now: datetime) -> dict:
+    """Pending four-eyes access changes, time-bound grants ending soon, and whether the periodic
+    access review is overdue (four queries)."""
+    from ..people.access_models import AccessChange, AccessChangeStatus
+    from ..people.access_reviews import access_review_status
+
+    soon = now + timedelta(days=7)
+    counts = AccessChange.objects.aggregate(
+        pending=Count("pk", filter=Q(status=AccessChangeStatus.PENDING)),
+        expiring=Count("pk", filter=Q(status=AccessChangeStatus.APPROVED, expires_at__lte=soon)),
+    )
+    return {"counts": counts, "review": access_review_status(today=timezone.localdate(now))}
+
+
 register_panel(Panel("open-violations", "Open violations by age", "monitoring/panels/violations.html",
                      open_violations_context, order=30))
 register_panel(Panel("branch-drift", "Branch protection drift", "monitoring/panels/drift.html",
@@ -151,4 +165,6 @@ register_panel(Panel("audit-trail", "Audit-log reviews and audit chain", "monito
                      audit_trail_context, order=80))
 register_panel(Panel("privileged-access", "Privileged-access changes", "monitoring/panels/privileges.html",
                      privilege_changes_context, order=55))
+register_panel(Panel("access-control", "Access changes and access reviews", "monitoring/panels/access.html",
+                     access_control_context, order=56))
 register_panel(Panel("periodic-jobs", "Periodic jobs", "monitoring/panels/jobs.html", jobs_panel_context, order=85))

@@ -11,6 +11,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -18,7 +19,8 @@ from ..audit.admin_base import ReadOnlyAdmin, ReadOnlyAdminMixin
 from ..choices import SuspensionTrigger
 from ..errors import RuleViolation
 from ..training import enforcement
-from . import privileges, suspensions
+from . import access_changes, privileges, suspensions
+from .access_models import AccessChange, AccessReview, AccessReviewItem
 from .models import PrivilegeChange, Suspension, User
 from .roles import ROLE_NAMES, administers
 from .sections import person_sections
@@ -29,6 +31,14 @@ class PortalUserChangeForm(UserChangeForm):
     ``compliance.people.privileges``): the refusal is recorded and shown on the form; nothing is saved."""
 
     actor = None  # set per request by ``UserAdmin.get_form``
+
+    # Granting a watched role, staff or superuser here becomes a pending access change (four eyes).
+    access_expires_at = forms.DateTimeField(
+        required=False, label="Access granted here expires at (UTC, optional)",
+        help_text="New Administrators/Deployment Approvers roles and staff/superuser status wait for a second "
+        "administrator; with a date they are revoked automatically then. Format: YYYY-MM-DD HH:MM.",
+    )
+    access_reason = forms.CharField(required=False, label="Why this access is needed", max_length=500)
 
     def clean(self):
         data = super().clean()
@@ -114,7 +124,15 @@ class UserAdmin(DjangoUserAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None:
-            fieldsets = (*fieldsets, ("Effective access (read-only)", {"fields": ["effective_access"]}))
+            fieldsets = (
+                *fieldsets,
+                ("Four-eyes access change", {
+                    "fields": ["access_expires_at", "access_reason"],
+                    "description": "A new privileged role or flag is not granted on save: it becomes a pending "
+                    "access change that a second administrator approves or rejects.",
+                }),
+                ("Effective access (read-only)", {"fields": ["effective_access"]}),
+            )
         if obj is not None and obj.pk == request.user.pk:
             # Shown, but refused on save: say so before someone tries.
             fieldsets = (
@@ -125,11 +143,46 @@ class UserAdmin(DjangoUserAdmin):
         return fieldsets
 
     def save_model(self, request, obj, form, change):
-        flags = {name: (form.initial.get(name), form.cleaned_data.get(name))
-                 for name in ("is_staff", "is_superuser") if change and name in form.changed_data}
+        request._pending_access_grants = []
+        flags = {}
+        if change:
+            stored = type(obj).objects.filter(pk=obj.pk).values("is_staff", "is_superuser").first() or {}
+            for name in ("is_staff", "is_superuser"):
+                if getattr(obj, name) and not stored.get(name):
+                    setattr(obj, name, False)  # granted only when a second administrator approves
+                    request._pending_access_grants.append(access_changes.flag_grant(obj, name))
+                elif stored.get(name) and not getattr(obj, name):
+                    flags[name] = (True, False)
         super().save_model(request, obj, form, change)
         if flags:
             privileges.flags_changed(actor=request.user, subject=obj, changes=flags)
+
+    def save_related(self, request, form, formsets, change):
+        pending = getattr(request, "_pending_access_grants", [])
+        if change and form.cleaned_data.get("groups") is not None:
+            held = set(form.instance.groups.values_list("name", flat=True))
+            wanted = list(form.cleaned_data["groups"])
+            new_watched = [g for g in wanted if g.name in privileges.WATCHED_ROLES and g.name not in held]
+            form.cleaned_data["groups"] = [g for g in wanted if g not in new_watched]
+            pending += [access_changes.role_grant(form.instance, group.name) for group in new_watched]
+        super().save_related(request, form, formsets, change)
+        if not pending and form.cleaned_data.get("access_expires_at"):
+            self.message_user(request, "The expiry was not used: nothing on this form needed a second administrator "
+                              "(only new privileged roles and flags become time-bound access changes).",
+                              messages.WARNING)
+        for grant in pending:
+            try:
+                access_changes.request_access_change(
+                    actor=request.user, grant=grant, reason=form.cleaned_data.get("access_reason", ""),
+                    expires_at=form.cleaned_data.get("access_expires_at"), via="admin",
+                )
+            except RuleViolation as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{grant.privilege} for {grant.grantee_label} is waiting for a second administrator "
+                    "(Access changes).", messages.WARNING,
+                )
 
     @admin.action(description="Deactivate the selected people (they can no longer sign in or act)",
                   permissions=["change"])
@@ -323,3 +376,51 @@ for _model, _admin in (
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin)
+
+
+# --- four-eyes access changes and access reviews (decided on the portal's pages) ----------------------
+
+
+@admin.register(AccessChange)
+class AccessChangeAdmin(ReadOnlyAdmin):
+    """Pending and decided access changes; administrators approve or reject them on the Access changes
+    page (with a reason), never here."""
+
+    list_display = ["requested_at", "status", "privilege", "subject", "grantee_group", "target", "requested_by",
+                    "decided_by", "expires_at"]
+    list_filter = ["status", "kind", "requested_via"]
+    search_fields = ["subject__username", "requested_by__username", "decided_by__username", "privilege", "target"]
+    list_select_related = ["subject", "grantee_group", "requested_by", "decided_by"]
+    date_hierarchy = "requested_at"
+    exclude = ["grant_key"]
+
+    def changelist_view(self, request, extra_context=None):
+        pending = AccessChange.objects.filter(status="pending").count()
+        if pending:
+            url = reverse("compliance:access_changes")
+            self.message_user(request, mark_safe(  # noqa: S308 (a fixed URL and a count)
+                f'{pending} access change(s) wait for a second administrator: <a href="{url}">decide them</a>.'),
+                messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+
+class AccessReviewItemInline(admin.TabularInline):
+    model = AccessReviewItem
+    extra = 0
+    can_delete = False
+    fields = ["privilege", "subject", "grantee_group", "target", "decision", "decided_by", "decided_at", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AccessReview)
+class AccessReviewAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "status", "started_by", "signed_off_at", "signed_off_by"]
+    list_filter = ["status"]
+    list_select_related = ["started_by", "signed_off_by"]
+    inlines = [AccessReviewItemInline]

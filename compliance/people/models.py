@@ -104,6 +104,12 @@ class PrivilegeChangeKind(models.TextChoices):
     PERMISSION_REVOKED = "permission_revoked", "Permission revoked"
     FLAG_CHANGED = "flag_changed", "Account flag changed"
     REFUSED = "refused", "Change refused"
+    ACCESS_REQUESTED = "access_requested", "Access change requested (pending)"
+    ACCESS_REJECTED = "access_rejected", "Access change rejected"
+    ACCESS_EXPIRED = "access_expired", "Time-bound access expired"
+    REVIEW_CONFIRMED = "review_confirmed", "Confirmed in an access review"
+    REVIEW_REVOKED = "review_revoked", "Revoked in an access review"
+    REVIEW_SIGNED_OFF = "review_signed_off", "Access review signed off"
 
 
 class PrivilegeChange(models.Model):

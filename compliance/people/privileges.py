@@ -98,8 +98,10 @@ def record_change(
     target: str = "",
     details: dict | None = None,
     now: datetime | None = None,
+    alert: bool = True,
 ) -> PrivilegeChange:
-    """Keep a privileged-access change and tell the administrators (after commit)."""
+    """Keep a privileged-access change and tell the administrators (after commit) unless ``alert`` is
+    off (access-review confirmations: nothing changed)."""
     change = PrivilegeChange.objects.create(
         created_at=now or timezone.now(),
         kind=kind,
@@ -110,7 +112,8 @@ def record_change(
         target=target,
         details=details or {},
     )
-    _alert(change)
+    if alert:
+        _alert(change)
     return change
 
 
@@ -285,6 +288,20 @@ def _grant_event(instance, kind: str) -> None:
     )
 
 
+def _grant_about_to_save(sender, instance, raw=False, **kwargs):
+    """A watched object permission saved by a person outside an approved access change is refused."""
+    from . import four_eyes
+
+    if raw or instance.permission.codename not in _watched_codenames.get(type(instance), ()):
+        return
+    if instance.pk is not None and type(instance).objects.filter(pk=instance.pk, permission=instance.permission,
+                                                                 ).exists():
+        return  # nothing new is granted
+    holder_group = getattr(instance, "group", None)
+    four_eyes.guard(privilege=instance.permission.codename, subject=getattr(instance, "user", None),
+                    group=holder_group.name if holder_group is not None else "", target=str(instance.content_object))
+
+
 def _grant_saved(sender, instance, created, raw=False, **kwargs):
     if not raw:
         _grant_event(instance, PrivilegeChangeKind.PERMISSION_GRANTED)
@@ -300,5 +317,11 @@ def watch_object_permissions(*models, codenames: Iterable[str] = ("approve_deplo
     for model in models:
         _watched_codenames[model] = tuple(codenames)
         uid = f"compliance.privileges.{model._meta.label_lower}"
+        pre_save.connect(_grant_about_to_save, sender=model, dispatch_uid=f"{uid}.guard")
         post_save.connect(_grant_saved, sender=model, dispatch_uid=f"{uid}.saved")
         post_delete.connect(_grant_deleted, sender=model, dispatch_uid=f"{uid}.deleted")
+
+
+def watched_object_permissions() -> dict[type, tuple[str, ...]]:
+    """The object-permission models registered with ``watch_object_permissions`` and their codenames."""
+    return dict(_watched_codenames)

@@ -75,11 +75,13 @@ def load_training_demo(users: dict) -> dict:
     admin_course = TrainingCourse.objects.get(slug="portal-administrator")
 
     # current: everyone who acts in the demo requests attested v2.0 a month ago
-    for username in ("admin", "alice", "bob", "carol", "dave", "erin", "frank", "heidi"):
+    admins = [name for name in ("admin", "otto") if name in people]  # otto: the second administrator
+    for username in (*admins, "alice", "bob", "carol", "dave", "erin", "frank", "heidi"):
         _complete(people[username], policy_course, now - 30 * day)
     for username in ("carol", "dave"):
         _complete(people[username], approver_course, now - 30 * day)
-    _complete(people["admin"], admin_course, now - 30 * day)
+    for username in admins:
+        _complete(people[username], admin_course, now - 30 * day)
     # expiring soon: erin's approver course ends in nine days
     _complete(people["erin"], approver_course, now - 356 * day)
     # expired: heidi's approver course ended two days ago

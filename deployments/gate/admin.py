@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group, Permission
 from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from guardian.admin import GuardedModelAdmin
 
 from compliance.audit.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
-from compliance.people import privileges
+from compliance.people import access_changes, privileges
 from deployments.gate import services
 from deployments.models import (
     Approval,
@@ -26,6 +28,9 @@ from deployments.models import (
     RequestEvent,
     Service,
 )
+
+# Grants of these wait for a second administrator (compliance.people.access_changes).
+FOUR_EYES_CODENAMES = frozenset({"approve_deployment"})
 
 GRANT_LABELS = {
     "request_deployment": "May request deployments (request_deployment)",
@@ -91,18 +96,44 @@ class EnvironmentAdmin(GuardedModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
         return None
 
+    def _four_eyes(self, request, object_pk, *, user=None, group=None) -> None:
+        """Guardian's pages: a newly ticked approve permission is not saved but requested as an access
+        change for a second administrator (the other ticks are saved as usual)."""
+        if request.method != "POST":
+            return
+        environment = self.get_object(request, object_pk)
+        selected = request.POST.getlist("permissions")
+        kept = []
+        for codename in selected:
+            if codename not in FOUR_EYES_CODENAMES:
+                kept.append(codename)
+                continue
+            grant = access_changes.permission_grant(
+                permission=Permission.objects.get(content_type__app_label="deployments", codename=codename),
+                target=environment, subject=user, group=group,
+            )
+            if access_changes.holds(grant):
+                kept.append(codename)
+                continue
+            _request_grant(self, request, grant, reason="", expires_at=None)
+        post = request.POST.copy()
+        post.setlist("permissions", kept)
+        request.POST = post
+
     def obj_perms_manage_user_view(self, request, object_pk, user_id):
         from django.contrib.auth import get_user_model
 
         person = get_user_model().objects.filter(pk=user_id).first()
         refused = self._refuse_self_grant(request, object_pk, user=person) if person else None
+        if not refused and person is not None:
+            self._four_eyes(request, object_pk, user=person)
         return refused or super().obj_perms_manage_user_view(request, object_pk, user_id)
 
     def obj_perms_manage_group_view(self, request, object_pk, group_id):
-        from django.contrib.auth.models import Group
-
         group = Group.objects.filter(pk=group_id).first()
         refused = self._refuse_self_grant(request, object_pk, group=group) if group else None
+        if not refused and group is not None:
+            self._four_eyes(request, object_pk, group=group)
         return refused or super().obj_perms_manage_group_view(request, object_pk, group_id)
 
     @admin.display(description="Approvals required")
@@ -147,13 +178,70 @@ class FreezeWindowAdmin(admin.ModelAdmin):
     date_hierarchy = "starts_at"
 
 
+def _request_grant(model_admin, request, grant, *, reason: str, expires_at) -> bool:
+    try:
+        access_changes.request_access_change(actor=request.user, grant=grant, reason=reason, expires_at=expires_at)
+    except RuleViolation as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return False
+    model_admin.message_user(
+        request, f"{grant.privilege} on {grant.target_label} for {grant.grantee_label} is waiting for a second "
+        "administrator (Access changes); nothing is granted until then.", messages.WARNING,
+    )
+    return True
+
+
+class GrantForm(forms.ModelForm):
+    expires_at = forms.DateTimeField(
+        required=False, label="Expires at (UTC, optional)",
+        help_text="A grant of approve_deployment waits for a second administrator; with a date it is revoked "
+        "automatically then. Format: YYYY-MM-DD HH:MM.",
+    )
+    reason = forms.CharField(required=False, max_length=500, label="Why this access is needed")
+
+
 @admin.register(EnvironmentUserObjectPermission)
 class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
+    form = GrantForm
     list_display = ["environment", "user", "permission"]
     list_filter = ["permission__codename", "content_object__service"]
     search_fields = ["user__username", "content_object__name", "content_object__service__name"]
     list_select_related = ["content_object__service", "user", "permission"]
     autocomplete_fields = ["user"]
+    grantee_field = "user"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:  # a grant is revoked (deleted) and granted anew, never edited into another one
+            return ["content_object", self.grantee_field, "permission"]
+        return []
+
+    def get_fields(self, request, obj=None):
+        if obj is not None:
+            return ["content_object", self.grantee_field, "permission"]
+        return ["content_object", self.grantee_field, "permission", "expires_at", "reason"]
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.permission.codename in FOUR_EYES_CODENAMES:
+            grantee = getattr(obj, self.grantee_field)
+            grant = access_changes.permission_grant(
+                permission=obj.permission, target=obj.content_object,
+                **({"subject": grantee} if self.grantee_field == "user" else {"group": grantee}),
+            )
+            request._access_change_requested = True
+            _request_grant(self, request, grant, reason=form.cleaned_data.get("reason", ""),
+                           expires_at=form.cleaned_data.get("expires_at"))
+            return
+        super().save_model(request, obj, form, change)
+
+    def log_addition(self, request, obj, message):
+        if getattr(request, "_access_change_requested", False):
+            return None  # nothing was added: the access change is the record
+        return super().log_addition(request, obj, message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, "_access_change_requested", False):
+            return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+        return super().response_add(request, obj, post_url_continue)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -198,6 +286,7 @@ class EnvironmentUserPermissionAdmin(admin.ModelAdmin):
 
 @admin.register(EnvironmentGroupObjectPermission)
 class EnvironmentGroupPermissionAdmin(EnvironmentUserPermissionAdmin):
+    grantee_field = "group"
     list_display = ["environment", "group", "permission"]
     search_fields = ["group__name", "content_object__name", "content_object__service__name"]
     list_select_related = ["content_object__service", "group", "permission"]

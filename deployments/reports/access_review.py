@@ -212,9 +212,9 @@ ACCESS_REVIEW = Report(
     title="Access review",
     description=(
         "Who can request or approve deployments where, now: every per-environment grant to a person or a "
-        "group (groups expanded to their members) and whether the role, account and suspensions let them "
-        "act; then every grant, revocation and group-membership change in the period, from the audit log. "
-        "Training gates are in the training compliance report."
+        "group (groups expanded to their members) and whether the role, account, suspensions and current "
+        "training let them act; then every grant, revocation and group-membership change in the period, from "
+        "the audit log. Pending four-eyes grants are in the access changes report."
     ),
     columns=ACCESS_COLUMNS,
     rows=access_review_rows,

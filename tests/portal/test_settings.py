@@ -60,6 +60,8 @@ def test_production_settings_pass_check_deploy_without_warnings():
         ({"PORTAL_METRICS_ALLOWED_NETWORKS": "loopback-please"}, "PORTAL_METRICS_ALLOWED_NETWORKS"),
         ({"PORTAL_METRICS_TOKEN": "too-short"}, "PORTAL_METRICS_TOKEN"),
         ({"PORTAL_LOG_FORMAT": "xml"}, "PORTAL_LOG_FORMAT"),
+        ({"PORTAL_ACCESS_REVIEW_DAYS": "0"}, "PORTAL_ACCESS_REVIEW_DAYS"),
+        ({"PORTAL_SCIM_TOKEN": "short"}, "PORTAL_SCIM_TOKEN"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(env, variable):

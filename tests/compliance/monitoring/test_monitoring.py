@@ -90,8 +90,9 @@ def test_the_page_runs_a_constant_number_of_queries(client, admin_user, environm
     assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
     # panels (the training panel works out every role-holder's standing in ~7 queries) plus the base
     # template (navigation, training banner); the periodic-jobs and privileged-access panels read one each,
-    # the audit-trail panel one for forged entries
-    assert len(small) <= 33, len(small)
+    # the audit-trail panel one for forged entries; the access-control panel three (counts, reviews, and
+    # the first privilege change while no review was ever signed off)
+    assert len(small) <= 36, len(small)
 
 
 def test_open_violations_are_bucketed_by_age(environment, admin_user):

@@ -180,6 +180,17 @@ def test_an_administrator_cannot_set_an_approvers_password_and_sign_in_as_them(
 # --- role changes are recorded and e-mailed -----------------------------------------------------------
 
 
+def _approve_pending(client, approver, subject):
+    """A second administrator approves the pending access change for ``subject`` on the portal page."""
+    change = _privilege_changes().model._meta.apps.get_model("compliance", "AccessChange").objects.get(
+        subject=subject, status="pending")
+    client.force_login(approver)
+    response = client.post(reverse("compliance:access_change_decide", args=[change.pk]),
+                           {"decision": "approve", "reason": "on the rota"})
+    assert response.status_code == 302
+    return change
+
+
 def test_a_superuser_granting_approver_e_mails_every_administrator(client, boss, ada, otto,
                                                                   django_capture_on_commit_callbacks):
     carol = factories.UserFactory(username="carol", roles=[Role.ENGINEER])
@@ -189,17 +200,23 @@ def test_a_superuser_granting_approver_e_mails_every_administrator(client, boss,
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(_user_url(carol), data).status_code == 302
+    assert not carol.groups.filter(name=str(Role.APPROVER)).exists()  # four eyes: pending
+    [requested] = [m for m in mail.outbox if "carol" in m.subject]
+    assert "requested" in requested.subject.lower() and "boss" in requested.body
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        _approve_pending(client, otto, carol)
     assert carol.groups.filter(name=str(Role.APPROVER)).exists()
     change = _privilege_changes().get(kind="role_added", subject=carol)
-    assert change.actor == boss and change.group == str(Role.APPROVER)
+    assert change.actor == otto and change.group == str(Role.APPROVER)
     [message] = [m for m in mail.outbox if "carol" in m.subject]
     assert "Deployment Approvers" in message.subject
     assert sorted(message.to) == ["ada@example.com", "otto@example.com"]
-    assert "boss" in message.body
+    assert "otto" in message.body
 
 
-def test_an_administrator_granting_someone_else_approver_is_allowed_and_announced(client, ada, otto,
-                                                                                django_capture_on_commit_callbacks):
+def test_an_administrator_granting_someone_else_approver_is_requested_and_announced(
+        client, ada, otto, django_capture_on_commit_callbacks):
     carol = factories.UserFactory(username="carol", roles=[Role.ENGINEER])
     client.force_login(ada)
     data = _change_form_data(client, _user_url(carol))
@@ -208,18 +225,22 @@ def test_an_administrator_granting_someone_else_approver_is_allowed_and_announce
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(_user_url(carol), data).status_code == 302
     kinds = sorted(_privilege_changes().filter(subject=carol).values_list("kind", "group"))
-    assert kinds == [("role_added", str(Role.APPROVER))]  # engineers are not a privileged role
+    assert kinds == [("access_requested", str(Role.APPROVER))]  # engineers are not a privileged role
     assert any("otto@example.com" in m.to for m in mail.outbox)
+    assert not carol.groups.exists()  # the engineer role was removed at once; approver waits
 
 
 def test_a_superuser_making_someone_staff_is_recorded(client, boss, otto):
     carol = factories.UserFactory(username="carol", roles=[Role.AUDITOR])
+    second = factories.UserFactory(username="root2", is_superuser=True, is_staff=True)
     client.force_login(boss)
     data = _change_form_data(client, _user_url(carol))
     data["is_staff"] = "on"
     assert client.post(_user_url(carol), data).status_code == 302
+    assert _privilege_changes().get(kind="access_requested", subject=carol).actor == boss
+    _approve_pending(client, second, carol)
     change = _privilege_changes().get(kind="flag_changed", subject=carol)
-    assert change.privilege == "staff status granted" and change.actor == boss
+    assert change.privilege == "staff status granted" and change.actor == second
 
 
 # --- environment permissions (guardian) ----------------------------------------------------------------
@@ -255,12 +276,15 @@ def test_granting_approval_to_someone_else_is_e_mailed_and_listed_on_the_monitor
     dave = factories.UserFactory(username="dave", roles=[Role.APPROVER])
     client.force_login(ada)
     url = reverse("admin:deployments_environmentuserobjectpermission_add")
-    mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, {"content_object": environment.pk, "user": dave.pk, "permission": _approve().pk})
     assert response.status_code == 302
+    assert not EnvironmentUserObjectPermission.objects.filter(user=dave).exists()  # waits for otto
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        _approve_pending(client, otto, dave)
     change = _privilege_changes().get(kind="permission_granted", subject=dave)
-    assert change.actor == ada and change.privilege == "approve_deployment" and change.target == str(environment)
+    assert change.actor == otto and change.privilege == "approve_deployment" and change.target == str(environment)
     [message] = [m for m in mail.outbox if "approve_deployment" in m.subject]
     assert sorted(message.to) == ["ada@example.com", "otto@example.com"]
     page = client.get(reverse("monitoring:index")).content.decode()

@@ -145,10 +145,10 @@ def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None
 
 
 def lease_seconds() -> float:
-    """How long a claimed attempt may run before the sweeper considers the worker gone: longer than
-    the attempt's deadline by a margin (checked at start-up), so a live attempt always ends first."""
-    at_least = settings.PORTAL_HTTP_DEADLINE + settings.PORTAL_LEASE_MARGIN_SECONDS
-    return max(settings.PORTAL_DELIVERY_LEASE_SECONDS, at_least)
+    """How long a claimed attempt is held without news from its worker: the running attempt renews
+    it every third (``DELIVERIES.heartbeat``), so a worker that died leaves its row claimable again
+    one lease after its last renewal, whatever the attempt's deadline."""
+    return settings.PORTAL_DELIVERY_LEASE_SECONDS
 
 
 def retry_policy() -> RetryPolicy:
@@ -234,9 +234,17 @@ def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> Decisi
     if claim is None:
         return None
     delivery, attempt = claim
-    with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit:
+    with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit, \
+            DELIVERIES.heartbeat(delivery.pk, attempts=delivery.attempts, on_lost=limit.cut) as lease:
         outcome = _call_provider(delivery)
-    if limit.expired and not outcome.delivered:
+    if lease.lost and not outcome.delivered:
+        # The lease could not be renewed (another claim took the row, or the database was away):
+        # cut off so that two attempts never overlap.
+        outcome = DeliveryOutcome(
+            delivered=False, status_code=outcome.status_code, abandoned=True,
+            error="The attempt could not renew its lease and was stopped.",
+        )
+    elif limit.expired and not outcome.delivered:
         # Cut off at its deadline (a receiver that answers too slowly): abandoned, tried again later.
         outcome = DeliveryOutcome(
             delivered=False, status_code=outcome.status_code, abandoned=True,

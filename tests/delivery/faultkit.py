@@ -86,8 +86,8 @@ class CeleryProcess:
     running the way systemd's ``Restart=always`` would: a process that exits is started again
     (``crashes`` counts the exits we did not cause, e.g. a worker that died of a broker restart)."""
 
-    def __init__(self, kind: str, env: dict, log: Path, name: str = "faults") -> None:
-        self.kind, self.env, self.log, self.name = kind, env, log, name
+    def __init__(self, kind: str, env: dict, log: Path, name: str = "faults", concurrency: int = 4) -> None:
+        self.kind, self.env, self.log, self.name, self.concurrency = kind, env, log, name, concurrency
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self.crashes = 0
@@ -105,7 +105,7 @@ class CeleryProcess:
     def _spawn(self) -> None:
         self.starts += 1
         if self.kind == "worker":
-            args = ["worker", "-P", "threads", "-c", "4", "-n", f"{self.name}-{self.starts}@%h",
+            args = ["worker", "-P", "threads", "-c", str(self.concurrency), "-n", f"{self.name}-{self.starts}@%h",
                     "--without-gossip", "--without-mingle", "--loglevel=WARNING"]
         else:
             args = ["beat", "--pidfile=", "--loglevel=WARNING"]

@@ -30,13 +30,15 @@ NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,%d}$"  # keys of a name map
 NOT_ONLY_WHITESPACE = "\\S"  # a required text is trimmed, and must not be left empty
 # What Django's URLValidator accepts (the schemes of DRF's URLField; an IPv4 address,
 # localhost, or a host name of labels of 1 to 63 characters, 253 in all, ending in a top-level domain),
-# in ECMA-262 syntax: ``format: uri`` alone says none of it. (IPv6 literals and non-ASCII host names,
-# which the server also accepts, are left out: the schema is never looser than the server.)
+# in ECMA-262 syntax: ``format: uri`` alone says none of it. The 253 are kept by counting (at most
+# three labels before a top-level domain of at most 61 characters), not by a lookahead, which
+# generators ignore. (Longer names, IPv6 literals and non-ASCII host names, which the server also
+# accepts, are left out: the schema is never looser than the server.)
 _OCTET = "(?:0|25[0-5]|2[0-4][0-9]|1[0-9]?[0-9]?|[1-9][0-9]?)"
 URL_PATTERN = (
     "^(?:[hH][tT][tT][pP][sS]?|[fF][tT][pP][sS]?)://(?:[^\\s:@/]+(?::[^\\s:@/]*)?@)?"
     f"(?:{_OCTET}(?:\\.{_OCTET}){{3}}|localhost|"
-    "(?=[^/?#:]{1,253}(?:[/?#:]|$))(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}\\.?)"
+    "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,3}[A-Za-z]{2,61}\\.?)"
     "(?::[0-9]{1,5})?(?:[/?#]\\S*)?$"
 )
 
@@ -69,12 +71,16 @@ class PortalAutoSchema(AutoSchema):
                     and not v.inverse_match]
         if patterns and schema.get("type") == "string" and "pattern" not in schema:
             schema["pattern"] = patterns[0]
-        if direction == "request" and schema.get("type") == "string" and "pattern" not in schema:
-            if isinstance(field, serializers.URLField):
-                schema["pattern"] = f"^$|{URL_PATTERN}" if field.allow_blank else URL_PATTERN
-            elif (isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
-                  and "enum" not in schema and "format" not in schema):
-                schema["pattern"] = NOT_ONLY_WHITESPACE
+        if direction == "request" and isinstance(field, serializers.URLField):
+            # Django's own URL regex (a Python pattern: case-insensitive flag lost, \Z, lookbehinds)
+            # is replaced by its ECMA-262 statement; a blank URL stays the other branch of oneOf.
+            for branch in [schema, *schema.get("oneOf", ())]:
+                if branch.get("format") == "uri":
+                    branch["pattern"] = URL_PATTERN
+        elif (direction == "request" and schema.get("type") == "string" and "pattern" not in schema
+              and isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
+              and "enum" not in schema and "format" not in schema):
+            schema["pattern"] = NOT_ONLY_WHITESPACE
         if isinstance(field, NamedDictField):
             schema["propertyNames"] = {"type": "string", "minLength": 1, "maxLength": field.max_key_length,
                                        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}

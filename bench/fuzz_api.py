@@ -4,10 +4,10 @@ operation of the OpenAPI schema, as two callers (an administrator-approver and a
 bigger budget than CI's. Prints cases, server errors and mismatches in both directions (schema-valid
 requests refused as invalid, schema-invalid ones accepted) and the operations they occurred on:
 
-    .venv/bin/python bench/fuzz_api.py [--examples 60]
+    .venv/bin/python bench/fuzz_api.py [--examples 12]
 
 It runs tests/api/test_api_schema.py with PORTAL_FUZZ_EXAMPLES and reads the cases it logs. Not
-part of the test run; about 5 minutes with the default budget (SQLite).
+part of the test run; about 10 minutes with the default budget (SQLite, 2 cores).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=60, help="examples per operation and caller")
+    parser.add_argument("--examples", type=int, default=12, help="examples per operation and caller (CI: 4)")
     args = parser.parse_args()
     log = Path(tempfile.mkdtemp(prefix="fuzz-api-")) / "cases.jsonl"
     env = {**os.environ, "PORTAL_FUZZ_EXAMPLES": str(args.examples), "PORTAL_FUZZ_LOG": str(log)}

@@ -4,9 +4,10 @@
    per provider that targets the request, *inside* the decision's transaction (receiver of
    ``request_transitioned``), and enqueues ``deliver_decision`` only after commit.
 2. ``attempt_delivery`` claims a due row with a conditional UPDATE (the claim pushes
-   ``next_attempt_at`` forward by a lease, so two workers never attempt the same row at once and a
-   worker that dies mid-attempt leaves a row the sweeper picks up when the lease ends), makes one
-   attempt through the provider and records it as a ``DeliveryAttempt``.
+   ``next_attempt_at`` forward by a short lease, so two workers never attempt the same row at once),
+   makes one attempt through the provider within its total deadline while a heartbeat renews the
+   lease (a worker that dies mid-attempt stops renewing and leaves a row the sweeper picks up one
+   lease later), and records it as a ``DeliveryAttempt``.
 3. A failure is retried with capped exponential backoff and jitter (``Retry-After`` honoured);
    after ``PORTAL_DELIVERY_MAX_ATTEMPTS`` — or at once when retrying cannot help — the row is
    marked failed and administrators are alerted by e-mail; ``retry_delivery`` (admin action)

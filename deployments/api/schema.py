@@ -27,7 +27,9 @@ ERROR_DESCRIPTIONS = {
 # What the portal refuses, said in the schema so that a client (or a fuzzer) knows it beforehand:
 NO_CONTROL_CHARACTER = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # query values (portal.middleware)
 NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,%d}$"  # keys of a name map (NamedDictField)
-NOT_ONLY_WHITESPACE = "\\S"  # a required text is trimmed, and must not be left empty
+# DRF's text fields refuse NUL; a required one is trimmed and must not be left empty.
+NO_NUL = "^[^\\u0000]*$"
+NOT_ONLY_WHITESPACE = "^[^\\u0000]*[^\\u0000\\s][^\\u0000]*$"
 # What Django's URLValidator accepts (the schemes of DRF's URLField; an IPv4 address,
 # localhost, or a host name of labels of 1 to 63 characters, 253 in all, ending in a top-level domain),
 # in ECMA-262 syntax: ``format: uri`` alone says none of it. The 253 are kept by counting (at most
@@ -77,10 +79,12 @@ class PortalAutoSchema(AutoSchema):
             for branch in [schema, *schema.get("oneOf", ())]:
                 if branch.get("format") == "uri":
                     branch["pattern"] = URL_PATTERN
-        elif (direction == "request" and schema.get("type") == "string" and "pattern" not in schema
-              and isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
-              and "enum" not in schema and "format" not in schema):
-            schema["pattern"] = NOT_ONLY_WHITESPACE
+        elif (direction == "request" and isinstance(field, serializers.CharField) and "enum" not in schema
+              and "format" not in schema):
+            for branch in [schema, *schema.get("oneOf", ())]:  # a blank-allowed text may be a oneOf
+                if branch.get("type") == "string" and "pattern" not in branch and branch.get("maxLength") != 0:
+                    required = field.trim_whitespace and not field.allow_blank
+                    branch["pattern"] = NOT_ONLY_WHITESPACE if required else NO_NUL
         if isinstance(field, NamedDictField):
             schema["propertyNames"] = {"type": "string", "minLength": 1, "maxLength": field.max_key_length,
                                        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}

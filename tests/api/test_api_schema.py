@@ -84,7 +84,7 @@ EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "4"))
 FUZZ_LOG = os.environ.get("PORTAL_FUZZ_LOG", "")
 
 
-def _log(case, caller: str, status, failure: Exception | None) -> None:
+def _log(case, caller: str, status, failure: BaseException | None) -> None:
     if not FUZZ_LOG:
         return
     mode = getattr(getattr(getattr(case, "meta", None), "generation", None), "mode", "")
@@ -103,7 +103,7 @@ def test_the_api_conforms_to_its_schema(case, fuzz_token, request):
     caller = request.node.callspec.params.get("fuzz_token", "")
     try:
         response = case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
-    except Exception as failure:
+    except BaseException as failure:  # schemathesis' FailureGroup is a BaseExceptionGroup
         _log(case, caller, getattr(getattr(failure, "response", None), "status_code", None), failure)
         raise
     _log(case, caller, response.status_code, None)

@@ -89,7 +89,7 @@ def _log(case, caller: str, status, failure: BaseException | None) -> None:
         return
     mode = getattr(getattr(getattr(case, "meta", None), "generation", None), "mode", "")
     titles = sorted(set(re.findall(r"- (ST\d+ [^\n]+)", str(failure)))) if failure else []
-    line = {"operation": f"{case.method.upper()} {case.path}", "caller": caller, "mode": str(mode),
+    line = {"operation": case.operation.label, "sent": case.method.upper(), "caller": caller, "mode": str(mode),
             "status": status, "failures": titles or ([type(failure).__name__] if failure else [])}
     with open(FUZZ_LOG, "a") as out:
         out.write(json.dumps(line) + "\n")

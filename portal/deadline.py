@@ -62,6 +62,10 @@ class Deadline:
         if expired:
             _shut(copy)
 
+    def cut(self) -> None:
+        """End every watched connection now (the caller lost the right to continue, e.g. its lease)."""
+        self._expire()
+
     def _expire(self) -> None:
         with self._lock:
             self.expired = True

@@ -16,6 +16,12 @@ and inbound webhook processing each keep their rows in their own table and descr
   ``Retry-After`` as a floor (``portal.retry.RetryPolicy``, each caller's from settings).
 * **Sweep**: the ids of rows that are due (or that the caller says are overdue) or whose lease has
   ended, for the caller to enqueue again (safe to run twice: the claim decides who attempts).
+* **Heartbeat**: while an attempt runs, ``heartbeat`` renews its lease every third of it from a
+  thread (only while the attempt still holds the row: the claim counted it, and no later claim has
+  counted another). A short lease then serves both ends: an attempt may run as long as it needs, and
+  a worker that died leaves its row claimable one lease after its last renewal. An attempt that
+  cannot renew (another claim took the row, or the database did not answer for two thirds of the
+  lease) is told to stop (``on_lost``) before its lease ends, so two attempts never overlap.
 * **Give up**: the row is marked failed (by a conditional UPDATE, or on a row the caller holds
   locked and saves) and the caller's alert runs once the failure is committed.
 
@@ -24,16 +30,21 @@ The mechanism knows no model: callers pass the model class and field names.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
 
 Lease = timedelta | Callable[[], timedelta]
 Policy = RetryPolicy | Callable[[], RetryPolicy]
@@ -107,6 +118,20 @@ class Outbox:
         else:
             values[self.due_field] = now + self.lease_duration()
         return bool(self.rows().filter(self.claimable(now), pk=pk).update(**values))
+
+    def renew(self, pk: Any, *, attempts: int, now: datetime | None = None) -> bool:
+        """Extend the lease of the attempt that was counted as number ``attempts`` of row ``pk``; False
+        when that attempt no longer holds the row (a later claim counted another, or the row ended)."""
+        now = now or timezone.now()
+        held = self.rows().filter(pk=pk, **{self.attempts_field: attempts})
+        if self.claimed is not None:
+            return bool(held.filter(**{self.state_field: self.claimed}).update(**{self.claimed_at_field: now}))
+        return bool(held.filter(**{f"{self.state_field}__in": self.ready})
+                    .update(**{self.due_field: now + self.lease_duration()}))
+
+    def heartbeat(self, pk: Any, *, attempts: int, on_lost: Callable[[], Any]) -> Heartbeat:
+        """``with outbox.heartbeat(pk, attempts=n, on_lost=stop):`` keeps the lease of a running attempt."""
+        return Heartbeat(self, pk, attempts=attempts, on_lost=on_lost)
 
     def release(self, pk: Any, *, to: str, **values: Any) -> bool:
         """Hand a claimed row back in state ``to`` (with ``values``), only if it is still claimed."""
@@ -184,3 +209,54 @@ class Outbox:
             setattr(row, name, value)
         if alert is not None:
             transaction.on_commit(alert)
+
+
+class Heartbeat:
+    """Renews one attempt's lease every third of it, from a thread, while the ``with`` block runs.
+
+    ``lost`` tells afterwards that the lease could not be kept and ``on_lost`` was called: another
+    claim took the row (at once), or renewals failed for two thirds of the lease (the database did
+    not answer), which still leaves a third of the lease for the attempt to stop in.
+    """
+
+    def __init__(self, outbox: Outbox, pk: Any, *, attempts: int, on_lost: Callable[[], Any]) -> None:
+        self.outbox, self.pk, self.attempts, self.on_lost = outbox, pk, attempts, on_lost
+        self.lost = False
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name=f"lease-{self.pk}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        lease = self.outbox.lease_duration().total_seconds()
+        every = lease / 3
+        renewed = time.monotonic()
+        try:
+            while not self._stop.wait(every):
+                try:
+                    held: bool | None = self.outbox.renew(self.pk, attempts=self.attempts)
+                except DatabaseError as exc:
+                    logger.warning("Could not renew the lease of %s %s (%s)", self.outbox.model.__name__, self.pk,
+                                   type(exc).__name__)
+                    held = None
+                if held:
+                    renewed = time.monotonic()
+                    self.renewals += 1
+                    continue
+                if held is False or time.monotonic() - renewed >= lease - every:
+                    if self._stop.is_set():  # the attempt ended meanwhile: nothing to stop
+                        return
+                    self.lost = True
+                    self.on_lost()
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections

@@ -16,6 +16,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.conf.access import *  # noqa: F403
+from portal.conf.delivery import *  # noqa: F403
 from portal.conf.evidence import *  # noqa: F403
 from portal.conf.production import *  # noqa: F403
 from portal.envvars import _bool, _positive_int, _read, _secret, _url
@@ -272,7 +273,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # The portal's own periodic jobs, assigned once; integrations add theirs through portal.schedule.
 CELERY_BEAT_SCHEDULE = {
     "expire-due-requests": {"task": "deployments.expire_due_requests", "schedule": 60.0},
-    # Often enough that an attempt whose worker died is retried within ~25 s (lease 20 s + sweep 5 s).
+    # Often enough that an attempt whose worker died is retried within ~15 s (lease 10 s + sweep 5 s).
     "sweep-decision-deliveries": {"task": "deployments.sweep_deliveries", "schedule": 5.0},
     "enforce-training": {"task": "compliance.enforce_training", "schedule": 3600.0},
     "send-notification-reminders": {"task": "deployments.send_notification_reminders", "schedule": 300.0},
@@ -286,21 +287,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Portal behaviour -----------------------------------------------------------------------
-PORTAL_HTTP_TIMEOUT = _read("PORTAL_HTTP_TIMEOUT", float, 10.0)  # per socket operation
-# Every outbound attempt (connect + send + the whole answer) ends by this wall-clock deadline
-# (portal/deadline.py); the delivery lease outlasts it by at least PORTAL_LEASE_MARGIN_SECONDS, so
-# two attempts at one delivery never overlap.
-PORTAL_HTTP_DEADLINE = _read("PORTAL_HTTP_DEADLINE", float, 15.0)
-PORTAL_LEASE_MARGIN_SECONDS = 5.0
-PORTAL_DELIVERY_LEASE_SECONDS = _read("PORTAL_DELIVERY_LEASE_SECONDS", float, PORTAL_HTTP_DEADLINE + 5.0)
-if PORTAL_HTTP_DEADLINE <= 0 or PORTAL_HTTP_TIMEOUT <= 0:
-    raise ImproperlyConfigured("PORTAL_HTTP_DEADLINE and PORTAL_HTTP_TIMEOUT must be positive numbers of seconds.")
-if PORTAL_DELIVERY_LEASE_SECONDS < PORTAL_HTTP_DEADLINE + PORTAL_LEASE_MARGIN_SECONDS:
-    raise ImproperlyConfigured(
-        f"PORTAL_DELIVERY_LEASE_SECONDS ({PORTAL_DELIVERY_LEASE_SECONDS:g}) must exceed PORTAL_HTTP_DEADLINE "
-        f"({PORTAL_HTTP_DEADLINE:g}) by at least {PORTAL_LEASE_MARGIN_SECONDS:g} s, or a delivery could be "
-        f"attempted twice at once."
-    )
+# Outbound timeouts, the total deadline and the delivery lease: portal/conf/delivery.py.
 # Publishing to the broker after a commit: one attempt, this connect/socket timeout, then the
 # sweeper's turn (portal/enqueue.py), so a broker outage never slows a decision.
 PORTAL_ENQUEUE_TIMEOUT_SECONDS = _read("PORTAL_ENQUEUE_TIMEOUT_SECONDS", float, 1.0)

@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 
 from deployments.api.errors import ErrorSerializer
 
@@ -23,7 +24,39 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+# What the portal refuses, said in the schema so that a client (or a fuzzer) knows it beforehand:
+NO_CONTROL_CHARACTER = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # query values (portal.middleware)
+NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,%d}$"  # keys of a name map (NamedDictField)
+# DRF's text fields refuse NUL; a required one is trimmed and must not be left empty.
+NO_NUL = "^[^\\u0000]*$"
+NOT_ONLY_WHITESPACE = "^[^\\u0000]*[^\\u0000\\s][^\\u0000]*$"
+# What Django's URLValidator accepts (the schemes of DRF's URLField; an IPv4 address,
+# localhost, or a host name of labels of 1 to 63 characters, 253 in all, ending in a top-level domain),
+# in ECMA-262 syntax: ``format: uri`` alone says none of it. The 253 are kept by counting (at most
+# three labels before a top-level domain of at most 61 characters), not by a lookahead, which
+# generators ignore. (Longer names, IPv6 literals and non-ASCII host names, which the server also
+# accepts, are left out: the schema is never looser than the server.)
+_OCTET = "(?:0|25[0-5]|2[0-4][0-9]|1[0-9]?[0-9]?|[1-9][0-9]?)"
+URL_PATTERN = (
+    "^(?:[hH][tT][tT][pP][sS]?|[fF][tT][pP][sS]?)://(?:[^\\s:@/]+(?::[^\\s:@/]*)?@)?"
+    f"(?:{_OCTET}(?:\\.{_OCTET}){{3}}|localhost|"
+    "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,3}[A-Za-z]{2,61}\\.?)"
+    "(?::[0-9]{1,5})?(?:[/?#]\\S*)?$"
+)
+
+
 class PortalAutoSchema(AutoSchema):
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema") or {}
+            if parameter.get("in") != "query":
+                continue
+            target = schema.get("items", {}) if schema.get("type") == "array" else schema
+            if target.get("type") == "string" and not {"pattern", "enum", "format"} & set(target):
+                target["pattern"] = NO_CONTROL_CHARACTER
+        return parameters
+
     def _map_serializer(self, serializer, direction, bypass_extensions=False):
         schema = super()._map_serializer(serializer, direction, bypass_extensions)
         from deployments.api.serializers import StrictInput
@@ -40,9 +73,25 @@ class PortalAutoSchema(AutoSchema):
                     and not v.inverse_match]
         if patterns and schema.get("type") == "string" and "pattern" not in schema:
             schema["pattern"] = patterns[0]
+        if direction == "request" and isinstance(field, serializers.URLField):
+            # Django's own URL regex (a Python pattern: case-insensitive flag lost, \Z, lookbehinds)
+            # is replaced by its ECMA-262 statement; a blank URL stays the other branch of oneOf.
+            for branch in [schema, *schema.get("oneOf", ())]:
+                if branch.get("format") == "uri":
+                    branch["pattern"] = URL_PATTERN
+        elif (direction == "request" and isinstance(field, serializers.CharField) and "enum" not in schema
+              and "format" not in schema):
+            for branch in [schema, *schema.get("oneOf", ())]:  # a blank-allowed text may be a oneOf
+                if branch.get("type") == "string" and "pattern" not in branch and branch.get("maxLength") != 0:
+                    required = field.trim_whitespace and not field.allow_blank
+                    branch["pattern"] = NOT_ONLY_WHITESPACE if required else NO_NUL
         if isinstance(field, NamedDictField):
             schema["propertyNames"] = {"type": "string", "minLength": 1, "maxLength": field.max_key_length,
                                        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}
+            # The same rule as patternProperties: generators (hypothesis-jsonschema) ignore propertyNames.
+            values = schema.pop("additionalProperties", {})
+            schema["patternProperties"] = {NAME_PATTERN % field.max_key_length: values}
+            schema["additionalProperties"] = False
             if field.max_items is not None:
                 schema["maxProperties"] = field.max_items
             if not field.allow_empty:

@@ -28,5 +28,6 @@ urlpatterns = [
     # so the page works under the Content-Security-Policy.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", authentication_classes=[],
                                                       permission_classes=[AllowAny]), name="api-docs"),
-    re_path(r"^.*$", api_not_found),
+    # Any path left, a newline (%0A) in it included ("." would not match it: Django's HTML 404).
+    re_path(r"^[\s\S]*$", api_not_found),
 ]

@@ -4,9 +4,10 @@
    per provider that targets the request, *inside* the decision's transaction (receiver of
    ``request_transitioned``), and enqueues ``deliver_decision`` only after commit.
 2. ``attempt_delivery`` claims a due row with a conditional UPDATE (the claim pushes
-   ``next_attempt_at`` forward by a lease, so two workers never attempt the same row at once and a
-   worker that dies mid-attempt leaves a row the sweeper picks up when the lease ends), makes one
-   attempt through the provider and records it as a ``DeliveryAttempt``.
+   ``next_attempt_at`` forward by a short lease, so two workers never attempt the same row at once),
+   makes one attempt through the provider within its total deadline while a heartbeat renews the
+   lease (a worker that dies mid-attempt stops renewing and leaves a row the sweeper picks up one
+   lease later), and records it as a ``DeliveryAttempt``.
 3. A failure is retried with capped exponential backoff and jitter (``Retry-After`` honoured);
    after ``PORTAL_DELIVERY_MAX_ATTEMPTS`` — or at once when retrying cannot help — the row is
    marked failed and administrators are alerted by e-mail; ``retry_delivery`` (admin action)
@@ -146,10 +147,10 @@ def _enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None
 
 
 def lease_seconds() -> float:
-    """How long a claimed attempt may run before the sweeper considers the worker gone: longer than
-    the attempt's deadline by a margin (checked at start-up), so a live attempt always ends first."""
-    at_least = settings.PORTAL_HTTP_DEADLINE + settings.PORTAL_LEASE_MARGIN_SECONDS
-    return max(settings.PORTAL_DELIVERY_LEASE_SECONDS, at_least)
+    """How long a claimed attempt is held without news from its worker: the running attempt renews
+    it every third (``DELIVERIES.heartbeat``), so a worker that died leaves its row claimable again
+    one lease after its last renewal, whatever the attempt's deadline."""
+    return settings.PORTAL_DELIVERY_LEASE_SECONDS
 
 
 def retry_policy() -> RetryPolicy:
@@ -237,9 +238,17 @@ def attempt_delivery(*, delivery_id: int, now: datetime | None = None) -> Decisi
     delivery, attempt = claim
     # Every log line of this attempt names the delivery and its request (portal/observability.py).
     with log_context(delivery_id=delivery.pk, deployment_request_id=delivery.request_id, provider=delivery.provider):
-        with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit:
+        with Deadline(settings.PORTAL_HTTP_DEADLINE) as limit, \
+                DELIVERIES.heartbeat(delivery.pk, attempts=delivery.attempts, on_lost=limit.cut) as lease:
             outcome = _call_provider(delivery)
-        if limit.expired and not outcome.delivered:
+        if lease.lost and not outcome.delivered:
+            # The lease could not be renewed (another claim took the row, or the database was away):
+            # cut off so that two attempts never overlap.
+            outcome = DeliveryOutcome(
+                delivered=False, status_code=outcome.status_code, abandoned=True,
+                error="The attempt could not renew its lease and was stopped.",
+            )
+        elif limit.expired and not outcome.delivered:
             # Cut off at its deadline (a receiver that answers too slowly): abandoned, tried again later.
             outcome = DeliveryOutcome(
                 delivered=False, status_code=outcome.status_code, abandoned=True,

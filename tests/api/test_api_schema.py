@@ -1,5 +1,14 @@
 """Schemathesis against the generated OpenAPI schema, in-process (WSGI), with bounded examples:
-no 5xx, and every response (errors included) conforms to the schema."""
+no 5xx, every response (errors included) conforms to the schema, schema-invalid requests are refused
+and schema-valid ones are not refused as invalid.
+
+The budget is ``PORTAL_FUZZ_EXAMPLES`` examples per operation and caller (4 in CI); with
+``PORTAL_FUZZ_LOG`` set, every case is written there as a JSON line (``bench/fuzz_api.py``, the
+larger run, counts them)."""
+
+import json
+import os
+import re
 
 import pytest
 import schemathesis
@@ -9,6 +18,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -18,8 +28,11 @@ from deployments.api import tokens
 from deployments.gate import services
 from tests import factories
 
+# Both directions: schema-invalid requests refused, schema-valid ones never refused as invalid input
+# (a 400/422 for a request the schema allows is a mismatch; 401/403/404/409 are the caller's rights
+# and the policy's rules, which the schema cannot know).
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+          negative_data_rejection, positive_data_acceptance]
 
 
 def _load_schema():
@@ -67,9 +80,30 @@ def fuzz_token(db, request):
 schema = _load_schema()
 
 
+EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "4"))
+FUZZ_LOG = os.environ.get("PORTAL_FUZZ_LOG", "")
+
+
+def _log(case, caller: str, status, failure: BaseException | None) -> None:
+    if not FUZZ_LOG:
+        return
+    mode = getattr(getattr(getattr(case, "meta", None), "generation", None), "mode", "")
+    titles = sorted(set(re.findall(r"- (ST\d+ [^\n]+)", str(failure)))) if failure else []
+    line = {"operation": case.operation.label, "sent": case.method.upper(), "caller": caller, "mode": str(mode),
+            "status": status, "failures": titles or ([type(failure).__name__] if failure else [])}
+    with open(FUZZ_LOG, "a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
 @schema.parametrize()
-@settings(max_examples=4, deadline=None, database=None, derandomize=True,
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @pytest.mark.django_db
-def test_the_api_conforms_to_its_schema(case, fuzz_token):
-    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
+def test_the_api_conforms_to_its_schema(case, fuzz_token, request):
+    caller = request.node.callspec.params.get("fuzz_token", "")
+    try:
+        response = case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
+    except BaseException as failure:  # schemathesis' FailureGroup is a BaseExceptionGroup
+        _log(case, caller, getattr(getattr(failure, "response", None), "status_code", None), failure)
+        raise
+    _log(case, caller, response.status_code, None)

@@ -142,3 +142,33 @@ def test_the_schema_refuses_unknown_fields_and_bounds_paging():
     listing = spec["paths"]["/api/v1/requests/"]["get"]["parameters"]
     paging = {p["name"]: p["schema"] for p in listing if p["name"] in ("limit", "offset")}
     assert paging == {"limit": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0}}
+
+
+def test_an_api_path_with_a_newline_is_the_apis_json_404_not_a_page(client):
+    response = client.get("/api/v1/policies/a.%0Ab/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_schema_states_what_the_server_refuses_in_urls_texts_and_query_values():
+    """Schema-valid means accepted: a URL host label over 63 characters, a whitespace-only required
+    text and a control character in a query value are invalid in the schema, as on the server."""
+    import re
+
+    from drf_spectacular.generators import SchemaGenerator
+
+    spec = SchemaGenerator().get_schema(request=None, public=True)
+    body = spec["components"]["schemas"]["RequestCreateRequest"]["properties"]
+    url = re.compile(next(b for b in body["source_url"]["oneOf"] if b.get("format") == "uri")["pattern"])
+    assert url.search("https://ci.example.com/runs/7") and url.search("HTTPS://CI.Example.COM/")
+    assert not url.search("https://" + "a" * 64 + ".example.com/")
+    assert not url.search("https://" + ".".join(["a" * 63] * 4) + ".com/")  # over 253 in all
+    author = re.compile(body["change_authors"]["items"]["pattern"])
+    assert author.search("rita") and not author.search("   ") and not author.search("ri\x00ta")
+    checks = body["checks"]
+    assert checks["additionalProperties"] is False and checks["patternProperties"]
+    filters = [p for p in spec["paths"]["/api/v1/requests/"]["get"]["parameters"]
+               if p["in"] == "query" and p["schema"].get("type") == "string" and "enum" not in p["schema"]
+               and "format" not in p["schema"]]
+    assert filters and all(p["schema"]["pattern"] == "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" for p in filters)

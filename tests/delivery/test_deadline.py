@@ -1,4 +1,4 @@
-"""Every delivery attempt has a total deadline; the lease always outlasts it.
+"""Every delivery attempt has a total deadline; a short lease, renewed while the attempt runs, holds it.
 
 The receiver is a real local HTTP server that answers its headers at once and then trickles the
 body one byte a second: each socket read succeeds within the per-read timeout, so only a wall-clock
@@ -90,9 +90,8 @@ def test_a_trickling_answer_is_cut_off_at_the_deadline_and_the_attempt_abandoned
     # The portal closed the connection while the receiver was still sending.
     assert trickling.cut_off.wait(5)
     assert trickling.sent and trickling.sent[0] < trickling.length
-    # Its next attempt is due after a backoff, and its lease had not ended meanwhile.
+    # Its next attempt is due after a backoff.
     assert row.next_attempt_at > attempt.finished_at
-    assert outbox.lease_seconds() >= settings.PORTAL_HTTP_DEADLINE + settings.PORTAL_LEASE_MARGIN_SECONDS
 
 
 def test_a_deadline_cuts_off_a_connection_opened_inside_it():
@@ -108,23 +107,23 @@ def test_a_deadline_cuts_off_a_connection_opened_inside_it():
         receiver.close()
 
 
-def test_the_lease_must_outlast_the_deadline_by_the_margin():
-    result = manage(
-        "check", env={"DJANGO_DEBUG": "1", "PORTAL_HTTP_DEADLINE": "30", "PORTAL_DELIVERY_LEASE_SECONDS": "32"}
-    )
+def test_a_lease_shorter_than_its_renewal_minimum_is_refused_at_start():
+    result = manage("check", env={"DJANGO_DEBUG": "1", "PORTAL_DELIVERY_LEASE_SECONDS": "2"})
     assert result.returncode != 0
-    assert "PORTAL_DELIVERY_LEASE_SECONDS" in result.stderr and "PORTAL_HTTP_DEADLINE" in result.stderr
-    ok = manage("check", env={"DJANGO_DEBUG": "1", "PORTAL_HTTP_DEADLINE": "30", "PORTAL_DELIVERY_LEASE_SECONDS": "40"})
+    assert "PORTAL_DELIVERY_LEASE_SECONDS" in result.stderr
+    # A deadline longer than the lease is fine: the running attempt renews its lease.
+    ok = manage("check", env={"DJANGO_DEBUG": "1", "PORTAL_HTTP_DEADLINE": "60", "PORTAL_DELIVERY_LEASE_SECONDS": "10"})
     assert ok.returncode == 0, ok.stderr
 
 
 def test_an_attempt_whose_worker_died_is_claimable_again_within_thirty_seconds(
     settings, environment, submit, approvers
 ):
-    """The lease outlasts the deadline only by the margin, and the sweeper runs often enough: a
-    worker killed at the start of an attempt leaves a row retried within 30 s, claimed once."""
+    """The lease does not grow with the deadline (the attempt renews it), and the sweeper runs often
+    enough: a worker killed at the start of an attempt leaves a row retried within 30 s, claimed once."""
     from datetime import timedelta
 
+    settings.PORTAL_HTTP_DEADLINE = 60  # a slow CI host allowed a minute; recovery still within 30 s
     sweep_every = settings.CELERY_BEAT_SCHEDULE["sweep-decision-deliveries"]["schedule"]
     assert outbox.lease_seconds() + sweep_every <= 30
     configure_webhook(environment, "http://127.0.0.1:9/hook")

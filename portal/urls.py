@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
+from allauth.account import views as account_views
+from django.views.generic import TemplateView
 from django.urls import include, path
 
 from deployments.integrations import webhook_urlpatterns
@@ -11,10 +12,14 @@ urlpatterns = [
     path("api/v1/reports/", include("compliance.reports.api_urls")),
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
-    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    # Sign-in is django-allauth's (passwords, single sign-on, MFA; docs/sso.md); the portal's older URL
+    # names stay, on the same paths.
+    path("accounts/login/", account_views.login, name="login"),
+    path("accounts/logout/", account_views.logout, name="logout"),
+    path("accounts/password/", account_views.password_change, name="password_change"),
+    path("accounts/password/done/", TemplateView.as_view(template_name="registration/password_change_done.html"),
+         name="password_change_done"),
+    path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("deployments.api.urls")),
     # each installed CI integration's webhook receivers (deployments.integrations registry)

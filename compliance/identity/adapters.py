@@ -1,0 +1,78 @@
+"""allauth adapters: who may get an account, how a single sign-on account is filled in, and the record
+of every refused sign-in.
+
+- Nobody signs themselves up with a password: local accounts are made by administrators.
+- A person the identity provider vouches for gets an account at their first sign-in (just in time),
+  never with staff or superuser status; their roles come from the group mapping (``groups``).
+- A refusal (the IdP answered with an error such as ``access_denied``, a state or token that did not
+  verify, a deactivated portal account) is a failed sign-in in django-axes' failure log, like a wrong
+  password, so it is evidence and counts against the address's throttle.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.contrib.auth.signals import user_login_failed
+
+log = logging.getLogger(__name__)
+
+_USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
+
+
+def record_refused_sign_in(request, *, username: str, reason: str) -> None:
+    """A refused sign-in, recorded by django-axes (AccessFailureLog) through Django's own signal."""
+    log.info("sign-in refused for %s: %s", username or "an unknown person", reason)
+    user_login_failed.send(
+        sender=__name__, credentials={"username": username or "(single sign-on)"}, request=request
+    )
+
+
+class PortalAccountAdapter(DefaultAccountAdapter):
+    def is_open_for_signup(self, request) -> bool:
+        return False
+
+    def respond_user_inactive(self, request, user):
+        record_refused_sign_in(request, username=user.get_username(), reason="the account is deactivated")
+        return super().respond_user_inactive(request, user)
+
+
+class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
+    def is_open_for_signup(self, request, sociallogin) -> bool:
+        return True  # just-in-time accounts for people the identity provider vouches for
+
+    def is_auto_signup_allowed(self, request, sociallogin) -> bool:
+        return True
+
+    def populate_user(self, request, sociallogin, data):
+        user = super().populate_user(request, sociallogin, data)
+        claims = _claims(sociallogin)
+        username = (
+            claims.get("preferred_username") or data.get("username") or (data.get("email") or "").split("@")[0]
+            or sociallogin.account.uid
+        )
+        user.username = _USERNAME_UNSAFE.sub("-", str(username))[:150]
+        user.is_staff = False
+        user.is_superuser = False
+        return user
+
+    def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
+        reason = f"{getattr(provider, 'id', provider)}: {error or 'error'}"
+        if exception is not None:
+            reason += f" ({type(exception).__name__})"
+        record_refused_sign_in(request, username=f"sso:{getattr(provider, 'id', provider)}", reason=reason)
+        return super().on_authentication_error(
+            request, provider, error=error, exception=exception, extra_context=extra_context
+        )
+
+
+def _claims(sociallogin) -> dict:
+    data = sociallogin.account.extra_data or {}
+    merged: dict = {}
+    for part in (data.get("id_token"), data.get("userinfo")):
+        if isinstance(part, dict):
+            merged.update(part)
+    return merged

@@ -1,7 +1,7 @@
-from django.contrib import admin
 from allauth.account import views as account_views
-from django.views.generic import TemplateView
+from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 
 from deployments.integrations import webhook_urlpatterns
 

@@ -60,10 +60,13 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         return user
 
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
-        reason = f"{getattr(provider, 'id', provider)}: {error or 'error'}"
+        name = getattr(provider, "sub_id", None) or getattr(provider, "id", provider)
+        reason = f"{name}: {error or 'error'}"
         if exception is not None:
-            reason += f" ({type(exception).__name__})"
-        record_refused_sign_in(request, username=f"sso:{getattr(provider, 'id', provider)}", reason=reason)
+            cause = exception.__cause__
+            reason += f" ({type(exception).__name__}: {str(exception)[:200]}"
+            reason += f"; {type(cause).__name__}: {str(cause)[:200]})" if cause is not None else ")"
+        record_refused_sign_in(request, username=f"sso:{name}", reason=reason)
         return super().on_authentication_error(
             request, provider, error=error, exception=exception, extra_context=extra_context
         )

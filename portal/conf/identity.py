@@ -8,7 +8,6 @@ may come from ``NAME_FILE``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -175,15 +174,18 @@ if _oidc_issuer:
     }
 
 _saml_metadata_url = _read("PORTAL_SAML_IDP_METADATA_URL", str, "").strip()
-_saml_metadata_file = _read("PORTAL_SAML_IDP_METADATA_FILE", str, "").strip()
-if _saml_metadata_url or _saml_metadata_file:
-    if _saml_metadata_file:
-        try:
-            _metadata = {"metadata_url": None, "metadata": Path(_saml_metadata_file).read_text(encoding="utf-8")}
-        except OSError as exc:
-            raise ImproperlyConfigured(f"PORTAL_SAML_IDP_METADATA_FILE cannot be read: {exc}") from exc
+_saml_sso_url = _read("PORTAL_SAML_IDP_SSO_URL", str, "").strip()
+if _saml_metadata_url or _saml_sso_url:
+    if _saml_metadata_url:
+        _metadata: dict = {"metadata_url": _url("PORTAL_SAML_IDP_METADATA_URL", "")}
     else:
-        _metadata = {"metadata_url": _url("PORTAL_SAML_IDP_METADATA_URL", "")}
+        _certificate = (_secret("PORTAL_SAML_IDP_X509CERT", "") or "").strip()
+        if "BEGIN CERTIFICATE" not in _certificate:
+            raise ImproperlyConfigured(
+                "PORTAL_SAML_IDP_SSO_URL is set: PORTAL_SAML_IDP_X509CERT (or _FILE) must be the identity provider's "
+                "PEM signing certificate (or give PORTAL_SAML_IDP_METADATA_URL instead)"
+            )
+        _metadata = {"sso_url": _url("PORTAL_SAML_IDP_SSO_URL", ""), "x509cert": _certificate}
     _entity_id = _read("PORTAL_SAML_IDP_ENTITY_ID", str, "").strip()
     if not _entity_id:
         raise ImproperlyConfigured("PORTAL_SAML_IDP_ENTITY_ID must name the identity provider's entity id")
@@ -192,6 +194,7 @@ if _saml_metadata_url or _saml_metadata_file:
             {
                 "provider_id": "saml",
                 "name": _read("PORTAL_SAML_NAME", str, "SAML single sign-on"),
+                # The organisation slug in the portal's SAML URLs: /accounts/saml/<slug>/acs/ and /metadata/.
                 "client_id": _read("PORTAL_SAML_ORGANIZATION", str, "sso").strip() or "sso",
                 "settings": {
                     "attribute_mapping": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -34,6 +35,23 @@ def record_refused_sign_in(request, *, username: str, reason: str) -> None:
 class PortalAccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         return False
+
+    def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
+        """People signed in by single sign-on have no password and, before they enrol one, no second
+        factor to re-authenticate with: for them a sign-in within the re-authentication timeout counts
+        (so they can enrol MFA at all). Everyone else re-authenticates as allauth asks."""
+        request = getattr(self, "request", None)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            from allauth.account.internal.flows.login import get_authentication_records
+            from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
+            from django.conf import settings
+
+            if not get_reauthentication_flows(user):
+                records = [r for r in get_authentication_records(request, user) if r.get("method") == "socialaccount"]
+                if records and time.time() - float(records[-1]["at"]) < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT:
+                    return False
+        return super().is_reauthentication_required(app=app, **kwargs)
 
     def respond_user_inactive(self, request, user):
         record_refused_sign_in(request, username=user.get_username(), reason="the account is deactivated")

@@ -48,6 +48,8 @@ def test_a_person_the_provider_vouches_for_gets_an_account_with_the_mapped_roles
     assert not alice.is_staff and not alice.is_superuser and not alice.has_usable_password()
     assert SocialAccount.objects.get(user=alice).provider == "sso"
     assert client.get("/").status_code == 200  # signed in
+    # no password to re-authenticate with: the fresh single sign-on lets them enrol a second factor
+    assert client.get(reverse("mfa_activate_totp")).status_code == 200
     # the role grant is a privilege change like any other
     assert PrivilegeChange.objects.filter(subject=alice, group=str(Role.APPROVER), kind="role_added").exists()
 

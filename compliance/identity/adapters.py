@@ -44,10 +44,10 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             from allauth.account.internal.flows.login import get_authentication_records
-            from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
+            from allauth.mfa.models import Authenticator
             from django.conf import settings
 
-            if not get_reauthentication_flows(user):
+            if not user.has_usable_password() and not Authenticator.objects.filter(user=user).exists():
                 records = [r for r in get_authentication_records(request, user) if r.get("method") == "socialaccount"]
                 if records and time.time() - float(records[-1]["at"]) < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT:
                     return False

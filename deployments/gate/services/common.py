@@ -115,6 +115,7 @@ def policy_rules(approval_policy: ApprovalPolicy) -> policy.PolicyRules:
         unverified_identity=approval_policy.unverified_identity,
         trusted_checks_only=approval_policy.trusted_checks_only,
         newer_request_withdraws_approvals=approval_policy.newer_request_withdraws_approvals,
+        step_up_minutes=approval_policy.step_up_minutes,
     )
 
 

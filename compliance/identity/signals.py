@@ -15,3 +15,11 @@ def _signed_in(sender, request, user, sociallogin=None, **kwargs):
 
 def connect() -> None:
     user_logged_in.connect(_signed_in, dispatch_uid="compliance.identity.sso_roles")
+    # Second factors added or removed and single sign-on accounts linked are audit entries; the TOTP
+    # secret, WebAuthn data and the IdP's claims are not (nor each use's timestamp).
+    from allauth.mfa.models import Authenticator
+    from allauth.socialaccount.models import SocialAccount
+    from auditlog.registry import auditlog
+
+    auditlog.register(Authenticator, exclude_fields=["data", "last_used_at"])
+    auditlog.register(SocialAccount, exclude_fields=["extra_data", "last_login"])

@@ -1,4 +1,4 @@
-"""Single sign-on with SAML 2.0 against pysaml2's identity provider (tests/identity/saml_idp.py)."""
+"""Single sign-on with SAML 2.0 against pysaml2's identity provider (tests/compliance/identity/saml_idp.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from axes.models import AccessFailureLog
 from django.contrib.auth import get_user_model
 
 from compliance.people.roles import Role, has_role
-from tests.identity.saml_idp import SamlIdentityProvider
+from tests.compliance.identity.saml_idp import SamlIdentityProvider
 from tests.services_required import missing
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from deployments.api import tokens
 from deployments.gate import policy, services
 from deployments.models import Approval, Refusal
 from tests import factories
-from tests.identity.test_mfa import enrol_totp, sign_in
+from tests.compliance.identity.test_mfa import enrol_totp, sign_in
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
-"""A real OpenID Connect provider (npm's certified ``oidc-provider``, tests/identity/oidc/) on loopback.
+"""A real OpenID Connect provider (npm's certified ``oidc-provider``, tests/compliance/identity/fixtures/oidc-provider/) on loopback.
 
-Skipped when Node.js or the npm package is missing (``cd tests/identity/oidc && npm ci`` installs it);
+Skipped when Node.js or the npm package is missing (``cd tests/compliance/identity/fixtures/oidc-provider && npm ci`` installs it);
 a failure under REQUIRE_SERVICES=1, where .ci/run installs it.
 """
 
@@ -21,7 +21,7 @@ import requests
 
 from tests.services_required import missing
 
-OIDC_DIR = Path(__file__).parent / "oidc"
+OIDC_DIR = Path(__file__).parent / "fixtures" / "oidc-provider"
 CLIENT_ID = "deployment-portal"
 CLIENT_SECRET = "test-client-secret-0123456789"
 CALLBACK = "http://testserver/accounts/oidc/sso/login/callback/"
@@ -79,7 +79,7 @@ def _start(tmp_path: Path, skew_seconds: int = 0) -> OpenIDProvider:
     if node is None:
         missing("needs Node.js for the OpenID Connect provider tests")
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
-        missing("needs the oidc-provider npm package: cd tests/identity/oidc && npm ci")
+        missing("needs the oidc-provider npm package: cd tests/compliance/identity/fixtures/oidc-provider && npm ci")
     port = _free_port()
     accounts_file = tmp_path / f"accounts-{port}.json"
     accounts_file.write_text("{}")

@@ -1,4 +1,4 @@
-"""Single sign-on against a real OpenID Connect provider on loopback (tests/identity/conftest.py)."""
+"""Single sign-on against a real OpenID Connect provider on loopback (tests/compliance/identity/conftest.py)."""
 
 from __future__ import annotations
 

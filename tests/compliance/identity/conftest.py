@@ -1,7 +1,7 @@
-"""A real OpenID Connect provider (npm's certified ``oidc-provider``, tests/compliance/identity/fixtures/oidc-provider/) on loopback.
+"""A real OpenID Connect provider (npm's certified ``oidc-provider``, in fixtures/oidc-provider/) on loopback.
 
-Skipped when Node.js or the npm package is missing (``cd tests/compliance/identity/fixtures/oidc-provider && npm ci`` installs it);
-a failure under REQUIRE_SERVICES=1, where .ci/run installs it.
+Skipped when Node.js or the npm package is missing (``npm ci`` in that folder installs it); a failure
+under REQUIRE_SERVICES=1, where .ci/run installs it.
 """
 
 from __future__ import annotations

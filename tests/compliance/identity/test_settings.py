@@ -35,7 +35,8 @@ def _start(**env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_OIDC", "PORTAL_SAML", "PORTAL_SSO"))}
     environ.update(DJANGO_DEBUG="1", **env)
     environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
-    code = "import django; django.setup(); from django.conf import settings; print(list(settings.SOCIALACCOUNT_PROVIDERS))"
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(list(s.SOCIALACCOUNT_PROVIDERS))")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
                           timeout=120)
 

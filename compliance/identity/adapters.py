@@ -16,8 +16,12 @@ import re
 import time
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
+from django.shortcuts import redirect
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,32 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         user.is_staff = False
         user.is_superuser = False
         return user
+
+    def pre_social_login(self, request, sociallogin):
+        """A first sign-in whose username or e-mail belongs to an existing portal account is refused (and
+        recorded): it is never linked to that account, nor may the person pick another name on a sign-up
+        form. An administrator resolves it (renames the local account, or removes it)."""
+        if sociallogin.is_existing:
+            return
+        claims = _claims(sociallogin)
+        user = sociallogin.user
+        username = _USERNAME_UNSAFE.sub("-", str(claims.get("preferred_username") or user.username or ""))[:150]
+        email = (user.email or claims.get("email") or "").strip()
+        model = get_user_model()
+        clash = (username and model.objects.filter(username__iexact=username).exists()) or (
+            email and model.objects.filter(email__iexact=email).exists()
+        )
+        if clash:
+            record_refused_sign_in(
+                request, username=username or email,
+                reason="single sign-on for a name or e-mail that a portal account already has",
+            )
+            messages.error(
+                request,
+                "Your identity provider's account matches an existing portal account by name or e-mail; it was "
+                "not signed in. Ask an administrator to resolve the duplicate.",
+            )
+            raise ImmediateHttpResponse(redirect("login"))
 
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
         name = getattr(provider, "sub_id", None) or getattr(provider, "id", provider)

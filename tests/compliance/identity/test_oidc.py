@@ -120,3 +120,14 @@ def test_an_expired_id_token_is_refused(client, settings, oidc_provider_with_slo
     assert response.status_code in (200, 400, 401)
     assert not get_user_model().objects.filter(username="alice").exists()
     assert AccessFailureLog.objects.filter(username="sso:sso").exists()
+
+
+@pytest.mark.parametrize("local", [{"username": "alice"}, {"username": "a.smith", "email": "alice@example.com"}])
+def test_an_idp_account_matching_a_local_one_is_refused_not_linked_nor_renamed(client, sso, local):
+    person = get_user_model().objects.create_user(password="x" * 16, **local)
+    response = _sign_in(client, sso, "alice")
+    assert response.status_code == 302 and response["Location"] == reverse("login")
+    assert not SocialAccount.objects.exists() and get_user_model().objects.count() == 1
+    assert client.get("/").status_code == 302  # signed in as nobody
+    assert AccessFailureLog.objects.filter(username="alice").exists()
+    assert person.groups.count() == 0

@@ -35,8 +35,10 @@ __all__ = [
     "PORTAL_SSO_ALLOW_ADMINISTRATORS",
     "PORTAL_SSO_GROUPS_CLAIM",
     "PORTAL_SSO_GROUP_ROLES",
+    "PORTAL_SSO_LINK_BY_EMAIL",
     "SOCIALACCOUNT_ADAPTER",
     "SOCIALACCOUNT_EMAIL_AUTHENTICATION",
+    "SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT",
     "SOCIALACCOUNT_LOGIN_ON_GET",
     "SOCIALACCOUNT_ONLY",
     "SOCIALACCOUNT_PROVIDERS",
@@ -141,7 +143,11 @@ PORTAL_SSO_GROUP_ROLES = parse_group_roles(
 PORTAL_SSO_GROUPS_CLAIM = _read("PORTAL_SSO_GROUPS_CLAIM", str, "groups").strip() or "groups"
 
 # --- providers -----------------------------------------------------------------------------------
-SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an IdP's e-mail never takes over an existing local account
+# Moving local accounts to single sign-on: with PORTAL_SSO_LINK_BY_EMAIL=1 a first sign-in whose e-mail the
+# provider marks verified is linked to the portal account with that e-mail. Off: such a sign-in is refused.
+PORTAL_SSO_LINK_BY_EMAIL = _bool("PORTAL_SSO_LINK_BY_EMAIL", False)
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = PORTAL_SSO_LINK_BY_EMAIL
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = PORTAL_SSO_LINK_BY_EMAIL
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS: dict = {}

@@ -131,3 +131,14 @@ def test_an_idp_account_matching_a_local_one_is_refused_not_linked_nor_renamed(c
     assert client.get("/").status_code == 302  # signed in as nobody
     assert AccessFailureLog.objects.filter(username="alice").exists()
     assert person.groups.count() == 0
+
+
+def test_with_linking_by_email_a_local_account_moves_to_single_sign_on(client, sso, settings):
+    settings.PORTAL_SSO_LINK_BY_EMAIL = True
+    settings.SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+    settings.SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+    person = get_user_model().objects.create_user(username="a.smith", email="alice@example.com", password="x" * 16)
+    response = _sign_in(client, sso, "alice")
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert SocialAccount.objects.get().user == person and get_user_model().objects.count() == 1
+    assert has_role(person, Role.APPROVER)

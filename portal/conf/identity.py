@@ -66,8 +66,8 @@ IDENTITY_MIDDLEWARE = [
 IDENTITY_AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
 
 # --- local passwords ---------------------------------------------------------------------------
-# On for the demo and small teams; PORTAL_LOCAL_PASSWORDS=0 leaves only single sign-on (and passkeys
-# of people who enrolled one): the password form is gone and password sign-in is refused.
+# On for the demo and small teams; PORTAL_LOCAL_PASSWORDS=0 leaves only single sign-on: the password form
+# is gone and password sign-in is refused everywhere.
 PORTAL_LOCAL_PASSWORDS = _bool("PORTAL_LOCAL_PASSWORDS", True)
 ACCOUNT_ADAPTER = "compliance.identity.adapters.PortalAccountAdapter"
 SOCIALACCOUNT_ADAPTER = "compliance.identity.adapters.PortalSocialAccountAdapter"
@@ -89,7 +89,8 @@ AXES_USERNAME_CALLABLE = "compliance.identity.forms.axes_username"
 
 # --- MFA -----------------------------------------------------------------------------------------
 MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
-MFA_PASSKEY_LOGIN_ENABLED = True
+# Passkeys are a second factor (after the password or single sign-on), not a way to sign in on their own.
+MFA_PASSKEY_LOGIN_ENABLED = False
 # WebAuthn needs https, except on loopback during development and tests.
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = _DEBUG_OR_TESTING
 

@@ -148,3 +148,22 @@ def test_the_service_refuses_a_decision_without_evidence_where_step_up_is_on(pro
     with pytest.raises(RuleViolation) as refused:
         factories.approve(request, approver)
     assert refused.value.code == "reauthentication_required"
+
+
+def test_approvals_chained_before_the_evidence_existed_keep_their_digest(production):
+    """The audit chain hashes every field of an approval: the evidence fields, added later, are left out
+    while empty, so an approval without them digests exactly as before the migration that added them."""
+    from compliance.audit.canonical import canonical_json, default_canonical, digest
+    from compliance.audit.chain import chained_model
+
+    request, approver = production
+    request.policy_snapshot.pop("step_up_minutes")
+    request.save(update_fields=["policy_snapshot"])
+    approval = factories.approve(request, approver)
+    approval.authentication_method = ""  # as migrated: no evidence recorded
+    before = {k: v for k, v in default_canonical(approval).items()
+              if k not in {"authentication_method", "authenticated_at", "mfa_authenticated_at"}}
+    entry = chained_model("deployments.approval")
+    assert entry.row_digest(approval) == digest(canonical_json(before))
+    approval.authentication_method = "mfa:totp"
+    assert entry.row_digest(approval) != digest(canonical_json(before))  # recorded evidence is chained

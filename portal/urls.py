@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from compliance.identity import views as identity_views
 from deployments.integrations import webhook_urlpatterns
 
 from . import health, views
@@ -19,6 +20,9 @@ urlpatterns = [
     path("accounts/password/", account_views.password_change, name="password_change"),
     path("accounts/password/done/", TemplateView.as_view(template_name="registration/password_change_done.html"),
          name="password_change_done"),
+    # not offered (compliance/identity/views.py): a password the identity provider would not know of
+    path("accounts/password/set/", identity_views.password_not_offered, name="account_set_password"),
+    path("accounts/password/reset/", identity_views.password_not_offered, name="account_reset_password"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("deployments.api.urls")),

@@ -50,6 +50,14 @@ def test_a_person_the_provider_vouches_for_gets_an_account_with_the_mapped_roles
     assert client.get("/").status_code == 200  # signed in
     # no password to re-authenticate with: the fresh single sign-on lets them enrol a second factor
     assert client.get(reverse("mfa_activate_totp")).status_code == 200
+    # and no way to give themselves a local password the IdP would not know of (set, reset, change)
+    for url in (reverse("account_set_password"), reverse("account_reset_password")):
+        client.post(url, {"password1": "a-new-local-pass-123", "password2": "a-new-local-pass-123",
+                          "email": "alice@example.com"})
+    client.post(reverse("password_change"), {"oldpassword": "", "password1": "a-new-local-pass-123",
+                                             "password2": "a-new-local-pass-123"})
+    alice.refresh_from_db()
+    assert not alice.has_usable_password()
     # the role grant is a privilege change like any other
     assert PrivilegeChange.objects.filter(subject=alice, group=str(Role.APPROVER), kind="role_added").exists()
 

@@ -75,3 +75,14 @@ def test_an_assertion_signed_by_another_key_is_refused(client, saml_idp, tmp_pat
     assert not get_user_model().objects.filter(username="bob").exists()
     assert client.get("/").status_code == 302
     assert AccessFailureLog.objects.filter(username="sso:saml").exists()  # the refusal is recorded
+
+
+def test_a_deactivated_account_is_refused_at_its_next_saml_sign_in(client, saml_idp):
+    attributes = {"uid": ["bob"], "email": ["bob@example.com"], "groups": []}
+    _sign_in(client, saml_idp, "bob", attributes)
+    client.post("/accounts/logout/")
+    get_user_model().objects.filter(username="bob").update(is_active=False)
+    response = _sign_in(client, saml_idp, "bob", attributes)
+    assert response.status_code == 302 and response["Location"] == "/accounts/inactive/"
+    assert client.get("/").status_code == 302
+    assert AccessFailureLog.objects.filter(username="bob").exists()

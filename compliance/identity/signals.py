@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allauth.account.signals import user_logged_in
+from auditlog.context import set_actor
 
 from .groups import apply_idp_groups, groups_of_sociallogin
 
@@ -10,7 +11,10 @@ from .groups import apply_idp_groups, groups_of_sociallogin
 def _signed_in(sender, request, user, sociallogin=None, **kwargs):
     if sociallogin is None:
         return
-    apply_idp_groups(user=user, idp_groups=groups_of_sociallogin(sociallogin))
+    # The identity provider grants these roles, never the person signing in (who may already have been
+    # signed in when the request started, and so be the audit trail's actor): the system is recorded.
+    with set_actor(None):
+        apply_idp_groups(user=user, idp_groups=groups_of_sociallogin(sociallogin))
 
 
 def connect() -> None:

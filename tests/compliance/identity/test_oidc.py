@@ -73,6 +73,15 @@ def test_roles_follow_the_provider_at_the_next_sign_in_and_unmapped_roles_stay(c
     assert set(alice.groups.values_list("name", flat=True)) == {str(Role.ENGINEER), str(Role.AUDITOR)}
 
 
+def test_roles_from_the_provider_are_never_recorded_as_granted_by_the_person_themselves(client, sso):
+    _sign_in(client, sso, "alice")  # still signed in: the next sign-in's request starts as alice
+    sso.set_accounts(alice={"email": "alice@example.com", "groups": ["okta-engineers"]})
+    assert _sign_in(client, sso, "alice").status_code == 302
+    changes = PrivilegeChange.objects.filter(subject__username="alice", group=str(Role.APPROVER))
+    assert {change.kind for change in changes} == {"role_added", "role_removed"}
+    assert all(change.actor is None for change in changes)  # the system (the IdP), not alice
+
+
 def test_the_provider_refusing_a_deactivated_person_is_refused_and_recorded(client, sso):
     response = _sign_in(client, sso, "gone")  # the provider answers access_denied
     assert response.status_code == 302 and response["Location"] == reverse("socialaccount_login_cancelled")

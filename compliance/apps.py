@@ -18,6 +18,9 @@ class ComplianceConfig(AppConfig):
         from .training import gate  # noqa: F401  (the training gate)
 
         signals.connect()
+        from .identity import signals as identity_signals  # single sign-on: roles from IdP groups
+
+        identity_signals.connect()
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="compliance.sync_roles")
 
 

@@ -4,6 +4,7 @@ are privileged access."""
 
 from auditlog.registry import auditlog
 
+from compliance.audit.canonical import default_canonical
 from compliance.audit.chain import register_chained_model
 from compliance.audit.replay import register_replayed_model
 from compliance.people.privileges import watch_object_permissions
@@ -54,9 +55,23 @@ auditlog.register(ApiToken, exclude_fields=["secret_hash", "last_used_at"], m2m_
 # The chat webhook URL is a secret: only its harmless hint may appear in a diff.
 auditlog.register(ChatChannel, exclude_fields=["webhook_url_encrypted"])
 
+# Fields added to Approval after rows were chained (authentication evidence, migration 0004): left out of
+# the canonical form while empty, so every approval chained before them keeps its digest.
+APPROVAL_FIELDS_ADDED_LATER = {"authentication_method": "", "authenticated_at": None, "mfa_authenticated_at": None}
+
+
+def approval_canonical(instance) -> dict:
+    data = default_canonical(instance)
+    for name, empty in APPROVAL_FIELDS_ADDED_LATER.items():
+        if data.get(name) == empty:
+            data.pop(name, None)
+    return data
+
+
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
+register_chained_model(Approval, canonical=approval_canonical)
 # Emergency reviews and evidence samples never change once written: they join the chain too.
-for model in (Approval, RequestEvent, Refusal, EmergencyReview, EvidenceSample):
+for model in (RequestEvent, Refusal, EmergencyReview, EvidenceSample):
     register_chained_model(model)
 
 # Requests and executions change over their life, so they are not chained; their audit entries are,

@@ -7,6 +7,7 @@ def portal(request):
     user = getattr(request, "user", None)
     return {
         "portal_base_url": settings.PORTAL_BASE_URL,
+        "local_passwords": settings.PORTAL_LOCAL_PASSWORDS,
         "is_portal_admin": administers(user),
         "is_approver": has_role(user, Role.APPROVER),
         "is_engineer": has_role(user, Role.ENGINEER),

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from portal.conf.access import *  # noqa: F403
 from portal.conf.delivery import *  # noqa: F403
 from portal.conf.evidence import *  # noqa: F403
+from portal.conf.identity import *  # noqa: F403
 from portal.conf.production import *  # noqa: F403
 from portal.envvars import _bool, _positive_int, _read, _secret, _url
 from portal.outbound import parse_allow_list
@@ -78,6 +79,7 @@ if _unknown_integrations:
         f"known: {', '.join(INTEGRATIONS)}"
     )
 INSTALLED_APPS += [INTEGRATIONS[name] for name in PORTAL_INTEGRATIONS]
+INSTALLED_APPS += IDENTITY_APPS  # noqa: F405 (django-allauth: sign-in, SSO, MFA; portal/conf/identity.py)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -96,12 +98,13 @@ MIDDLEWARE = [
     # AxesMiddleware must be last: it turns lockouts into a clear 429 page.
     "axes.middleware.AxesMiddleware",
 ]
+MIDDLEWARE[-1:-1] = IDENTITY_MIDDLEWARE  # noqa: F405 (allauth, the MFA requirement; axes stays last)
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 ASGI_APPLICATION = "portal.asgi.application"
 AUTH_USER_MODEL = "compliance.User"
-LOGIN_URL = "login"
+LOGIN_URL = "login"  # allauth's sign-in page (portal/urls.py keeps the name)
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -148,7 +151,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Authentication -------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "compliance.identity.backends.PortalAuthenticationBackend",  # passwords unless PORTAL_LOCAL_PASSWORDS=0
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [

@@ -436,7 +436,9 @@ def test_tests_mirror_the_packages():
         f"tests/{path.name}: a test module at the root (move it under the package it tests)"
         for path in sorted(tests.glob("test_*.py")) if path.name != Path(__file__).name
     ]
-    for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and p.name not in ("__pycache__", "fixtures")):
+    # fixtures/ (and everything in it: a test server's own files, its node_modules) is data, not tests
+    for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"
+                         and "fixtures" not in p.relative_to(tests).parts):
         rel = folder.relative_to(tests)
         if any(folder.glob("*.py")) and not (folder / "__init__.py").is_file():
             offenders.append(f"tests/{rel.as_posix()}/: Python files but no __init__.py")

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
+from compliance.identity.evidence import from_request as authentication_evidence
 from compliance.people.roles import Role, has_role, roles_of
 from deployments.api import idempotency, tokens
 from deployments.api import serializers as s
@@ -405,7 +406,8 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         target = self.get_object()
         data = self._input(s.DecideSerializer)
         services.approve_request(actor=request.user, request=target, comment=data["comment"],
-                                 checklist=data["checklist"], ip_address=client_ip(request))
+                                 checklist=data["checklist"], ip_address=client_ip(request),
+                                 authentication=authentication_evidence(request))
         return self._detail(target.pk)
 
     @extend_schema(request=s.RejectSerializer, responses=s.RequestDetailSerializer, summary="Reject (approvers)")
@@ -414,7 +416,8 @@ class RequestViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         target = self.get_object()
         data = self._input(s.RejectSerializer)
         services.reject_request(actor=request.user, request=target, comment=data["comment"],
-                                checklist=data["checklist"], ip_address=client_ip(request))
+                                checklist=data["checklist"], ip_address=client_ip(request),
+                                authentication=authentication_evidence(request))
         return self._detail(target.pk)
 
     @extend_schema(request=s.ChecksSerializer, responses=s.RequestDetailSerializer,

@@ -186,6 +186,11 @@ class ApprovalPolicy(models.Model):
     require_risk_level = models.BooleanField(default=False, help_text="A request must state its risk level.")
     require_impact = models.BooleanField(default=False, help_text="A request must carry an impact statement.")
     require_rollback_plan = models.BooleanField(default=False, help_text="A request must carry a rollback plan.")
+    step_up_minutes = models.PositiveIntegerField(
+        default=0,
+        help_text="Step-up: a decision must come within this many minutes of the approver's MFA sign-in or "
+        "re-authentication (the web form asks for it again; API tokens cannot decide). 0 turns it off.",
+    )
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -352,6 +357,16 @@ class Approval(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
+    # How the approver had authenticated when deciding (compliance.identity.evidence): evidence of step-up.
+    authentication_method = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text='The approver\'s latest authentication: "password", "mfa:totp", "mfa:webauthn", "sso:<provider>", '
+        '"api_token"; empty for decisions recorded before this was kept.',
+    )
+    authenticated_at = models.DateTimeField(null=True, blank=True, help_text="When that authentication happened.")
+    mfa_authenticated_at = models.DateTimeField(
+        null=True, blank=True, help_text="The approver's latest second-factor (re-)authentication in that session."
+    )
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from compliance.errors import RuleViolation
@@ -57,6 +57,8 @@ class PolicyRules:
     risk_level_required: bool = False
     impact_required: bool = False
     rollback_plan_required: bool = False
+    # Step-up: decisions only within this many minutes of the approver's MFA (re-)authentication (0: off).
+    step_up_minutes: int = 0
 
     @classmethod
     def from_snapshot(cls, data: Mapping) -> PolicyRules:
@@ -80,10 +82,11 @@ class PolicyRules:
             risk_level_required=bool(data.get("risk_level_required", False)),
             impact_required=bool(data.get("impact_required", False)),
             rollback_plan_required=bool(data.get("rollback_plan_required", False)),
+            step_up_minutes=int(data.get("step_up_minutes", 0)),
         )
 
     def snapshot(self) -> dict:
-        return {
+        snapshot = {
             "required_approvals": self.required_approvals,
             "exclude_change_authors": self.exclude_change_authors,
             "required_checks": list(self.required_checks),
@@ -103,6 +106,9 @@ class PolicyRules:
             "impact_required": self.impact_required,
             "rollback_plan_required": self.rollback_plan_required,
         }
+        if self.step_up_minutes:  # only when on: snapshots (and their hashes) of other policies stay as they were
+            snapshot["step_up_minutes"] = self.step_up_minutes
+        return snapshot
 
     @property
     def request_ttl(self) -> timedelta:
@@ -111,6 +117,34 @@ class PolicyRules:
     @property
     def approval_ttl(self) -> timedelta:
         return timedelta(seconds=self.approval_ttl_seconds)
+
+
+def step_up_refusal(
+    rules: PolicyRules, *, method: str, mfa_at: datetime | None, now: datetime
+) -> RuleViolation | None:
+    """Step-up: with ``step_up_minutes`` set, a decision needs a second-factor sign-in or
+    re-authentication within that many minutes; an API token never has one."""
+    if not rules.step_up_minutes:
+        return None
+    window = timedelta(minutes=rules.step_up_minutes)
+    if method == "api_token":
+        return RuleViolation(
+            "reauthentication_required",
+            f"This environment's policy requires deciding within {rules.step_up_minutes} minutes of an MFA "
+            "re-authentication; an API token cannot satisfy that. Decide in the browser.",
+            details={"step_up_minutes": rules.step_up_minutes},
+            status_code=403,
+        )
+    if mfa_at is None or mfa_at > now or now - mfa_at > window:
+        return RuleViolation(
+            "reauthentication_required",
+            f"This environment's policy requires deciding within {rules.step_up_minutes} minutes of an MFA "
+            "re-authentication. Re-authenticate with your second factor, then decide.",
+            details={"step_up_minutes": rules.step_up_minutes,
+                     "last_mfa_at": mfa_at.isoformat() if mfa_at else None},
+            status_code=403,
+        )
+    return None
 
 
 def snapshot_sha256(snapshot: Mapping) -> str:

@@ -114,6 +114,29 @@ def decision_evidence_text():
     )
 
 
+def authentication_evidence_text():
+    """How each approver had authenticated when deciding, aggregated like ``approvers_text``:
+    ``carol: mfa:totp at 2026-…Z, MFA at 2026-…Z`` joined by " | " (step-up evidence)."""
+    entry = Concat(
+        "approvals__approver__username",
+        Value(": "),
+        Case(When(approvals__authentication_method="", then=Value("not recorded")),
+             default="approvals__authentication_method", output_field=TextField()),
+        Case(When(approvals__authenticated_at__isnull=True, then=Value("")),
+             default=Concat(Value(" at "), IsoTimestamp("approvals__authenticated_at")), output_field=TextField()),
+        Case(When(approvals__mfa_authenticated_at__isnull=True, then=Value(", no MFA")),
+             default=Concat(Value(", MFA at "), IsoTimestamp("approvals__mfa_authenticated_at")),
+             output_field=TextField()),
+        output_field=TextField(),
+    )
+    return string_agg(
+        entry,
+        APPROVAL_DELIMITER,
+        order_by=("approvals__created_at", "approvals__id"),
+        filter=Q(approvals__id__isnull=False),
+    )
+
+
 def _latest_execution(field: str):
     return Subquery(
         Execution.objects.filter(request=OuterRef("pk")).order_by("-created_at", "-id").values(field)[:1]
@@ -159,6 +182,7 @@ AUTHORIZATION_LOG_COLUMNS = (
     Column("change_authors", "Change authors"),
     Column("approvals", "Decisions (who, when, comment)"),
     Column("decision_evidence", "Decision evidence (checklist, policy acknowledgement)"),
+    Column("approver_authentication", "Approver authentication (method, when, last MFA)"),
     Column("policy_version", "Policy version"),
     Column("required_approvals", "Approvals required"),
     Column("status", "Decision / status", choices=tuple(RequestStatus.choices)),
@@ -188,6 +212,7 @@ _AUTHORIZATION_LOG_FIELDS = (
     "change_authors_text",
     "approvals_text",
     "evidence_text",
+    "authentication_text",
     "policy_version",
     "required_approvals",
     "status",
@@ -217,6 +242,7 @@ def authorization_log_queryset(filters: Filters, environment_ids: EnvironmentIds
             required_approvals=Cast(KT("policy_snapshot__required_approvals"), IntegerField()),
             approvals_text=approvers_text(),
             evidence_text=decision_evidence_text(),
+            authentication_text=authentication_evidence_text(),
             delivery_text=_latest_delivery(),
             execution_status=_latest_execution("status"),
             deployed_sha=_latest_execution("sha"),

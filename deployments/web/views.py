@@ -18,6 +18,7 @@ from compliance.errors import RuleViolation
 from compliance.people.roles import Role, has_role
 from deployments.choices import Decision, RequestStatus
 from deployments.gate import eligibility, permissions, policy, selectors, services
+from deployments.web import step_up
 from deployments.web.forms import DecisionForm
 from deployments.web.requests import next_steps
 
@@ -230,6 +231,7 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form=No
         # request ended otherwise (cancelled, superseded, expired): then it says how.
         "extra_reason": "" if req.status_reason in (" ".join(verdict.reasons), *verdict.reasons) else req.status_reason,
         **_decision_state(request.user, req),
+        **step_up.context(request, req),
     }
     if not context["show_form"]:
         # Decided, or not for this person to decide: one click on to the next request waiting for them.
@@ -267,8 +269,11 @@ def decide(request, pk: int):
     service = services.approve_request if decision == Decision.APPROVE else services.reject_request
     try:
         service(actor=request.user, request=req, comment=form.cleaned_data["comment"], checklist=form.answers(),
-                ip_address=_client_ip(request), policy_acknowledged=True)
+                ip_address=_client_ip(request), policy_acknowledged=True,
+                authentication=step_up.authentication_of(request))
     except RuleViolation as exc:
+        if exc.code == "reauthentication_required":  # the policy's step-up window (deployments/web/step_up.py)
+            return step_up.ask_for_reauthentication(request, req, exc)
         req = selectors.request_for(user=request.user, pk=pk)
         return _render_request(request, req, status=exc.status_code, error=exc.message, form_data=request.POST)
     verb = "approved" if decision == Decision.APPROVE else "rejected"

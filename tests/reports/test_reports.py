@@ -127,6 +127,8 @@ def test_the_authorization_log_holds_every_request_with_its_decisions_and_execut
     for name, evidence in (("anna", anna_evidence), ("ben", ben_evidence)):
         assert evidence.startswith(f"{name}: checklist {{") and '"Meets security requirements": true' in evidence
         assert evidence.endswith(f"; policy v1 not acknowledged, sha256 {digest}")
+    # decided through the service without a browser session: how they authenticated is unknown, and says so
+    assert first.pop("approver_authentication") == "anna: unknown, no MFA | ben: unknown, no MFA"
     assert first == {
         "request_id": r1.pk,
         "requested_at": iso(r1.created_at),

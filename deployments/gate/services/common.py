@@ -121,6 +121,7 @@ def policy_rules(approval_policy: ApprovalPolicy) -> policy.PolicyRules:
         risk_level_required=approval_policy.require_risk_level,
         impact_required=approval_policy.require_impact,
         rollback_plan_required=approval_policy.require_rollback_plan,
+        step_up_minutes=approval_policy.step_up_minutes,
     )
 
 

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.errors import RuleViolation
+from compliance.identity.evidence import AuthenticationEvidence
 from deployments.choices import (
     Action,
     Decision,
@@ -39,6 +40,7 @@ def _decide(
     checklist: Mapping[str, bool] | None,
     ip_address: str | None,
     policy_acknowledged: bool = False,
+    authentication: AuthenticationEvidence | None = None,
 ) -> Approval:
     now = timezone.now()
     locked = _lock(request)
@@ -50,6 +52,10 @@ def _decide(
     comment = (comment or "").strip()
     checklist = {str(k): bool(v) for k, v in (checklist or {}).items()}
     rules = policy.PolicyRules.from_snapshot(locked.policy_snapshot)
+    authentication = authentication or AuthenticationEvidence()
+    step_up = policy.step_up_refusal(rules, method=authentication.method, mfa_at=authentication.mfa_at, now=now)
+    if step_up is not None:
+        raise step_up
     if decision == Decision.REJECT and not comment:
         raise RuleViolation("comment_required", "A rejection needs a comment explaining why.", status_code=400)
     if decision == Decision.APPROVE:
@@ -73,6 +79,9 @@ def _decide(
                 policy_sha256=policy.snapshot_sha256(locked.policy_snapshot or {}),
                 policy_acknowledged=policy_acknowledged,
                 ip_address=ip_address,
+                authentication_method=authentication.method[:64],
+                authenticated_at=authentication.at,
+                mfa_authenticated_at=authentication.mfa_at,
             )
     except IntegrityError as exc:
         raise RuleViolation(
@@ -103,9 +112,12 @@ def approve_request(
     checklist: Mapping[str, bool] | None = None,
     ip_address: str | None = None,
     policy_acknowledged: bool = False,
+    authentication: AuthenticationEvidence | None = None,
 ) -> Approval:
     """Record an approval; the request becomes approved once the policy's quorum is reached.
-    ``policy_acknowledged``: the approver confirmed the policy version (kept with its hash as evidence)."""
+    ``policy_acknowledged``: the approver confirmed the policy version (kept with its hash as evidence).
+    ``authentication``: how and when the approver last authenticated (``compliance.identity.evidence``),
+    checked against the policy's step-up window and kept with the approval; unknown when not given."""
     return _decide(
         actor=actor,
         request=request,
@@ -114,6 +126,7 @@ def approve_request(
         checklist=checklist,
         ip_address=ip_address,
         policy_acknowledged=policy_acknowledged,
+        authentication=authentication,
     )
 
 
@@ -127,6 +140,7 @@ def reject_request(
     checklist: Mapping[str, bool] | None = None,
     ip_address: str | None = None,
     policy_acknowledged: bool = False,
+    authentication: AuthenticationEvidence | None = None,
 ) -> Approval:
     """Record a rejection; any rejection rejects the request."""
     return _decide(
@@ -137,4 +151,5 @@ def reject_request(
         checklist=checklist,
         ip_address=ip_address,
         policy_acknowledged=policy_acknowledged,
+        authentication=authentication,
     )

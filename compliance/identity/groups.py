@@ -6,6 +6,11 @@ mapping does not name stay as administrators set them. Sign-in never touches the
 flag, and maps into Administrators only where ``PORTAL_SSO_ALLOW_ADMINISTRATORS=1`` (checked when
 the settings load). Every gain and loss of a watched role is a privilege change on the monitoring
 page (``compliance.people.privileges``), like any other.
+
+Four eyes hold for the IdP too: gaining a privileged role (Administrators, Deployment Approvers)
+becomes a pending access change requested by the identity provider (``via="sso"``, as SCIM does),
+which takes effect once an administrator approves it; the other roles apply at once. Losing a role
+always applies at once.
 """
 
 from __future__ import annotations
@@ -45,14 +50,35 @@ def roles_for(idp_groups: Iterable[str], mapping: Mapping[str, Iterable[str]]) -
     return wanted, managed
 
 
+def _request_privileged_role(user, role: str) -> None:
+    """A privileged role the IdP maps: a pending access change (idempotent at every sign-in)."""
+    from compliance.errors import RuleViolation
+    from compliance.people import access_changes
+
+    try:
+        access_changes.request_access_change(
+            actor=None, grant=access_changes.role_grant(user, role), via="sso",
+            reason="Requested by the identity provider (a group mapped at single sign-on).",
+        )
+    except RuleViolation as exc:
+        if exc.code not in {"already_pending", "already_held"}:
+            raise
+
+
 @transaction.atomic
 def apply_idp_groups(*, user, idp_groups: Iterable[str]) -> tuple[set[str], set[str]]:
-    """Bring ``user``'s managed roles in line with their IdP groups; returns (added, removed)."""
+    """Bring ``user``'s managed roles in line with their IdP groups; returns (added, removed), where
+    privileged roles are not added but requested (a pending access change for a second person)."""
+    from compliance.people.privileges import WATCHED_ROLES
+
     wanted, managed = roles_for(idp_groups, settings.PORTAL_SSO_GROUP_ROLES)
     if not managed:
         return set(), set()
     held = set(user.groups.filter(name__in=managed).values_list("name", flat=True))
     added, removed = wanted - held, (held & managed) - wanted
+    for role in sorted(added & set(WATCHED_ROLES)):
+        _request_privileged_role(user, role)
+    added -= set(WATCHED_ROLES)
     if added:
         user.groups.add(*Group.objects.filter(name__in=added))
     if removed:

@@ -168,15 +168,20 @@ def _pending_url() -> str:
     return absolute_url("compliance:access_changes")
 
 
+# The identity provider asks for access through these (no portal person is the requester).
+IDENTITY_PROVIDER_CHANNELS = ("scim", "sso")
+
+
 def request_access_change(
     *, actor, grant: Grant, reason: str = "", expires_at: datetime | None = None, via: str = "admin",
     now: datetime | None = None,
 ) -> AccessChange:
     """Ask for ``grant``; it waits for a second administrator. ``actor`` ``None`` only for an identity
-    provider (``via="scim"``). Refusals are recorded and raised as ``RuleViolation``."""
+    provider (``via="scim"`` provisioning, ``via="sso"`` a group mapped at sign-in). Refusals are
+    recorded and raised as ``RuleViolation``."""
     now = now or timezone.now()
-    if actor is None and via != "scim":
-        raise ValueError("an access change is requested by someone (or by the identity provider through SCIM)")
+    if actor is None and via not in IDENTITY_PROVIDER_CHANNELS:
+        raise ValueError("an access change is requested by someone (or by the identity provider: SCIM, SSO)")
     if actor is not None:
         if not administers(actor):
             _refuse(actor=actor, grant=grant, code="not_permitted",

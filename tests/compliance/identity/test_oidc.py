@@ -9,8 +9,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from compliance.models import AccessChange
+from compliance.people import access_changes
 from compliance.people.models import PrivilegeChange
 from compliance.people.roles import Role, has_role
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -39,12 +42,21 @@ def _sign_in(client, provider, login: str):
     return client.get(back)
 
 
+def _second_administrator_approves(person, role=Role.APPROVER) -> None:
+    """A privileged role mapped by the IdP waits for an administrator (four eyes), then applies."""
+    change = AccessChange.objects.get(subject=person, role=str(role), status="pending")
+    assert change.requested_by is None and change.requested_via == "sso"
+    ada = factories.UserFactory(username="ada", roles=[Role.ADMINISTRATOR], is_staff=True)
+    access_changes.approve_access_change(actor=ada, change=change, reason="IdP group okta-approvers")
+
+
 def test_a_person_the_provider_vouches_for_gets_an_account_with_the_mapped_roles(client, sso):
     response = _sign_in(client, sso, "alice")
     assert response.status_code == 302 and response["Location"] == "/"
     alice = get_user_model().objects.get(username="alice")
     assert alice.email == "alice@example.com" and alice.get_full_name() == "Alice Approver"
-    assert has_role(alice, Role.APPROVER) and not has_role(alice, Role.ENGINEER)
+    # a privileged role is not granted by the sign-in: it waits for a second person (four eyes)
+    assert not has_role(alice, Role.APPROVER) and not has_role(alice, Role.ENGINEER)
     assert not alice.is_staff and not alice.is_superuser and not alice.has_usable_password()
     assert SocialAccount.objects.get(user=alice).provider == "sso"
     assert client.get("/").status_code == 200  # signed in
@@ -58,7 +70,13 @@ def test_a_person_the_provider_vouches_for_gets_an_account_with_the_mapped_roles
                                              "password2": "a-new-local-pass-123"})
     alice.refresh_from_db()
     assert not alice.has_usable_password()
-    # the role grant is a privilege change like any other
+    # signing in again asks nothing new; an administrator's approval grants the role, a privilege change
+    client.logout()
+    assert _sign_in(client, sso, "alice").status_code == 302
+    assert AccessChange.objects.filter(subject=alice).count() == 1
+    _second_administrator_approves(alice)
+    alice = get_user_model().objects.get(username="alice")
+    assert has_role(alice, Role.APPROVER)
     assert PrivilegeChange.objects.filter(subject=alice, group=str(Role.APPROVER), kind="role_added").exists()
 
 
@@ -74,12 +92,15 @@ def test_roles_follow_the_provider_at_the_next_sign_in_and_unmapped_roles_stay(c
 
 
 def test_roles_from_the_provider_are_never_recorded_as_granted_by_the_person_themselves(client, sso):
-    _sign_in(client, sso, "alice")  # still signed in: the next sign-in's request starts as alice
+    _sign_in(client, sso, "alice")
+    _second_administrator_approves(get_user_model().objects.get(username="alice"))
+    # alice is still signed in: the next sign-in's request starts as alice
     sso.set_accounts(alice={"email": "alice@example.com", "groups": ["okta-engineers"]})
     assert _sign_in(client, sso, "alice").status_code == 302
     changes = PrivilegeChange.objects.filter(subject__username="alice", group=str(Role.APPROVER))
-    assert {change.kind for change in changes} == {"role_added", "role_removed"}
-    assert all(change.actor is None for change in changes)  # the system (the IdP), not alice
+    assert {"access_requested", "role_added", "role_removed"} <= {change.kind for change in changes}
+    assert not changes.filter(actor__username="alice").exists()  # the IdP (and ada), never alice herself
+    assert changes.get(kind="role_removed").actor is None
 
 
 def test_the_provider_refusing_a_deactivated_person_is_refused_and_recorded(client, sso):
@@ -158,4 +179,5 @@ def test_with_linking_by_email_a_local_account_moves_to_single_sign_on(client, s
     response = _sign_in(client, sso, "alice")
     assert response.status_code == 302 and response["Location"] == "/"
     assert SocialAccount.objects.get().user == person and get_user_model().objects.count() == 1
+    _second_administrator_approves(person)
     assert has_role(person, Role.APPROVER)

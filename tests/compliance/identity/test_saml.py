@@ -9,6 +9,7 @@ import pytest
 from axes.models import AccessFailureLog
 from django.contrib.auth import get_user_model
 
+from compliance.models import AccessChange
 from compliance.people.roles import Role, has_role
 from tests.compliance.identity.saml_idp import SamlIdentityProvider
 from tests.services_required import missing
@@ -60,7 +61,11 @@ def test_a_signed_assertion_signs_in_with_a_new_account_and_mapped_roles(client,
                                                   "groups": ["deploy-approvers", "everyone"]})
     assert response.status_code == 302 and response["Location"] == "/", response.content[:500]
     bob = get_user_model().objects.get(username="bob")
-    assert has_role(bob, Role.APPROVER) and not bob.is_staff and not bob.is_superuser
+    assert not bob.is_staff and not bob.is_superuser
+    # a privileged role mapped by the IdP is a pending access change for an administrator (four eyes)
+    assert not has_role(bob, Role.APPROVER)
+    change = AccessChange.objects.get(subject=bob, role=str(Role.APPROVER), status="pending")
+    assert change.requested_via == "sso"
     assert client.get("/").status_code == 200
 
 

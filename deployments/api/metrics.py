@@ -43,6 +43,10 @@ class MetricsQuery(StrictInput):
         return attrs
 
 
+# Rules relating two parameters, which an OpenAPI schema cannot state: told in each operation's description.
+PERIOD_RULES = (f"The period (`from` to `to`, inclusive) ends on or after its first day (else 400 `invalid_period`) "
+                f"and spans at most {MAX_DAYS} days (else 400 `period_too_long`).")
+
 PARAMETERS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="First day (UTC), default 30 days ago."),
     OpenApiParameter("to", OpenApiTypes.DATE, description="Last day (UTC, inclusive), default today."),
@@ -119,7 +123,7 @@ class _MetricsView(PortalAPIMixin, APIView):
 
 
 class DoraMetricsView(_MetricsView):
-    @extend_schema(parameters=PARAMETERS, responses=DoraResponseSerializer,
+    @extend_schema(parameters=PARAMETERS, responses=DoraResponseSerializer, description=PERIOD_RULES,
                    summary="DORA metrics per service and environment over a period")
     def get(self, request):
         q = self._query(request)
@@ -129,7 +133,7 @@ class DoraMetricsView(_MetricsView):
 
 
 class ApprovalMetricsView(_MetricsView):
-    @extend_schema(parameters=PARAMETERS, responses=ApprovalsResponseSerializer,
+    @extend_schema(parameters=PARAMETERS, responses=ApprovalsResponseSerializer, description=PERIOD_RULES,
                    summary="Approval wait times (p50/p95) per environment and per approver")
     def get(self, request):
         q = self._query(request)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC
 
-import django_filters
-from django import forms as django_forms
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -27,7 +24,8 @@ from compliance.people.roles import Role, has_role, roles_of
 from deployments.api import idempotency, tokens
 from deployments.api import serializers as s
 from deployments.api.authentication import set_audit_actor
-from deployments.choices import Action, RequestSource, RequestStatus, TokenAction
+from deployments.api.filters import EnvironmentFilter, RequestFilter
+from deployments.choices import Action, TokenAction
 from deployments.gate import permissions as gate
 from deployments.gate import services
 from deployments.models import (
@@ -161,52 +159,6 @@ class ServiceViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModel
         return queryset.order_by("name")
 
 
-class StrictFilterSet(django_filters.FilterSet):
-    """Filters refuse what they cannot use: a repeated single-value filter, or a boolean that is not true/false."""
-
-    def is_valid(self):
-        valid = super().is_valid()
-        for name, declared in self.filters.items():
-            values = self.data.getlist(name) if hasattr(self.data, "getlist") else []
-            if len(values) > 1 and not isinstance(declared, django_filters.MultipleChoiceFilter):
-                self.form.add_error(name, "Give one value.")
-                valid = False
-            elif values and values[0] == "" and not isinstance(declared, django_filters.CharFilter):
-                self.form.add_error(name, "Give a value or leave the filter out.")
-                valid = False
-            elif values and isinstance(declared, django_filters.BooleanFilter) and values[0] not in ("true", "false"):
-                self.form.add_error(name, "Use true or false.")
-                valid = False
-        return valid
-
-
-class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 date-time, any valid offset, compared in UTC; a moment outside the calendar once in
-    UTC (year 1 with a positive offset, …) is a 400, never a database error."""
-
-    def to_python(self, value):
-        parsed = super().to_python(value)
-        if parsed is None:
-            return None
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise django_forms.ValidationError("This date and time is out of range.", code="out_of_range") from None
-
-
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = UtcDateTimeField
-
-
-class EnvironmentFilter(StrictFilterSet):
-    service = django_filters.CharFilter(field_name="service__name")
-    tier = django_filters.ChoiceFilter(choices=Environment._meta.get_field("tier").choices)
-
-    class Meta:
-        model = Environment
-        fields = ["service", "tier"]
-
-
 class EnvironmentViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                          viewsets.GenericViewSet):
     """Deployment targets of a service; creating one also creates its approval policy."""
@@ -261,23 +213,6 @@ class PolicyViewSet(PortalAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 
 
 # --- deployment requests --------------------------------------------------------------------
-
-
-class RequestFilter(StrictFilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=RequestStatus.choices)
-    service = django_filters.CharFilter(field_name="environment__service__name")
-    environment = django_filters.CharFilter(field_name="environment__name")
-    sha = django_filters.CharFilter()
-    ref = django_filters.CharFilter()
-    source = django_filters.ChoiceFilter(choices=RequestSource.choices)
-    requester = django_filters.CharFilter(field_name="requester__username")
-    is_emergency = django_filters.BooleanFilter()
-    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
-
-    class Meta:
-        model = DeploymentRequest
-        fields = ["status", "service", "environment", "sha", "ref", "source", "requester", "is_emergency"]
 
 
 IDEMPOTENCY_HEADER = OpenApiParameter(

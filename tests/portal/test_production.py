@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.portal.processes import free_port, gunicorn, production_env, wait_until_answering
+from tests.portal.processes import free_port, gunicorn, manage, production_env, wait_until_answering
 
 pytestmark = pytest.mark.whole_system
 
@@ -46,7 +46,8 @@ def portal(collected_static, tmp_path_factory):
     logs = tmp_path_factory.mktemp("production-logs")
     env = production_env(collected_static, DATABASE_URL=f"sqlite:///{logs / 'portal.sqlite3'}",
                          PORTAL_INTEGRATIONS="")
-    # No migrate: the pages served here (sign-in, API docs, static files) read nothing from the database.
+    # The sign-in page lists the single sign-on providers configured in the database (allauth).
+    manage(env, "migrate", "--noinput")
     port = free_port()
     web = gunicorn("web", port, env, logs)
     try:
@@ -67,7 +68,7 @@ def assert_served_for_a_year(url: str) -> None:
 
 def test_pages_get_their_stylesheet_and_scripts_with_hashed_names(portal):
     status, _, page = get(f"{portal['url']}/accounts/login/")
-    assert status == 200
+    assert status == 200, portal["process"].output()[-4000:]
     assets = ASSET.findall(page.decode())
     assert any(re.search(r"/static/css/portal\.[0-9a-f]{12}\.css$", a) for a in assets), assets
     assert any(re.search(r"/static/vendor/htmx/htmx\.min\.[0-9a-f]{12}\.js$", a) for a in assets), assets

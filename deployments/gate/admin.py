@@ -379,3 +379,14 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
+    actions = ["flag_failed_change"]
+
+    @admin.action(description="Flag as a failed change (an incident traced to it)…")
+    def flag_failed_change(self, request, queryset):
+        """Opens the flag page for one execution (the reason is asked there; the service checks who may)."""
+        chosen = list(queryset[:2])
+        if len(chosen) != 1 or chosen[0].request_id is None:
+            self.message_user(request, "Choose one execution of a deployment request to flag.", messages.ERROR)
+            return None
+        url = reverse("deployments:failed_change", args=[chosen[0].request_id])
+        return HttpResponseRedirect(f"{url}?execution={chosen[0].pk}")

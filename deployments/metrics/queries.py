@@ -112,9 +112,8 @@ def _environments(ids: list[int]) -> dict[int, tuple[str, str, str]]:
 
 # --- PostgreSQL: one aggregate query per figure ---------------------------------------------------
 
-# A failed change: failed, flagged, or followed by a rollback (columns of the row: no join, no history scan).
-_BAD = "({t}.status = 'failed' OR {t}.failed_change_at IS NOT NULL OR {t}.rolled_back_by_id IS NOT NULL)"
-_GOOD = "({t}.status = 'deployed' AND {t}.failed_change_at IS NULL AND {t}.rolled_back_by_id IS NULL)"
+# A failed change: failed, flagged, or followed by a rollback (columns of the row: no join, no history
+# scan); a good deployment: a success that is none of these.
 
 _PG_DEPLOYMENTS = """
 SELECT environment_id,
@@ -122,7 +121,8 @@ SELECT environment_id,
        COUNT(*) FILTER (WHERE status = 'failed'),
        COUNT(*) FILTER (WHERE status = 'deployed' AND failed_change_at IS NOT NULL),
        COUNT(*) FILTER (WHERE status = 'deployed' AND rolled_back_by_id IS NOT NULL),
-       COUNT(*) FILTER (WHERE """ + _BAD.format(t="finished") + """),
+       COUNT(*) FILTER (WHERE status = 'failed' OR failed_change_at IS NOT NULL
+                              OR rolled_back_by_id IS NOT NULL),
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY lead_s) FILTER (WHERE status = 'deployed')
 FROM (
     SELECT environment_id, status, failed_change_at, rolled_back_by_id,
@@ -143,18 +143,21 @@ SELECT f.environment_id, COUNT(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM restored.at - f.finished_at))
 FROM {table} f
 LEFT JOIN LATERAL (
-    SELECT """ + _BAD.format(t="p") + """ AS bad FROM {table} p
+    SELECT (p.status = 'failed' OR p.failed_change_at IS NOT NULL OR p.rolled_back_by_id IS NOT NULL) AS bad
+    FROM {table} p
     WHERE p.environment_id = f.environment_id AND p.status IN ('deployed', 'failed')
       AND p.finished_at >= %(start)s AND p.finished_at < f.finished_at
     ORDER BY p.finished_at DESC, p.id DESC LIMIT 1
 ) AS previous ON TRUE
 JOIN LATERAL (
     SELECT s.finished_at AS at FROM {table} s
-    WHERE s.environment_id = f.environment_id AND """ + _GOOD.format(t="s") + """
+    WHERE s.environment_id = f.environment_id
+      AND s.status = 'deployed' AND s.failed_change_at IS NULL AND s.rolled_back_by_id IS NULL
       AND s.finished_at > f.finished_at AND s.finished_at < %(end)s
     ORDER BY s.finished_at LIMIT 1
 ) AS restored ON TRUE
-WHERE """ + _BAD.format(t="f") + """ AND f.status IN ('deployed', 'failed')
+WHERE (f.status = 'failed' OR f.failed_change_at IS NOT NULL OR f.rolled_back_by_id IS NOT NULL)
+  AND f.status IN ('deployed', 'failed')
   AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
   AND f.environment_id = ANY(%(ids)s) AND NOT COALESCE(previous.bad, FALSE)
 GROUP BY f.environment_id

@@ -69,7 +69,7 @@ REQUEST_COLUMNS = (
     "approval_expires_at", "finished_at", "failed_change_at", "rolled_back_by_id",
 )
 APPROVAL_COLUMNS = ("request_id", "approver_id", "decision", "comment", "checklist", "policy_version",
-                    "policy_sha256", "policy_acknowledged", "created_at", "ip_address")
+                    "policy_sha256", "policy_acknowledged", "created_at", "ip_address", "authentication_method")
 
 
 def load(rows: int, reload: bool) -> None:
@@ -137,7 +137,7 @@ def load(rows: int, reload: bool) -> None:
                 created = START + i * STEP
                 for k in range(2):
                     copy.write_row((i + 1, approvers[(i + k) % len(approvers)], "approve", "", "{}", 3, "", True,
-                                    created + timedelta(minutes=5 + 30 * k + (i % 300)), None))
+                                    created + timedelta(minutes=5 + 30 * k + (i % 300)), None, "password"))
         print(f"approvals copied at {time.perf_counter() - started:.1f}s", flush=True)
         cursor.execute("ANALYZE deployments_deploymentrequest")
         cursor.execute("ANALYZE deployments_approval")

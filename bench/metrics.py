@@ -8,7 +8,8 @@ database (default ``evidence_bench_metrics``, created and migrated if missing).
     .venv/bin/python bench/metrics.py --reload           # truncate and load again
 
 Data: 100 environments, one request every 30 seconds for a year (80 % deployed, 5 % failed, 10 %
-rejected, 5 % approved and waiting), two decisions per request, half the change sets naming their
+rejected, 5 % approved and waiting; 1 % of the successes flagged as failed changes and 1 % followed by
+a rollback), two decisions per request, half the change sets naming their
 first commit; loaded with ``COPY ... FROM STDIN``. Each run measures, in the same process:
 
 - ``dora 30d`` / ``dora 366d``: ``dora_metrics`` for the last 30 days / the whole year (all 100 environments);
@@ -65,10 +66,10 @@ REQUEST_COLUMNS = (
     "ticket",
     "risk_level", "impact", "rollback_plan", "is_emergency", "emergency_justification", "during_freeze",
     "flagged_for_review", "status", "status_reason", "created_at", "updated_at", "expires_at", "decided_at",
-    "approval_expires_at", "finished_at",
+    "approval_expires_at", "finished_at", "failed_change_at", "rolled_back_by_id",
 )
 APPROVAL_COLUMNS = ("request_id", "approver_id", "decision", "comment", "checklist", "policy_version",
-                    "policy_sha256", "policy_acknowledged", "created_at", "ip_address")
+                    "policy_sha256", "policy_acknowledged", "created_at", "ip_address", "authentication_method")
 
 
 def load(rows: int, reload: bool) -> None:
@@ -117,13 +118,18 @@ def load(rows: int, reload: bool) -> None:
                 finished = decided + timedelta(minutes=rng.randint(5, 60)) if status in ("deployed", "failed") else None
                 first_commit = created - timedelta(hours=rng.randint(1, 96)) if i % 2 else None
                 change_set = json.dumps({"first_commit_at": first_commit.isoformat()} if first_commit else {})
+                # 1 % of the successes flagged as failed changes, 1 % rolled back by the next request (id i + 2;
+                # the foreign key is checked at commit)
+                bad = rng.random() if status == "deployed" else 1.0
+                flagged_at = finished + timedelta(hours=1) if bad < 0.01 else None
+                rolled_back_by = i + 2 if 0.01 <= bad < 0.02 and i + 1 < rows else None
                 copy.write_row((
                     environments[i % len(environments)], f"{i:040x}", "refs/heads/main",
                     engineers[i % len(engineers)], "", "github", "", "{}", f"Change {i}", "[]", change_set,
                     first_commit, "{}",
                     "{}", '{"version": 3, "required_approvals": 2}', f"PAY-{i}", "low", "", "", False, "", False,
                     False, status, "", created, created, created + timedelta(days=1), decided,
-                    decided + timedelta(hours=2) if approved else None, finished,
+                    decided + timedelta(hours=2) if approved else None, finished, flagged_at, rolled_back_by,
                 ))
         print(f"requests copied in {time.perf_counter() - started:.1f}s", flush=True)
         with cursor.copy(f"COPY deployments_approval ({', '.join(APPROVAL_COLUMNS)}) FROM STDIN") as copy:
@@ -131,7 +137,7 @@ def load(rows: int, reload: bool) -> None:
                 created = START + i * STEP
                 for k in range(2):
                     copy.write_row((i + 1, approvers[(i + k) % len(approvers)], "approve", "", "{}", 3, "", True,
-                                    created + timedelta(minutes=5 + 30 * k + (i % 300)), None))
+                                    created + timedelta(minutes=5 + 30 * k + (i % 300)), None, "password"))
         print(f"approvals copied at {time.perf_counter() - started:.1f}s", flush=True)
         cursor.execute("ANALYZE deployments_deploymentrequest")
         cursor.execute("ANALYZE deployments_approval")

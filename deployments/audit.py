@@ -22,6 +22,7 @@ from deployments.models import (
     EnvironmentUserObjectPermission,
     EvidenceSample,
     Execution,
+    FailedChangeFlag,
     FreezeWindow,
     NotificationLog,
     Refusal,
@@ -46,6 +47,7 @@ for model in (
     NotificationLog,
     EmergencyReview,
     EvidenceSample,
+    FailedChangeFlag,
 ):
     auditlog.register(model)
 
@@ -71,7 +73,7 @@ def approval_canonical(instance) -> dict:
 # Decision records join the tamper-evidence hash chain (compliance never imports deployments).
 register_chained_model(Approval, canonical=approval_canonical)
 # Emergency reviews and evidence samples never change once written: they join the chain too.
-for model in (RequestEvent, Refusal, EmergencyReview, EvidenceSample):
+for model in (RequestEvent, Refusal, EmergencyReview, EvidenceSample, FailedChangeFlag):
     register_chained_model(model)
 
 # Requests and executions change over their life, so they are not chained; their audit entries are,
@@ -79,7 +81,7 @@ for model in (RequestEvent, Refusal, EmergencyReview, EvidenceSample):
 register_replayed_model(
     DeploymentRequest,
     fields=("environment", "sha", "ref", "requester", "status", "is_emergency", "decided_at",
-            "approval_expires_at", "finished_at", "superseded_by"),
+            "approval_expires_at", "finished_at", "superseded_by", "failed_change_at", "rolled_back_by"),
 )
 register_replayed_model(
     Execution, fields=("environment", "request", "sha", "status", "authorized", "external_id", "started_at"),

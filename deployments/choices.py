@@ -105,6 +105,8 @@ class EventKind(models.TextChoices):
     DEPLOYED = "deployed", "Deployed"
     FAILED = "failed", "Deployment failed"
     REFUSED = "refused", "Action refused"
+    FAILED_CHANGE = "failed_change", "Flagged as a failed change"
+    ROLLED_BACK = "rolled_back", "Followed by a rollback"
 
 
 class ExecutionStatus(models.TextChoices):
@@ -130,6 +132,7 @@ class Action(models.TextChoices):
     READ_REPORT = "read_report", "Read a report"
     REVIEW_EMERGENCY = "review_emergency", "Review an emergency change"
     DRAW_SAMPLE = "draw_sample", "Draw an evidence sample"
+    FLAG_FAILED_CHANGE = "flag_failure", "Flag a failed change"
 
 
 # --- decision delivery (outbox) and API tokens -----------------------------------------------

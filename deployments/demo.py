@@ -178,6 +178,20 @@ def _requests(users: dict, envs: dict) -> None:
     services.report_execution(
         actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-103", request=r
     )
+    # ... then a release that broke refund batching, rolled back to the hotfix build: the metrics count
+    # the release as a failed change (followed by a rollback) and the rollback as its restore
+    r = sub(actor=u["alice"], environment=env, sha=demo_sha("p4"), ref=main, checks=ALL_CHECKS,
+            title="Batch refunds nightly", change_authors=["alice"])
+    _approve(r, u["carol"])
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-104", request=r
+    )
+    r = sub(actor=u["alice"], environment=env, sha=demo_sha("p2-hotfix"), ref=main, checks=ALL_CHECKS,
+            title="Roll back to the hotfix build: nightly batching double-refunds", change_authors=["alice"])
+    _approve(r, u["carol"])
+    services.report_execution(
+        actor=u["ci-bot"], environment=env, sha=r.sha, status=ExecutionStatus.SUCCESS, external_id="run-105", request=r
+    )
 
     # payments-api/production: one deploying, one waiting with 1 of 2 approvals
     env = envs["payments-api/production"]

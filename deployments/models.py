@@ -3,7 +3,7 @@
 from deployments.api.models import ApiToken, IdempotencyKey
 from deployments.delivery.models import DecisionDelivery, DeliveryAttempt, WebhookEndpoint
 from deployments.detection.models import ReconciliationRun
-from deployments.evidence.models import EmergencyReview, EvidenceSample
+from deployments.evidence.models import EmergencyReview, EvidenceSample, FailedChangeFlag
 from deployments.gate.models import (
     Approval,
     ApprovalPolicy,
@@ -35,6 +35,7 @@ __all__ = [
     "EnvironmentGroupObjectPermission",
     "EnvironmentUserObjectPermission",
     "EvidenceSample",
+    "FailedChangeFlag",
     "Execution",
     "FreezeWindow",
     "IdempotencyKey",

@@ -19,6 +19,7 @@ urlpatterns = [
     path("requests/<int:pk>/story/", evidence_views.story, name="change_story"),
     path("requests/<int:pk>/story.<str:fmt>", evidence_views.story, name="change_story_export"),
     path("requests/<int:pk>/emergency-review/", evidence_views.emergency_review, name="emergency_review"),
+    path("requests/<int:pk>/failed-change/", evidence_views.failed_change, name="failed_change"),
     path("evidence/changes/", evidence_views.changes, name="changes"),
     path("evidence/samples/", evidence_views.samples, name="samples"),
     path("evidence/samples/<int:pk>/", evidence_views.sample_detail, name="sample_detail"),

@@ -70,6 +70,7 @@ EVIDENCE_MODELS = {
     "deployments.execution",
     "deployments.emergencyreview",
     "deployments.evidencesample",
+    "deployments.failedchangeflag",
     "compliance.suspension",
     "compliance.attestation",
     "compliance.quizattempt",

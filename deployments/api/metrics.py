@@ -66,14 +66,20 @@ class DoraRowSerializer(serializers.Serializer):
     environment = serializers.CharField()
     tier = serializers.CharField()
     deployments = serializers.IntegerField(help_text="Successful deployments finished in the period.")
-    failed_deployments = serializers.IntegerField()
+    failed_deployments = serializers.IntegerField(help_text="Deployments whose execution failed.")
+    flagged_deployments = serializers.IntegerField(
+        help_text="Successful deployments later flagged as failed changes (an incident traced to them).")
+    rolled_back_deployments = serializers.IntegerField(
+        help_text="Successful deployments followed by a rollback (a later success went back to an earlier sha).")
+    failed_changes = serializers.IntegerField(
+        help_text="Deployments that failed, were flagged or were followed by a rollback (each counted once).")
     deployment_frequency_per_day = serializers.FloatField()
     lead_time_p50_hours = serializers.FloatField(allow_null=True, help_text="First commit (or request) to deployed.")
     lead_time_p95_hours = serializers.FloatField(allow_null=True)
-    change_failure_rate = serializers.FloatField(allow_null=True, help_text="Failed / all deployments (0–1).")
+    change_failure_rate = serializers.FloatField(allow_null=True, help_text="Failed changes / all deployments (0–1).")
     restores = serializers.IntegerField()
-    time_to_restore_p50_hours = serializers.FloatField(allow_null=True,
-                                                       help_text="Failed deployment to the next success.")
+    time_to_restore_p50_hours = serializers.FloatField(
+        allow_null=True, help_text="Failed change (failed, flagged or rolled back) to the next good deployment.")
     approved_requests = serializers.IntegerField()
     approval_wait_p50_hours = serializers.FloatField(allow_null=True, help_text="Request to approval (quorum).")
     approval_wait_p95_hours = serializers.FloatField(allow_null=True)

@@ -1,9 +1,9 @@
-"""Emergency reviews and evidence samples in the admin: evidence, read-only for everyone."""
+"""Emergency reviews, evidence samples and failed-change flags in the admin: evidence, read-only for everyone."""
 
 from django.contrib import admin
 
 from compliance.audit.admin_base import ReadOnlyAdmin
-from deployments.models import EmergencyReview, EvidenceSample
+from deployments.models import EmergencyReview, EvidenceSample, FailedChangeFlag
 
 
 @admin.register(EmergencyReview)
@@ -23,3 +23,13 @@ class EvidenceSampleAdmin(ReadOnlyAdmin):
     search_fields = ["drawn_by__username", "seed", "service", "environment"]
     list_select_related = ["drawn_by"]
     date_hierarchy = "drawn_at"
+
+
+@admin.register(FailedChangeFlag)
+class FailedChangeFlagAdmin(ReadOnlyAdmin):
+    """Flags are recorded from the execution list's action (or the request page), never edited here."""
+
+    list_display = ["created_at", "request", "execution", "flagged_by", "reason"]
+    search_fields = ["flagged_by__username", "reason"]
+    list_select_related = ["flagged_by", "request__environment__service", "execution__environment__service"]
+    date_hierarchy = "created_at"

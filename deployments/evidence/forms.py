@@ -1,4 +1,5 @@
-"""Forms of the evidence pages: drawing a sample, listing changes of a period, reviewing an emergency."""
+"""Forms of the evidence pages: drawing a sample, listing changes of a period, reviewing an emergency,
+flagging a failed change."""
 
 from __future__ import annotations
 
@@ -35,3 +36,9 @@ class EmergencyReviewForm(forms.Form):
     outcome = forms.ChoiceField(choices=EmergencyReviewOutcome.choices, widget=forms.RadioSelect)
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=5000,
                             help_text="What you checked and concluded (at least 10 characters).")
+
+
+class FailedChangeForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000,
+                             help_text="The incident traced to this deployment: its reference and what happened "
+                                       "(at least 10 characters). A flag is evidence and is never withdrawn.")

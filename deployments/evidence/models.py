@@ -82,3 +82,33 @@ class EvidenceSample(models.Model):
 
     def __str__(self) -> str:
         return f"Sample #{self.pk}: {len(self.request_ids)} of {self.population_count} changes"
+
+
+class FailedChangeFlag(models.Model):
+    """A deployment that went out but was traced to an incident: a failed change (DORA).
+
+    Append-only evidence: a flag is never edited or withdrawn. A deployment may be flagged more than
+    once (each incident traced to it); the first flag sets ``DeploymentRequest.failed_change_at``,
+    which the change failure rate counts once.
+    """
+
+    execution = models.ForeignKey(
+        "deployments.Execution", on_delete=models.PROTECT, related_name="failed_change_flags")
+    request = models.ForeignKey(DeploymentRequest, on_delete=models.PROTECT, related_name="failed_change_flags")
+    flagged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(help_text="The incident traced to this deployment (a reference and what happened).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(reason=""),
+                name="failed_change_flag_needs_reason",
+                violation_error_message="A failed-change flag needs a reason.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Deployment #{self.request_id} flagged as a failed change"

@@ -16,18 +16,27 @@ from django.utils import timezone
 
 from compliance.errors import RuleViolation
 from compliance.people.gates import acting_refusal
-from compliance.people.roles import oversees_everything
+from compliance.people.roles import administers, oversees_everything
 from compliance.reports.registry import Filters
 from compliance.violations.models import Severity, ViolationKind
 from compliance.violations.services import open_violation
-from deployments.choices import AUTHORIZING_STATUSES, Action, EmergencyReviewOutcome, Tier
+from deployments.choices import (
+    AUTHORIZING_STATUSES,
+    Action,
+    EmergencyReviewOutcome,
+    EventKind,
+    ExecutionStatus,
+    RequestStatus,
+    Tier,
+)
 from deployments.gate import permissions
-from deployments.gate.services.common import _lock, record_refusal, records_refusals
-from deployments.models import DeploymentRequest, EmergencyReview, EvidenceSample
+from deployments.gate.services.common import _event, _lock, record_refusal, records_refusals
+from deployments.models import DeploymentRequest, EmergencyReview, EvidenceSample, Execution, FailedChangeFlag
 from portal.links import absolute_url
 
 MIN_REVIEW_NOTES = 10
 MAX_SEED_LENGTH = 64
+MIN_FLAG_REASON = 10
 
 
 def review_hours() -> int:
@@ -140,6 +149,66 @@ def open_missed_review_violations(*, now: datetime | None = None) -> int:
         )
         opened += int(violation.created)
     return opened
+
+
+# --- failed changes ---------------------------------------------------------------------------------
+
+
+def flag_refusal(*, user, execution: Execution) -> RuleViolation | None:
+    """Why ``user`` may not flag this execution as a failed change, or None: it must be a successful
+    deployment of a request (a failed one already counts as a failure), and the flagger an
+    administrator or a deployment approver of its environment."""
+    if not (administers(user) or permissions.can_act(user, permissions.APPROVE, execution.environment)):
+        return RuleViolation(
+            "not_permitted",
+            f"Only administrators and deployment approvers of {execution.environment} flag its failed changes.",
+            status_code=403,
+        )
+    if execution.status != ExecutionStatus.SUCCESS or execution.request_id is None:
+        return RuleViolation(
+            "not_a_deployment",
+            "Only a successful deployment of a request is flagged as a failed change (a failed one already counts).",
+            status_code=400,
+        )
+    return None
+
+
+def flag_failed_change(*, actor, execution: Execution, reason: str, ip_address: str | None = None) -> FailedChangeFlag:
+    """Record that a deployment was traced to an incident (a failed change, DORA's change failure rate).
+
+    Append-only: a flag is never withdrawn; each further incident traced to the deployment is one more
+    flag. The first sets ``failed_change_at`` on the request, which the metrics count once.
+    """
+    return _flag_failed_change(actor=actor, execution=execution, request=execution.request,
+                               environment=execution.environment, reason=reason, ip_address=ip_address)
+
+
+@records_refusals(Action.FLAG_FAILED_CHANGE)
+@transaction.atomic
+def _flag_failed_change(*, actor, execution: Execution, request, environment, reason: str,
+                        ip_address: str | None) -> FailedChangeFlag:
+    refusal = flag_refusal(user=actor, execution=execution)
+    if refusal is not None:
+        raise refusal
+    reason = (reason or "").strip()
+    if len(reason) < MIN_FLAG_REASON:
+        raise RuleViolation(
+            "reason_required", f"Say which incident: a reason of at least {MIN_FLAG_REASON} characters.",
+            status_code=400,
+        )
+    locked = _lock(request)
+    if locked.status != RequestStatus.DEPLOYED:
+        raise RuleViolation(
+            "not_a_deployment", f"The request is {locked.get_status_display().lower()}, not deployed.",
+            status_code=400,
+        )
+    flag = FailedChangeFlag.objects.create(
+        execution=execution, request=locked, flagged_by=actor, reason=reason, ip_address=ip_address)
+    if locked.failed_change_at is None:
+        locked.failed_change_at = flag.created_at
+        locked.save(update_fields=["failed_change_at", "updated_at"])
+    _event(locked, EventKind.FAILED_CHANGE, actor=actor, message=reason, data={"flag_id": flag.pk})
+    return flag
 
 
 # --- samples --------------------------------------------------------------------------------------

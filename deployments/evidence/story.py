@@ -30,6 +30,7 @@ from deployments.models import (
     DeploymentRequest,
     EmergencyReview,
     Execution,
+    FailedChangeFlag,
     Refusal,
     RequestEvent,
 )
@@ -150,6 +151,9 @@ def change_story(request: DeploymentRequest) -> dict[str, Any]:
         ).select_related("owner").prefetch_related("events__actor").order_by("detected_at", "id")
     )
     review = EmergencyReview.objects.filter(request=request).select_related("reviewer").first()
+    flags = list(
+        FailedChangeFlag.objects.filter(request=request).select_related("flagged_by").order_by("created_at", "id")
+    )
     snapshot = request.policy_snapshot or {}
     verdict = verdict_for(request, approvals)
     environment = request.environment
@@ -159,6 +163,7 @@ def change_story(request: DeploymentRequest) -> dict[str, Any]:
         RequestEvent._meta.label_lower: [e.pk for e in events],
         Refusal._meta.label_lower: [r.pk for r in refusals],
         EmergencyReview._meta.label_lower: [review.pk] if review else [],
+        FailedChangeFlag._meta.label_lower: [f.pk for f in flags],
     }
     return {
         "format": STORY_FORMAT,
@@ -235,6 +240,12 @@ def change_story(request: DeploymentRequest) -> dict[str, Any]:
                 "reviewer": review.reviewer.username, "outcome": review.outcome, "notes": review.notes,
                 "at": _iso(review.created_at), "on_time": review.on_time,
             },
+        },
+        "failed_change": {
+            "failed_change_at": _iso(request.failed_change_at),
+            "rolled_back_by": request.rolled_back_by_id,
+            "flags": [{"id": f.pk, "execution": f.execution_id, "by": _user(f.flagged_by), "reason": f.reason,
+                       "at": _iso(f.created_at), "ip_address": f.ip_address} for f in flags],
         },
         "refusals": [
             {"id": r.pk, "action": r.action, "code": r.code, "message": r.message, "by": _user(r.actor),

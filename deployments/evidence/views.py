@@ -26,10 +26,10 @@ from compliance.reports.models import ExportFormat
 from compliance.reports.registry import Filters
 from compliance.reports.services import record_export
 from deployments.evidence import exports, selectors, services
-from deployments.evidence.forms import EmergencyReviewForm, PeriodForm, SampleForm
+from deployments.evidence.forms import EmergencyReviewForm, FailedChangeForm, PeriodForm, SampleForm
 from deployments.evidence.story import change_story
 from deployments.gate import selectors as gate_selectors
-from deployments.models import EmergencyReview
+from deployments.models import EmergencyReview, Execution, FailedChangeFlag
 
 STORY_REPORT = "change-story"
 SAMPLE_REPORT = "evidence-sample"
@@ -187,4 +187,45 @@ def emergency_review(request, pk: int):
     return render(request, "evidence/emergency_review.html", {
         "req": req, "form": form, "error": error, "can_review": refusal is None, "review": review,
         "due": services.review_due_at(req),
+    }, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@login_required
+def failed_change(request, pk: int):
+    """Flag a deployment as a failed change (administrators and approvers of its environment); lists the
+    flags already recorded. ``?execution=<id>`` picks one of the request's executions (the admin's
+    action links here); by default the request's latest successful one."""
+    req = gate_selectors.request_for(user=request.user, pk=pk)
+    executions = Execution.objects.filter(request=req).select_related("environment")
+    chosen = request.GET.get("execution", "")
+    if chosen:
+        execution = executions.filter(pk=int(chosen) if chosen.isdigit() else 0).first()
+        if execution is None:
+            raise Http404("No such execution of this request.")
+    else:
+        execution = executions.filter(status="success").order_by("-started_at", "-id").first()
+    form = FailedChangeForm(request.POST or None)
+    refusal = services.flag_refusal(user=request.user, execution=execution) if execution else None
+    error, status = (refusal.message if refusal else ""), 200
+    if execution is None:
+        error = "This request has no successful deployment to flag."
+    if request.method == "POST":
+        if execution is None:
+            status = 400
+        elif form.is_valid():
+            try:
+                services.flag_failed_change(actor=request.user, execution=execution,
+                                            reason=form.cleaned_data["reason"], ip_address=_ip(request))
+            except RuleViolation as exc:
+                error, status = exc.message, exc.status_code
+            else:
+                messages.success(request, f"Deployment #{req.pk} flagged as a failed change.")
+                return redirect("deployments:request_detail", pk=req.pk)
+        else:
+            status = 400
+    flags = FailedChangeFlag.objects.filter(request=req).select_related("flagged_by")
+    return render(request, "evidence/failed_change.html", {
+        "req": req, "execution": execution, "form": form, "error": error, "flags": flags,
+        "can_flag": execution is not None and refusal is None,
     }, status=status)

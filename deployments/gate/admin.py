@@ -14,6 +14,7 @@ from guardian.admin import GuardedModelAdmin
 from compliance.audit.admin_base import ReadOnlyAdmin
 from compliance.errors import RuleViolation
 from compliance.people import access_changes, privileges
+from compliance.people.roles import administers
 from deployments.gate import services
 from deployments.models import (
     Approval,
@@ -379,3 +380,18 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "authorized", "environment__tier"]
     search_fields = ["sha", "external_id", "environment__name", "environment__service__name"]
     list_select_related = ["environment__service", "request__environment__service"]
+    actions = ["flag_failed_change"]
+
+    def has_flag_failed_change_permission(self, request) -> bool:
+        # Administrators here; approvers flag from the request page (the service checks either way).
+        return administers(request.user)
+
+    @admin.action(description="Flag as a failed change (an incident traced to it)…", permissions=["flag_failed_change"])
+    def flag_failed_change(self, request, queryset):
+        """Opens the flag page for one execution (the reason is asked there; the service checks who may)."""
+        chosen = list(queryset[:2])
+        if len(chosen) != 1 or chosen[0].request_id is None:
+            self.message_user(request, "Choose one execution of a deployment request to flag.", messages.ERROR)
+            return None
+        url = reverse("deployments:failed_change", args=[chosen[0].request_id])
+        return HttpResponseRedirect(f"{url}?execution={chosen[0].pk}")

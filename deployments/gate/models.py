@@ -289,6 +289,12 @@ class DeploymentRequest(models.Model):
     approval_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     superseded_by = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Change failure rate (docs/evidence.md, "Metrics"): kept on the row so the metrics stay one scan.
+    failed_change_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the deployment was first flagged as a failed change (an incident).")
+    rolled_back_by = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="The deployment that went back to an earlier version after this one (a rollback).")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -301,6 +307,8 @@ class DeploymentRequest(models.Model):
             models.Index(fields=["environment", "finished_at"], name="request_env_finished"),
             # Approval wait (metrics): requests approved in a period.
             models.Index(fields=["decided_at"], name="request_decided"),
+            # Rollback detection: was this sha deployed to the environment before?
+            models.Index(fields=["environment", "sha"], name="request_env_sha"),
         ]
         constraints = [
             models.CheckConstraint(

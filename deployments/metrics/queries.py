@@ -8,9 +8,12 @@ Definitions (docs/evidence.md, "Metrics"):
 - **lead time for changes**: from the change set's first commit (``first_commit_at``, taken from
   the change set the GitHub and GitLab integrations record) — or, when the portal does not know it, from the
   request — to deployed; median and 95th percentile;
-- **change failure rate**: failed deployments / all deployments;
-- **time to restore**: from a failed deployment that follows a success (the start of an outage) to
-  the environment's next successful deployment; median;
+- a *failed change* is a deployment that failed, was flagged as a failed change (an incident traced
+  to it: ``failed_change_at``) or was followed by a rollback (``rolled_back_by``, recorded when the
+  rollback succeeded); a *good* deployment is a success that is none of these;
+- **change failure rate**: failed changes / all deployments;
+- **time to restore**: from a failed change that follows a good deployment (the start of an outage)
+  to the environment's next good deployment; median;
 - **approval wait**: from the request to its approval (quorum reached), per environment, and from
   the request to each approver's decision, per approver; median and 95th percentile.
 
@@ -109,13 +112,20 @@ def _environments(ids: list[int]) -> dict[int, tuple[str, str, str]]:
 
 # --- PostgreSQL: one aggregate query per figure ---------------------------------------------------
 
+# A failed change: failed, flagged, or followed by a rollback (columns of the row: no join, no history
+# scan); a good deployment: a success that is none of these.
+
 _PG_DEPLOYMENTS = """
 SELECT environment_id,
        COUNT(*) FILTER (WHERE status = 'deployed'),
        COUNT(*) FILTER (WHERE status = 'failed'),
+       COUNT(*) FILTER (WHERE status = 'deployed' AND failed_change_at IS NOT NULL),
+       COUNT(*) FILTER (WHERE status = 'deployed' AND rolled_back_by_id IS NOT NULL),
+       COUNT(*) FILTER (WHERE status = 'failed' OR failed_change_at IS NOT NULL
+                              OR rolled_back_by_id IS NOT NULL),
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY lead_s) FILTER (WHERE status = 'deployed')
 FROM (
-    SELECT environment_id, status,
+    SELECT environment_id, status, failed_change_at, rolled_back_by_id,
            EXTRACT(EPOCH FROM finished_at - CASE WHEN first_commit_at <= finished_at
                THEN first_commit_at ELSE created_at END) AS lead_s
     FROM {table}
@@ -125,27 +135,31 @@ FROM (
 GROUP BY environment_id
 """
 
-# Time to restore: only failures are looked at (a few percent of the deployments), each with two
-# index lookups on request_env_finished (the deployment before it, the next success), never a sort
+# Time to restore: only failed changes are looked at (a few percent of the deployments), each with two
+# index lookups on request_env_finished (the deployment before it, the next good one), never a sort
 # of the whole period.
 _PG_RESTORES = """
 SELECT f.environment_id, COUNT(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM restored.at - f.finished_at))
 FROM {table} f
 LEFT JOIN LATERAL (
-    SELECT p.status FROM {table} p
+    SELECT (p.status = 'failed' OR p.failed_change_at IS NOT NULL OR p.rolled_back_by_id IS NOT NULL) AS bad
+    FROM {table} p
     WHERE p.environment_id = f.environment_id AND p.status IN ('deployed', 'failed')
       AND p.finished_at >= %(start)s AND p.finished_at < f.finished_at
-    ORDER BY p.finished_at DESC LIMIT 1
+    ORDER BY p.finished_at DESC, p.id DESC LIMIT 1
 ) AS previous ON TRUE
 JOIN LATERAL (
     SELECT s.finished_at AS at FROM {table} s
-    WHERE s.environment_id = f.environment_id AND s.status = 'deployed'
+    WHERE s.environment_id = f.environment_id
+      AND s.status = 'deployed' AND s.failed_change_at IS NULL AND s.rolled_back_by_id IS NULL
       AND s.finished_at > f.finished_at AND s.finished_at < %(end)s
     ORDER BY s.finished_at LIMIT 1
 ) AS restored ON TRUE
-WHERE f.status = 'failed' AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
-  AND f.environment_id = ANY(%(ids)s) AND COALESCE(previous.status, 'deployed') = 'deployed'
+WHERE (f.status = 'failed' OR f.failed_change_at IS NOT NULL OR f.rolled_back_by_id IS NOT NULL)
+  AND f.status IN ('deployed', 'failed')
+  AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
+  AND f.environment_id = ANY(%(ids)s) AND NOT COALESCE(previous.bad, FALSE)
 GROUP BY f.environment_id
 """
 
@@ -193,8 +207,8 @@ def _pair(values) -> tuple:
 def _deployments_pg(ids, period):
     params = {"start": period.start, "end": period.end, "ids": ids}
     restores = {env: (count, p50) for env, count, p50 in _pg(_PG_RESTORES, params)}
-    return {env: (ok, failed, *_pair(leads), *restores.get(env, (0, None)))
-            for env, ok, failed, leads in _pg(_PG_DEPLOYMENTS, params)}
+    return {env: (ok, failed, flagged, rolled_back, bad, *_pair(leads), *restores.get(env, (0, None)))
+            for env, ok, failed, flagged, rolled_back, bad, leads in _pg(_PG_DEPLOYMENTS, params)}
 
 
 def _env_wait_pg(ids, period):
@@ -219,24 +233,29 @@ def _deployments_py(ids, period):
         environment_id__in=ids, status__in=(RequestStatus.DEPLOYED, RequestStatus.FAILED),
         finished_at__gte=period.start, finished_at__lt=period.end,
     ).order_by("environment_id", "finished_at", "id")
-        .values_list("environment_id", "status", "finished_at", "created_at", "first_commit_at"))
+        .values_list("environment_id", "status", "finished_at", "created_at", "first_commit_at",
+                     "failed_change_at", "rolled_back_by_id"))
     by_env: dict[int, list] = defaultdict(list)
-    for row in rows.iterator(chunk_size=2000):
-        by_env[row[0]].append(row[1:])
+    for env_id, status, finished, created, first_commit, flagged_at, rolled_back_by in rows.iterator(chunk_size=2000):
+        flagged, rolled_back = flagged_at is not None, rolled_back_by is not None
+        bad = status == RequestStatus.FAILED or flagged or rolled_back
+        by_env[env_id].append((status, finished, created, first_commit, flagged, rolled_back, bad))
     out = {}
     for env_id, items in by_env.items():
         deployed = [(f - _lead_start(fc, c, f)).total_seconds()
-                    for s, f, c, fc in items if s == RequestStatus.DEPLOYED]
+                    for s, f, c, fc, *_ in items if s == RequestStatus.DEPLOYED]
         restores = []
-        for index, (status, finished, _c, _cs) in enumerate(items):
-            previous = items[index - 1][0] if index else RequestStatus.DEPLOYED
-            if status != RequestStatus.FAILED or previous != RequestStatus.DEPLOYED:
-                continue
-            following = next((f for s, f, _, _ in items[index + 1:] if s == RequestStatus.DEPLOYED), None)
+        for index, (_s, finished, _c, _fc, _fl, _rb, bad) in enumerate(items):
+            if not bad or (index and items[index - 1][-1]):
+                continue  # not a failed change, or the outage had already started
+            following = next((f for s, f, *_, b in items[index + 1:] if s == RequestStatus.DEPLOYED and not b), None)
             if following is not None:
                 restores.append((following - finished).total_seconds())
         failed = sum(1 for item in items if item[0] == RequestStatus.FAILED)
-        out[env_id] = (len(deployed), failed, percentile(deployed, 0.5), percentile(deployed, 0.95),
+        flagged = sum(1 for item in items if item[0] == RequestStatus.DEPLOYED and item[4])
+        rolled_back = sum(1 for item in items if item[0] == RequestStatus.DEPLOYED and item[5])
+        out[env_id] = (len(deployed), failed, flagged, rolled_back, sum(1 for item in items if item[-1]),
+                       percentile(deployed, 0.5), percentile(deployed, 0.95),
                        len(restores), percentile(restores, 0.5))
     return out
 
@@ -279,15 +298,17 @@ def dora_metrics(period: Period, *, environment_ids: Iterable[int] | None = None
     names = _environments([pk for pk in ids if pk in deployments or pk in waits])
     rows = []
     for env_id, (service_name, env_name, tier) in sorted(names.items(), key=lambda item: item[1]):
-        ok, failed, lead50, lead95, restores, restore50 = deployments.get(env_id, (0, 0, None, None, 0, None))
+        ok, failed, flagged, rolled_back, bad, lead50, lead95, restores, restore50 = deployments.get(
+            env_id, (0, 0, 0, 0, 0, None, None, 0, None))
         approved, wait50, wait95 = waits.get(env_id, (0, None, None))
         total = ok + failed
         rows.append({
             "service": service_name, "environment": env_name, "tier": tier,
             "deployments": ok, "failed_deployments": failed,
+            "flagged_deployments": flagged, "rolled_back_deployments": rolled_back, "failed_changes": bad,
             "deployment_frequency_per_day": round(ok / period.days, 3),
             "lead_time_p50_hours": _hours(lead50), "lead_time_p95_hours": _hours(lead95),
-            "change_failure_rate": round(failed / total, 4) if total else None,
+            "change_failure_rate": round(bad / total, 4) if total else None,
             "restores": restores, "time_to_restore_p50_hours": _hours(restore50),
             "approved_requests": approved,
             "approval_wait_p50_hours": _hours(wait50), "approval_wait_p95_hours": _hours(wait95),

@@ -15,7 +15,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from compliance.errors import RuleViolation
-from compliance.people.roles import Role, has_role
+from compliance.people.roles import Role, administers, has_role
 from deployments.choices import Decision, RequestStatus
 from deployments.gate import eligibility, permissions, policy, selectors, services
 from deployments.web import step_up
@@ -232,6 +232,9 @@ def _render_request(request, req, *, status: int = 200, error: str = "", form=No
         "extra_reason": "" if req.status_reason in (" ".join(verdict.reasons), *verdict.reasons) else req.status_reason,
         **_decision_state(request.user, req),
         **step_up.context(request, req),
+        "flags": req.failed_change_flags.select_related("flagged_by"),
+        "may_flag_failed_change": req.status == RequestStatus.DEPLOYED and (
+            administers(request.user) or permissions.can_act(request.user, permissions.APPROVE, req.environment)),
     }
     if not context["show_form"]:
         # Decided, or not for this person to decide: one click on to the next request waiting for them.

@@ -46,7 +46,7 @@ def test_demo_data_has_every_state_and_loads_twice_without_change(capsys, client
 
 def _demo_evidence_checks():
     """What the demo shows of issue 17: tickets on production, an emergency change awaiting review,
-    and metrics with a failure and a restore."""
+    and metrics with a failure and a restore, and a rollback."""
     from deployments.evidence import services as evidence
     from deployments.metrics.queries import Period, dora_metrics
 
@@ -58,3 +58,5 @@ def _demo_evidence_checks():
     rows = {(r["service"], r["environment"]): r for r in dora_metrics(Period.last_days(1))}
     web = rows[("web-frontend", "production")]
     assert web["failed_deployments"] == 1 and web["restores"] == 1 and web["change_failure_rate"] == 0.5
+    staging = rows[("payments-api", "staging")]
+    assert staging["rolled_back_deployments"] == 1 and staging["failed_changes"] == 1 and staging["restores"] == 1

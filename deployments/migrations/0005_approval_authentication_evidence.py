@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0004_ticket_impact_rollback_and_emergency_review'),
+        ('deployments', '0004_change_record_and_after_the_fact_review'),
     ]
 
     operations = [

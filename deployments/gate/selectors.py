@@ -41,13 +41,7 @@ def requests_awaiting(*, user, statuses=(RequestStatus.AWAITING_APPROVAL,)) -> Q
     standing = eligibility.standing_of(user, now=now, with_freezes=True)
     if standing.gate_refusal is not None or not standing.approve_environment_ids:
         return DeploymentRequest.objects.none()
-    candidates = (
-        DeploymentRequest.objects.filter(
-            environment_id__in=standing.approve_environment_ids, status__in=list(statuses), expires_at__gt=now
-        )
-        .exclude(requester=user)
-        .exclude(approvals__approver=user)
-    )
+    candidates = _candidates(user, standing, statuses, now)
     refused = [
         row.pk
         for row in candidates.select_related("environment", "requester").prefetch_related(_APPROVALS)
@@ -60,6 +54,44 @@ def requests_awaiting(*, user, statuses=(RequestStatus.AWAITING_APPROVAL,)) -> Q
         .prefetch_related(_APPROVALS)
         .order_by("created_at", "id")
     )
+
+
+def _candidates(user, standing, statuses, now) -> QuerySet[DeploymentRequest]:
+    """Open requests in environments ``user`` approves, not their own and not yet decided by them."""
+    return (
+        DeploymentRequest.objects.filter(
+            environment_id__in=standing.approve_environment_ids, status__in=list(statuses), expires_at__gt=now
+        )
+        .exclude(requester=user)
+        .exclude(approvals__approver=user)
+    )
+
+
+def next_request_awaiting(*, user, exclude_pk: int) -> DeploymentRequest | None:
+    """The oldest request (other than ``exclude_pk``) awaiting ``user``'s decision — the queue's first
+    row, found without judging the whole queue: candidates are asked of ``eligibility`` in order, a
+    few at a time, until one may be decided."""
+    now = timezone.now()
+    standing = eligibility.standing_of(user, now=now, with_freezes=True)
+    if standing.gate_refusal is not None or not standing.approve_environment_ids:
+        return None
+    candidates = (
+        _candidates(user, standing, (RequestStatus.AWAITING_APPROVAL,), now)
+        .exclude(pk=exclude_pk)
+        .select_related("environment__service", "requester")
+        .prefetch_related(_APPROVALS)
+        .order_by("created_at", "id")
+    )
+    start, batch = 0, 10
+    while True:
+        rows = list(candidates[start:start + batch])
+        for row in rows:
+            if eligibility.may_decide(user=user, request=row, now=now, approvals=row.approvals.all(),
+                                      standing=standing, checks_pending_ok=True):
+                return row
+        if len(rows) < batch:
+            return None
+        start += batch
 
 
 def requests_not_yours_to_decide(*, user, limit: int = 50) -> list[tuple[DeploymentRequest, str]]:

@@ -252,8 +252,7 @@ def _next_in_queue(user, after: int):
     """The oldest other request waiting for this approver's decision (offered after a decision)."""
     if not has_role(user, Role.APPROVER):
         return None
-    queue = selectors.approver_queue(user=user, filters=selectors.ListFilters.from_query({}))
-    return queue.exclude(pk=after).order_by("created_at").first()
+    return selectors.next_request_awaiting(user=user, exclude_pk=after)
 
 
 @require_POST

@@ -145,3 +145,27 @@ def test_a_suspended_approver_sees_why_they_may_not_decide(client, authored_by_c
     suspend_user(actor=None, user=dave, reason="Investigation of an incident")
     apart, _ = not_yours(client, dave)
     assert "suspended" in apart[authored_by_carol.pk].lower()
+
+
+# --- "next in your queue" after a decision: the queue's own first row ------------------------------
+
+
+def test_the_next_request_offered_is_the_queues_first_one_the_person_may_decide(client, guarded, rita, carol):
+    from deployments.gate import selectors
+
+    other = factories.make_environment(name="other", exclude_change_authors=True)
+    factories.grant(rita, "request", other)
+    factories.grant(carol, "approve", other)
+    authored = services.submit_request(actor=rita, environment=guarded, sha=factories.sha("a"), ref="main",
+                                       change_authors=["Carol"])  # the oldest, but carol may not decide it
+    first = services.submit_request(actor=rita, environment=other, sha=factories.sha("b"), ref="main")
+    newest = factories.make_environment(name="newest")
+    factories.grant(rita, "request", newest)
+    factories.grant(carol, "approve", newest)
+    later = services.submit_request(actor=rita, environment=newest, sha=factories.sha("c"), ref="main")
+    assert authored.pk not in queue_ids(client, carol)
+    assert queue_ids(client, carol) == [first.pk, later.pk]
+    assert selectors.next_request_awaiting(user=carol, exclude_pk=authored.pk) == first
+    assert selectors.next_request_awaiting(user=carol, exclude_pk=first.pk) == later
+    factories.approve(later, carol)
+    assert selectors.next_request_awaiting(user=carol, exclude_pk=first.pk) is None

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.errors import RuleViolation
+from portal.client import client_ip
 
 from . import registry
 from .access import can_be_scoped, can_read_reports, credential_scope, scoped_report
@@ -75,7 +76,7 @@ FILTER_PARAMETERS = [
 def _refuse(request, policy, violation: RuleViolation):
     if policy is not None:
         policy.record_refusal(actor=request.user, violation=violation,
-                              ip_address=request.META.get("REMOTE_ADDR") or None)
+                              ip_address=client_ip(request))
     raise violation
 
 
@@ -163,6 +164,6 @@ class ReportExportApi(APIView):
             raise ValidationError(form.errors)
         record_export(
             actor=request.user, report=report.slug, fmt=fmt, filters=filters, channel="api",
-            ip_address=request.META.get("REMOTE_ADDR") or None,
+            ip_address=client_ip(request),
         )
         return export_response(report, filters, fmt, user=request.user)

@@ -17,6 +17,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from portal.client import client_ip
+
 from . import exporters, registry
 from .access import can_read_reports
 from .forms import ReportFilterForm, filters_from_query
@@ -99,9 +101,6 @@ def bundle_response(filters: Filters, *, user) -> HttpResponse:
     return _attachment(response, filename("evidence-bundle", filters, "zip"))
 
 
-def _ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
 
 @reports_reader
 def index(request):
@@ -122,7 +121,7 @@ def detail(request, slug: str):
     if filters is None:
         return render(request, "reports/detail.html", {"report": report, "form": form, "rows": None}, status=400)
     record_export(
-        actor=request.user, report=report.slug, fmt=ExportFormat.HTML, filters=filters, ip_address=_ip(request)
+        actor=request.user, report=report.slug, fmt=ExportFormat.HTML, filters=filters, ip_address=client_ip(request)
     )
     keys = report.keys
     fetched = list(islice(report.iter_rows(filters), PREVIEW_ROWS + 1))
@@ -151,7 +150,7 @@ def export(request, slug: str, fmt: str):
     filters, form = filters_from_query(request.GET)
     if filters is None:
         return HttpResponseBadRequest(form.errors.as_text(), content_type="text/plain; charset=utf-8")
-    record_export(actor=request.user, report=report.slug, fmt=fmt, filters=filters, ip_address=_ip(request))
+    record_export(actor=request.user, report=report.slug, fmt=fmt, filters=filters, ip_address=client_ip(request))
     return export_response(report, filters, fmt, user=request.user)
 
 
@@ -160,5 +159,6 @@ def bundle(request):
     filters, form = filters_from_query(request.GET)
     if filters is None:
         return HttpResponseBadRequest(form.errors.as_text(), content_type="text/plain; charset=utf-8")
-    record_export(actor=request.user, report="bundle", fmt=ExportFormat.ZIP, filters=filters, ip_address=_ip(request))
+    record_export(actor=request.user, report="bundle", fmt=ExportFormat.ZIP, filters=filters,
+                  ip_address=client_ip(request))
     return bundle_response(filters, user=request.user)

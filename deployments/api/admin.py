@@ -14,6 +14,7 @@ from deployments.choices import Action, TokenAction
 from deployments.gate.services import record_refusal
 from deployments.models import ApiToken
 from deployments.web.tokens import scope_text
+from portal.client import client_ip
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -113,7 +114,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             environments=form.cleaned_data["environments"],
             actions=form.cleaned_data["actions_allowed"],
             expires_at=form.cleaned_data["expires_at"],
-            ip_address=request.META.get("REMOTE_ADDR") or None,
+            ip_address=client_ip(request),
         )
         obj.pk = token.pk
         request._new_api_token = (token, clear)
@@ -133,7 +134,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             try:
                 tokens.revoke_api_token(actor=request.user, token=token,
-                                        ip_address=request.META.get("REMOTE_ADDR") or None)
+                                        ip_address=client_ip(request))
                 done += 1
             except RuleViolation as exc:
                 self.message_user(request, f"Token {token.prefix}: {exc.message}", messages.ERROR)

@@ -36,14 +36,12 @@ from deployments.models import (
     Environment,
     Service,
 )
+from portal.client import client_ip
 
 
 def token_of(request) -> ApiToken | None:
     return request.auth if isinstance(request.auth, ApiToken) else None
 
-
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 class TokenAllows(permissions.BasePermission):

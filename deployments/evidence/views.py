@@ -30,14 +30,12 @@ from deployments.evidence.forms import EmergencyReviewForm, FailedChangeForm, Pe
 from deployments.evidence.story import change_story
 from deployments.gate import selectors as gate_selectors
 from deployments.models import EmergencyReview, Execution, FailedChangeFlag
+from portal.client import client_ip
 
 STORY_REPORT = "change-story"
 SAMPLE_REPORT = "evidence-sample"
 LIST_LIMIT = 500
 
-
-def _ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _require_overseer(user) -> None:
@@ -62,7 +60,7 @@ def story(request, pk: int, fmt: str = "html"):
     _require_overseer(request.user)
     data = change_story(req)
     record_export(actor=request.user, report=STORY_REPORT, fmt=fmt if fmt != "html" else ExportFormat.HTML,
-                  filters=Filters(), ip_address=_ip(request))
+                  filters=Filters(), ip_address=client_ip(request))
     if fmt == "json":
         response = HttpResponse(exports.story_json(data), content_type="application/json")
         return _attachment(response, f"change-{req.pk}.json")
@@ -106,7 +104,7 @@ def samples(request):
                 sample = services.draw_sample(
                     actor=request.user, date_from=data["date_from"], date_to=data["date_to"], size=data["size"],
                     service=data["service"], environment=data["environment"],
-                    emergency_only=data["emergency_only"], seed=data["seed"] or None, ip_address=_ip(request),
+                    emergency_only=data["emergency_only"], seed=data["seed"] or None, ip_address=client_ip(request),
                 )
             except RuleViolation as exc:
                 error, status = exc.message, exc.status_code
@@ -138,7 +136,7 @@ def sample_bundle(request, pk: int):
     sample = get_object_or_404(selectors.samples(user=request.user), pk=pk)
     record_export(actor=request.user, report=SAMPLE_REPORT, fmt=ExportFormat.ZIP,
                   filters=Filters(sample.date_from, sample.date_to, sample.service, sample.environment),
-                  ip_address=_ip(request))
+                  ip_address=client_ip(request))
     target = tempfile.TemporaryFile(prefix="portal-sample-")  # noqa: SIM115  (closed by FileResponse)
     exports.write_sample_bundle(target, sample=sample, generated_by=request.user.get_username())
     target.seek(0)
@@ -174,7 +172,7 @@ def emergency_review(request, pk: int):
             try:
                 services.review_emergency_change(
                     actor=request.user, request=req, outcome=form.cleaned_data["outcome"],
-                    notes=form.cleaned_data["notes"], ip_address=_ip(request),
+                    notes=form.cleaned_data["notes"], ip_address=client_ip(request),
                 )
             except RuleViolation as exc:
                 error, status = exc.message, exc.status_code
@@ -216,7 +214,7 @@ def failed_change(request, pk: int):
         elif form.is_valid():
             try:
                 services.flag_failed_change(actor=request.user, execution=execution,
-                                            reason=form.cleaned_data["reason"], ip_address=_ip(request))
+                                            reason=form.cleaned_data["reason"], ip_address=client_ip(request))
             except RuleViolation as exc:
                 error, status = exc.message, exc.status_code
             else:

@@ -22,12 +22,10 @@ from deployments.gate import permissions, selectors, services
 from deployments.gate.policy import PolicyRules
 from deployments.notifications.models import NotificationKind
 from deployments.web.forms import NewRequestForm
+from portal.client import client_ip
 
 CHANGE_RECORD_FIELDS = ("ticket", "risk_level", "impact", "rollback_plan")
 
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @require_http_methods(["GET", "POST"])
@@ -58,7 +56,7 @@ def new_request(request):
                     risk_level=data["risk_level"],
                     impact=data["impact"],
                     rollback_plan=data["rollback_plan"],
-                    ip_address=_client_ip(request),
+                    ip_address=client_ip(request),
                 )
             except RuleViolation as exc:  # recorded as a refusal by the service
                 error, status = exc.message, exc.status_code
@@ -81,7 +79,7 @@ def cancel(request, pk: int):
             actor=request.user,
             request=req,
             reason=request.POST.get("reason", "")[:2000],
-            ip_address=_client_ip(request),
+            ip_address=client_ip(request),
         )
     except RuleViolation as exc:
         messages.error(request, exc.message)

@@ -26,6 +26,7 @@ from deployments.api import tokens
 from deployments.choices import TokenAction
 from deployments.gate import permissions
 from deployments.models import ApiToken, Environment, Service
+from portal.client import client_ip
 
 EXPIRY_CHOICES = [("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year"),
                   ("never", "Never")]
@@ -131,7 +132,7 @@ def create_token(request):
             services=form.cleaned_data["services"],
             environments=form.cleaned_data["environments"],
             expires_at=form.expires_at(),
-            ip_address=request.META.get("REMOTE_ADDR") or None,
+            ip_address=client_ip(request),
         )
     except RuleViolation as exc:
         messages.error(request, exc.message)
@@ -149,7 +150,7 @@ def revoke_token(request, pk: int):
     if token is None:
         raise Http404("No such token.")
     try:
-        tokens.revoke_api_token(actor=request.user, token=token, ip_address=request.META.get("REMOTE_ADDR") or None)
+        tokens.revoke_api_token(actor=request.user, token=token, ip_address=client_ip(request))
     except RuleViolation as exc:
         messages.error(request, exc.message)
     else:

@@ -21,6 +21,7 @@ from deployments.gate import eligibility, permissions, policy, selectors, servic
 from deployments.web import step_up
 from deployments.web.forms import DecisionForm
 from deployments.web.requests import next_steps
+from portal.client import client_ip
 
 PAGE_SIZE = 25
 QUEUE_STATUS_CHOICES = [
@@ -29,9 +30,6 @@ QUEUE_STATUS_CHOICES = [
     ("open", "All open"),
 ]
 
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _with_progress(requests) -> list:
@@ -271,7 +269,7 @@ def decide(request, pk: int):
     service = services.approve_request if decision == Decision.APPROVE else services.reject_request
     try:
         service(actor=request.user, request=req, comment=form.cleaned_data["comment"], checklist=form.answers(),
-                ip_address=_client_ip(request), policy_acknowledged=True,
+                ip_address=client_ip(request), policy_acknowledged=True,
                 authentication=step_up.authentication_of(request))
     except RuleViolation as exc:
         if exc.code == "reauthentication_required":  # the policy's step-up window (deployments/web/step_up.py)

@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from deployments.integrations.webhooks import receiving
+from portal.client import client_ip
 
 from .models import GitHubWebhookDelivery, GitHubWebhookRejection
 from .tasks import enqueue_delivery
@@ -102,7 +103,7 @@ def _reject(
     record_rejection(
         reason=reason,
         status=status,
-        remote_addr=receiving.client_ip(request),
+        remote_addr=client_ip(request),
         delivery_id=delivery_id,
         event=event,
         user_agent=request.headers.get("User-Agent", ""),
@@ -114,7 +115,7 @@ def _reject(
         reason=reason,
         status=status,
         message=message,
-        names=f"delivery {delivery_id[:100] or '-'}, event {event[:64] or '-'}, from {receiving.client_ip(request)}",
+        names=f"delivery {delivery_id[:100] or '-'}, event {event[:64] or '-'}, from {client_ip(request)}",
     )
 
 

@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from deployments.integrations.webhooks import receiving
+from portal.client import client_ip
 
 from .models import GitLabWebhookDelivery, GitLabWebhookRejection
 from .tasks import enqueue_delivery
@@ -53,7 +54,7 @@ def record_rejection(
         GitLabWebhookRejection,
         interval_seconds=settings.GITLAB_WEBHOOK_REJECTION_INTERVAL_SECONDS,
         keep=settings.GITLAB_WEBHOOK_REJECTIONS_KEEP,
-        remote_addr=receiving.client_ip(request),
+        remote_addr=client_ip(request),
         reason=reason[:64],
         event_uuid=request.headers.get("X-Gitlab-Event-UUID", "")[:100],
         event=request.headers.get("X-Gitlab-Event", "")[:64],
@@ -73,7 +74,7 @@ def _reject(
         status=status,
         message=message,
         names=f"event {request.headers.get('X-Gitlab-Event', '-')[:64]}, "
-        f"uuid {request.headers.get('X-Gitlab-Event-UUID', '-')[:100]}, from {receiving.client_ip(request)}",
+        f"uuid {request.headers.get('X-Gitlab-Event-UUID', '-')[:100]}, from {client_ip(request)}",
     )
 
 

@@ -54,9 +54,6 @@ def kept_headers(request: HttpRequest, names: Iterable[str]) -> dict[str, str]:
     return {name: request.headers[name][:500] for name in names if name in request.headers}
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
 
 def record_rejection(
     model: type[RefusedWebhook], *, interval_seconds: int, keep: int, remote_addr: str | None, **fields

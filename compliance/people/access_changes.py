@@ -164,6 +164,14 @@ def _refuse(*, actor, grant: Grant, code: str, message: str, status_code: int = 
                       status_code=status_code)
 
 
+def _refuse_self_involvement(*, actor, grant: Grant, yourself: str, member_of) -> None:
+    """Nobody requests or decides a grant to themselves or to a group they belong to."""
+    if grant.subject is not None and grant.subject.pk == actor.pk:
+        _refuse(actor=actor, grant=grant, code="self_privilege_change", message=yourself)
+    if grant.group is not None and actor.groups.filter(pk=grant.group.pk).exists():
+        _refuse(actor=actor, grant=grant, code="self_privilege_change", message=member_of(grant.group.name))
+
+
 def _pending_url() -> str:
     return absolute_url("compliance:access_changes")
 
@@ -186,12 +194,11 @@ def request_access_change(
         if not administers(actor):
             _refuse(actor=actor, grant=grant, code="not_permitted",
                     message="Only administrators request access changes.")
-        if grant.subject is not None and grant.subject.pk == actor.pk:
-            _refuse(actor=actor, grant=grant, code="self_privilege_change",
-                    message=f"You cannot grant yourself {grant.privilege}. Another administrator has to request it.")
-        if grant.group is not None and actor.groups.filter(pk=grant.group.pk).exists():
-            _refuse(actor=actor, grant=grant, code="self_privilege_change",
-                    message=f"You belong to {grant.group.name}: you cannot grant it {grant.privilege}.")
+        _refuse_self_involvement(
+            actor=actor, grant=grant,
+            yourself=f"You cannot grant yourself {grant.privilege}. Another administrator has to request it.",
+            member_of=lambda group: f"You belong to {group}: you cannot grant it {grant.privilege}.",
+        )
         if grant.superuser_only and not actor.is_superuser:
             _refuse(actor=actor, grant=grant, code="superuser_only",
                     message=f"Only a superuser may grant {grant.privilege}.")
@@ -241,12 +248,11 @@ def _check_decider(*, actor, change: AccessChange, grant: Grant) -> None:
     if change.requested_by_id is not None and change.requested_by_id == actor.pk:
         _refuse(actor=actor, grant=grant, code="own_access_change",
                 message="You requested this access change: a second administrator has to decide it.")
-    if grant.subject is not None and grant.subject.pk == actor.pk:
-        _refuse(actor=actor, grant=grant, code="self_privilege_change",
-                message=f"This change grants you {grant.privilege}: another administrator has to decide it.")
-    if grant.group is not None and actor.groups.filter(pk=grant.group.pk).exists():
-        _refuse(actor=actor, grant=grant, code="self_privilege_change",
-                message=f"You belong to {grant.group.name}: another administrator has to decide this change.")
+    _refuse_self_involvement(
+        actor=actor, grant=grant,
+        yourself=f"This change grants you {grant.privilege}: another administrator has to decide it.",
+        member_of=lambda group: f"You belong to {group}: another administrator has to decide this change.",
+    )
     if grant.superuser_only and not actor.is_superuser:
         _refuse(actor=actor, grant=grant, code="superuser_only",
                 message=f"Only a superuser may approve or reject a grant of {grant.privilege}.")
